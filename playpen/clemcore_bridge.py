@@ -1,0 +1,67 @@
+"""The one place where playpen changes clemcore's behaviour: plugin backends.
+
+clemcore finds backends only as ``*_api.py`` files (packaged, or in the working directory).
+Backends contributed through the ``playpen_register_backends`` hook are added to
+``BackendRegistry.from_packaged_and_cwd_files`` (so every clemcore code path that builds the
+registry sees them) and resolved by ``BackendRegistry.get_backend_for``. The patch lives for
+the current process, is applied once, and falls through to clemcore for every other backend.
+Tested against clemcore 3.7.x (see pyproject).
+"""
+from __future__ import annotations
+
+import importlib
+
+from playpen.errors import PlaypenError
+
+LOOKUP_SOURCE = "playpen-plugin"
+_installed: dict[str, str] = {}
+
+
+def plugin_backends() -> dict[str, str]:
+    """``{backend_name: "module:Class"}`` from all plugins (nothing is imported)."""
+    from playpen.plugins import pm
+
+    backends: dict[str, str] = {}
+    for contribution in pm.hook.playpen_register_backends():
+        for name, target in (contribution or {}).items():
+            if name in backends and backends[name] != target:
+                raise PlaypenError(f"backend '{name}' is registered by two plugins "
+                                   f"({backends[name]} and {target}); uninstall one")
+            backends[name] = target
+    return backends
+
+
+def _load_backend_class(target: str):
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def install_plugin_backends() -> dict[str, str]:
+    """Make plugin backends visible to clemcore's BackendRegistry in this process."""
+    from clemcore.backends import backend_registry as cbr
+
+    backends = plugin_backends()
+    if not _installed:
+        original_from = cbr.BackendRegistry.from_packaged_and_cwd_files.__func__
+        original_get = cbr.BackendRegistry.get_backend_for
+
+        def from_packaged_and_cwd_files(cls):
+            registry = original_from(cls)
+            known = {entry["backend"] for entry in registry}
+            for name, target in _installed.items():
+                if name not in known:  # a *_api.py file in the cwd still wins, as in clemcore
+                    registry._backends_files.append({"backend": name, "file_name": target,
+                                                     "file_path": target, "lookup_source": LOOKUP_SOURCE})
+            return registry
+
+        def get_backend_for(self, backend_selector):
+            if backend_selector in _installed:
+                entry = self.get_first_file_matching(backend_selector)
+                if entry["lookup_source"] == LOOKUP_SOURCE:
+                    return _load_backend_class(entry["file_path"])()
+            return original_get(self, backend_selector)
+
+        cbr.BackendRegistry.from_packaged_and_cwd_files = classmethod(from_packaged_and_cwd_files)
+        cbr.BackendRegistry.get_backend_for = get_backend_for
+    _installed.update(backends)
+    return dict(_installed)

@@ -1,0 +1,202 @@
+"""The ``playpen`` command line. Heavy libraries are imported inside the handlers only:
+``playpen --help`` and ``playpen list learners`` must stay instant."""
+from __future__ import annotations
+
+import argparse
+
+import sys
+import textwrap
+from pathlib import Path
+
+from playpen.errors import PlaypenError
+
+
+# ----------------------------------------------------------------------------- list
+
+def list_learners(args) -> None:
+    from playpen.learners import installed_learners
+
+    table = installed_learners()
+    print(f"{len(table)} learner(s) installed (use: playpen learn -l NAME -m MODEL):")
+    for name, info in table.items():
+        origin = f"{info.distribution} {info.version}" if info.distribution else "plugin hook"
+        print(f"  {name:<16} {info.summary()}  [{origin}]")
+        if args.verbose:
+            print(f"  {'':<16} {info.target}")
+
+
+def list_plugins(args) -> None:
+    from playpen.plugins import plugin_table
+
+    rows = plugin_table()
+    print(f"{len(rows)} plugin(s):")
+    for row in rows:
+        origin = f"{row['distribution']} {row['version']}" if row["distribution"] else "registered in code"
+        print(f"  {row['name']}  [{origin}]")
+        print(f"      hooks: {', '.join(row['hooks']) or '-'}")
+
+
+def list_models(args) -> None:
+    from clemcore.backends import ModelRegistry
+
+    registry = ModelRegistry.from_packaged_and_cwd_files()
+    specs = list(registry)
+    print(f"{len(specs)} registered model(s) (./model_registry.json first, then clemcore's):")
+    for spec in specs:
+        print(f"  {spec['model_name']} -> {spec['backend']} ({spec['lookup_source']})")
+        if args.verbose:
+            print(textwrap.indent(spec.to_string(), "      "))
+
+
+def list_games(args) -> None:
+    from clemcore.clemgame import GameRegistry, GameSpec
+
+    registry = GameRegistry.from_directories_and_cwd_files()
+    selector = args.selector if args.selector == "all" else GameSpec.from_string(args.selector)
+    specs = registry.get_game_specs_that_unify_with(selector, verbose=False) if len(registry) else []
+    if not specs:
+        print("No clemgames found. Point ./game_registry.json at a clembench checkout, e.g. "
+              "[{\"benchmark_path\": \"path/to/clembench\"}]")
+        return
+    print(f"{len(specs)} game(s):")
+    for spec in specs:
+        print(f"  {spec['game_name']}: {spec.get('description', '')}")
+
+
+def list_backends(args) -> None:
+    from clemcore.backends import BackendRegistry
+
+    from playpen.clemcore_bridge import install_plugin_backends
+
+    install_plugin_backends()
+    registry = BackendRegistry.from_packaged_and_cwd_files()
+    print(f"{len(registry)} backend(s):")
+    for entry in sorted(registry, key=lambda e: e["backend"]):
+        print(f"  {entry['backend']} ({entry['lookup_source']})")
+        if args.verbose:
+            print(f"      {entry['file_path']}")
+
+
+LISTERS = {"learners": list_learners, "models": list_models, "games": list_games,
+           "backends": list_backends, "plugins": list_plugins}
+
+
+def run_list(args) -> None:
+    LISTERS[args.mode](args)
+
+
+# ----------------------------------------------------------------------------- learn
+
+def run_learn(args) -> None:
+    from playpen.learning import learn_from_cli
+
+    learn_from_cli(args)
+
+
+# ----------------------------------------------------------------------------- run
+
+def run_trainer_file(args) -> None:
+    from playpen.trainer_file import run_trainer_file as run_file
+
+    run_file(args.file_path, args.learner, args.teacher, args.temperature, args.max_tokens)
+
+
+# ----------------------------------------------------------------------------- eval
+
+def run_eval(args) -> None:
+    from playpen.evaluation import evaluate_from_cli
+
+    evaluate_from_cli(args)
+
+
+# ----------------------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    from playpen.plugins import pm
+
+    parser = argparse.ArgumentParser(
+        prog="playpen",
+        description="Tune chat models to play clembench games: learn (QLoRA SFT/DPO and plugin "
+                    "learners), register, evaluate with clemscore.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list learners, models, games, backends or plugins")
+    p.add_argument("mode", choices=sorted(LISTERS), nargs="?", default="games")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-s", "--selector", default="all", help="game selector for 'list games'")
+    p.set_defaults(handler=run_list)
+
+    p = sub.add_parser(
+        "learn", add_help=False, help="train a model with a learner (playpen learn -l NAME -h for its options)",
+        usage="playpen learn -l LEARNER -m MODEL [-c CONFIG.yaml] [--name NAME] [--resume] "
+              "[--overwrite] [--<field> VALUE ...]")
+    p.add_argument("-h", "--help", action="store_true", help="show the learner's options")
+    p.add_argument("-l", "--learner", help="learner name (playpen list learners)")
+    p.add_argument("-m", "--model", help="model name from the model registry (playpen list models)")
+    p.add_argument("-c", "--config", type=Path, help="YAML file with learner config fields")
+    p.add_argument("--name", help="registry name of the result (default: <model>-<learner>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow replacing a different earlier run in output_dir")
+    p.set_defaults(handler=run_learn)
+
+    p = sub.add_parser("run", help="run an upstream-style trainer file (BasePlayPen subclass)")
+    p.add_argument("file_path", help="the trainer file")
+    p.add_argument("-l", "--learner", required=True, help="the learner model (playpen list models)")
+    p.add_argument("-t", "--teacher", default=None, help="optional partner model")
+    p.add_argument("-T", "--temperature", type=float, default=0.0, help="sampling temperature. Default: 0.0")
+    p.add_argument("-L", "--max_tokens", type=int, default=300, help="max tokens per turn. Default: 300")
+    p.set_defaults(handler=run_trainer_file)
+
+    p = sub.add_parser("eval", help="play clembench games with a model and compute clemscore/statscore")
+    p.add_argument("model", help="model name (playpen list models)")
+    p.add_argument("--suite", choices=["clem", "static", "all"], default="all",
+                   help="clem: games of benchmark 2.0; static: benchmark static_1.0. Default: all")
+    p.add_argument("-g", "--game", default=None,
+                   help="game name or GameSpec JSON; overrides --suite's selection")
+    p.add_argument("-e", "--experiment", default=None, help="only this experiment")
+    p.add_argument("-i", "--instances", default=None, help="instances file name (without .json)")
+    p.add_argument("-r", "--results_dir", default=None, help="Default: playpen-eval/<timestamp>")
+    p.add_argument("--skip_gameplay", action="store_true", help="only score what is in results_dir")
+    p.add_argument("-T", "--temperature", type=float, default=0.0, help="Default: 0.0")
+    p.add_argument("-L", "--max_tokens", type=int, default=300, help="Default: 300")
+    p.add_argument("-b", "--batch_size", type=int, default=None,
+                   help="episodes generated in one batch (local HF models). Default: see README")
+    p.add_argument("--baseline", default=None, help="also evaluate this model and compare")
+    p.set_defaults(handler=run_eval)
+
+    pm.hook.playpen_register_commands(subparsers=sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("playpen-tune")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args, rest = parser.parse_known_args(argv)
+        args.learner_options = rest
+        args.argv = ["playpen", *argv]
+        if args.command_name != "learn" and rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if getattr(args, "handler", None) is None:
+            parser.print_help()
+            return
+        args.handler(args)
+    except PlaypenError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+

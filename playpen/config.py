@@ -1,0 +1,191 @@
+"""Learner configs: dataclass fields filled from YAML, then from ``--<field> VALUE`` options.
+
+This mirrors TRL's HfArgumentParser: the dataclass is the single source of knobs, the YAML
+file and the command line map onto the same field names, and the command line wins.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from playpen.errors import PlaypenError
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def config_fields(config_class: type) -> dict[str, dataclasses.Field]:
+    """The dataclass fields of a learner config, by name."""
+    return {f.name: f for f in dataclasses.fields(config_class)}
+
+
+def field_type(config_class: type, name: str) -> Any:
+    """The resolved type annotation of one field (string annotations evaluated)."""
+    return typing.get_type_hints(config_class)[name]
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def is_list_field(config_class: type, name: str) -> bool:
+    """Whether a field holds a list (repeatable on the command line)."""
+    tp, _ = _unwrap_optional(field_type(config_class, name))
+    return typing.get_origin(tp) is list
+
+
+def is_bool_field(config_class: type, name: str) -> bool:
+    """Whether a field is a bool (``--field`` alone means true)."""
+    tp, _ = _unwrap_optional(field_type(config_class, name))
+    return tp is bool
+
+
+def coerce(config_class: type, name: str, value: Any) -> Any:
+    """Convert ``value`` (from YAML or a CLI string) to the field's declared type."""
+    tp, optional = _unwrap_optional(field_type(config_class, name))
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise PlaypenError(f"--{name} needs a value; it cannot be empty")
+    try:
+        if typing.get_origin(tp) is list:
+            (item_type,) = typing.get_args(tp) or (str,)
+            items = value if isinstance(value, list) else [value]
+            out = []
+            for item in items:
+                # "a,b" on the command line or in YAML is a list of two
+                parts = item.split(",") if isinstance(item, str) and item_type is str else [item]
+                out.extend(item_type(p.strip()) if isinstance(p, str) else item_type(p) for p in parts if p != "")
+            return out
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(value)
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            if isinstance(value, str):
+                return int(value.strip())
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if tp is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            return str(value)
+        if typing.get_origin(tp) is typing.Literal:
+            choices = typing.get_args(tp)
+            if value not in choices:
+                raise PlaypenError(f"--{name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            return value
+    except (TypeError, ValueError):
+        type_name = getattr(tp, "__name__", str(tp))
+        raise PlaypenError(f"--{name} expects a {type_name} value, got {value!r}; "
+                           f"fix the value on the command line or in the config file") from None
+    return value
+
+
+def unknown_field_error(config_class: type, name: str, where: str) -> PlaypenError:
+    """An error for an unknown key that suggests the closest valid field name."""
+    names = list(config_fields(config_class))
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'?" if close else f"valid fields: {', '.join(names)}"
+    return PlaypenError(f"unknown config field '{name}' {where}; {hint}")
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping; a missing file or bad YAML is a user error."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlaypenError(f"config file {path} does not exist; pass an existing YAML file to -c")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise PlaypenError(f"config file {path} is not valid YAML ({error}); fix its syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PlaypenError(f"config file {path} must hold a mapping of field: value, "
+                           f"not a {type(data).__name__}")
+    return data
+
+
+def parse_overrides(config_class: type, tokens: list[str]) -> dict[str, Any]:
+    """Parse ``--field VALUE`` / ``--field=VALUE`` / ``--flag`` tokens into raw values.
+
+    List fields may repeat (``--dataset a --dataset b``). Unknown fields raise with a suggestion.
+    """
+    fields = config_fields(config_class)
+    values: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or token == "--":
+            raise PlaypenError(f"unexpected argument '{token}'; learner options look like --<field> VALUE")
+        key, has_inline, inline = token[2:].partition("=")
+        key = key.replace("-", "_")
+        if key not in fields:
+            raise unknown_field_error(config_class, key, "on the command line")
+        if has_inline:
+            value, i = inline, i + 1
+        elif is_bool_field(config_class, key) and (i + 1 == len(tokens) or tokens[i + 1].startswith("--")):
+            value, i = "true", i + 1
+        elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+            value, i = tokens[i + 1], i + 2
+        else:
+            raise PlaypenError(f"--{key} needs a value")
+        if is_list_field(config_class, key):
+            values.setdefault(key, []).append(value)
+        else:
+            values[key] = value
+    return values
+
+
+def build_config(config_class: type, yaml_values: dict | None = None, overrides: dict | None = None):
+    """Instantiate ``config_class`` from YAML values, then CLI overrides (CLI wins).
+
+    Field values are coerced to their declared types; the dataclass's ``__post_init__`` may
+    raise :class:`PlaypenError` for values out of range.
+    """
+    fields = config_fields(config_class)
+    merged: dict[str, Any] = {}
+    for source, where in ((yaml_values or {}, "in the config file"), (overrides or {}, "on the command line")):
+        for key, value in source.items():
+            if key not in fields:
+                raise unknown_field_error(config_class, key, where)
+            if not fields[key].init:
+                raise PlaypenError(f"config field '{key}' is computed and cannot be set {where}")
+            merged[key] = coerce(config_class, key, value)
+    return config_class(**merged)
+
+
+def config_to_dict(config: Any) -> dict:
+    """A JSON-friendly dict of a config dataclass (paths as strings)."""
+    def convert(value):
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    return {f.name: convert(getattr(config, f.name)) for f in dataclasses.fields(config)}

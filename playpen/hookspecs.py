@@ -1,0 +1,67 @@
+"""Every hook a playpen plugin can implement. The docstrings here are the plugin documentation.
+
+A plugin is a module (or object) with functions decorated by :data:`playpen.hookimpl` whose
+names match the specifications below. Plugins are found through the ``playpen`` entry-point
+group; the built-in QLoRA plugin (``playpen_tune.plugin``) is registered that same way::
+
+    [project.entry-points.playpen]
+    my_plugin = "my_package.plugin"
+
+Plugin modules are imported by ``playpen --help``: keep heavy imports (torch, transformers)
+inside the functions that need them.
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("playpen")
+hookimpl = pluggy.HookimplMarker("playpen")
+
+
+@hookspec
+def playpen_register_learners():
+    """Contribute learners that are not declared as ``playpen.learners`` entry points.
+
+    Called once when the learner table is built (``playpen list learners``, ``playpen learn``).
+    Return a dict ``{name: "package.module:Class"}`` (or ``{name: Class}``), or None.
+    Entry points are the preferred way to publish a learner; this hook is for plugins that
+    create learners dynamically. A name declared twice is an error.
+    """
+
+
+@hookspec
+def playpen_register_backends():
+    """Contribute clemcore backends, so that registry entries with ``"backend": NAME`` load.
+
+    Called when a playpen command is about to use clemcore models (``eval``, ``run``,
+    ``list backends``). Return a dict ``{backend_name: "package.module:BackendClass"}``; the
+    class must subclass ``clemcore.backends.Backend``. Use an import string so that listing
+    backends does not import the backend's dependencies. The backends are injected into
+    clemcore's backend registry for the current process only (see ``playpen.clemcore_bridge``).
+    """
+
+
+@hookspec
+def playpen_after_learn(learner_name, request, result):
+    """Called after a learner finished successfully (never after a failed run).
+
+    ``learner_name`` is the name the learner was invoked by, ``request`` the
+    :class:`playpen.learners.LearnRequest` it ran with, ``result`` the
+    :class:`playpen.learners.LearnerResult` it returned. The built-in plugin writes the tuned
+    model's entry to ``./model_registry.json`` here. Return value is ignored. An exception
+    raised here fails the command (the trained artifacts stay on disk).
+    """
+
+
+@hookspec
+def playpen_register_commands(subparsers):
+    """Add subcommands to the ``playpen`` CLI (datasette's ``register_commands`` idea).
+
+    ``subparsers`` is the argparse sub-parsers object. Add a parser and set its default
+    ``handler`` to a function taking the parsed ``argparse.Namespace``::
+
+        p = subparsers.add_parser("hello", help="say hello")
+        p.set_defaults(handler=lambda args: print("hello"))
+
+    Called while the CLI is built, also for ``playpen --help``: import nothing heavy here.
+    """

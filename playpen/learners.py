@@ -1,0 +1,166 @@
+"""The Learner API and the table of installed learners.
+
+A learner is a class published in the ``playpen.learners`` entry-point group::
+
+    [project.entry-points."playpen.learners"]
+    my_learner = "my_package.learner:MyLearner"
+
+It declares a config dataclass (every field becomes a ``--<field>`` CLI option and a YAML
+key) and implements :meth:`Learner.learn`. Keep the module that defines the class light:
+``playpen list learners`` imports it to read its docstring. Import torch & co. inside
+``learn``.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, ClassVar
+
+from playpen.errors import PlaypenError
+
+ENTRY_POINT_GROUP = "playpen.learners"
+
+
+@dataclass
+class LearnRequest:
+    """Everything a learner needs to run once, resolved by ``playpen learn``.
+
+    Attributes:
+        model: the resolved clemcore model-registry entry of ``-m`` (a plain dict).
+        config: an instance of the learner's ``config_class`` (YAML + CLI overrides applied).
+        output_dir: where the learner writes its artifacts (adapter, checkpoints, manifest).
+        name: the model name the result is registered under (``--name``).
+        command_line: the argv of this invocation (recorded in manifests).
+        resume: continue from the last checkpoint in ``output_dir`` (``--resume``).
+        overwrite: the user allowed replacing a different earlier run in ``output_dir``.
+    """
+
+    model: dict
+    config: Any
+    output_dir: Path
+    name: str
+    command_line: list[str] = field(default_factory=list)
+    resume: bool = False
+    overwrite: bool = False
+
+
+@dataclass
+class LearnerResult:
+    """What a learner returns after a successful run.
+
+    Attributes:
+        output_dir: the run's directory.
+        adapter_dir: the directory holding the trained weights/adapter (often ``output_dir``),
+            or None if the learner produces no loadable model.
+        manifest_path: the run manifest (JSON) describing config, data, metrics and versions.
+        metrics: final metrics, e.g. ``{"train_loss": 1.23}``.
+        register: whether the built-in plugin should write a model-registry entry.
+    """
+
+    output_dir: Path
+    adapter_dir: Path | None = None
+    manifest_path: Path | None = None
+    metrics: dict = field(default_factory=dict)
+    register: bool = True
+
+
+class Learner(abc.ABC):
+    """Base class of all learners.
+
+    Subclasses set ``config_class`` to a dataclass and implement :meth:`learn`. Dataclass
+    fields should carry ``metadata={"help": "..."}``: it is shown by ``playpen learn -l NAME
+    --help``.
+    """
+
+    config_class: ClassVar[type]
+
+    @classmethod
+    def translate_config(cls, raw: dict) -> tuple[dict, list[str]]:
+        """Map a YAML mapping onto ``config_class`` field names before validation.
+
+        Return the translated mapping and human-readable notices (printed by the CLI). The
+        default accepts the mapping as is. Override to accept legacy config formats.
+        """
+        return raw, []
+
+    @abc.abstractmethod
+    def learn(self, request: LearnRequest) -> LearnerResult:
+        """Train once as described by ``request`` and return what was produced.
+
+        Raise :class:`playpen.errors.PlaypenError` for mistakes the user can fix (bad data,
+        bad values); other exceptions are treated as bugs.
+        """
+
+
+@dataclass(frozen=True)
+class LearnerInfo:
+    """One row of the learner table (no learner code is imported to build it)."""
+
+    name: str
+    target: str  # "package.module:Class"
+    distribution: str | None
+    version: str | None
+
+    def load(self) -> type[Learner]:
+        """Import the learner class; errors name the entry point that is broken."""
+        module_name, _, attr = self.target.partition(":")
+        try:
+            obj = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as error:
+            raise PlaypenError(
+                f"learner '{self.name}' ({self.target}, from {self.distribution or 'a plugin'}) "
+                f"cannot be imported: {error}; reinstall or uninstall that package"
+            ) from error
+        if not (isinstance(obj, type) and issubclass(obj, Learner)):
+            raise PlaypenError(f"learner '{self.name}' points to {self.target}, which is not a "
+                               f"playpen.learners.Learner subclass; fix the entry point")
+        if not dataclasses.is_dataclass(getattr(obj, "config_class", None)):
+            raise PlaypenError(f"learner '{self.name}' ({self.target}) has no dataclass "
+                               f"config_class; set one")
+        return obj
+
+    def summary(self) -> str:
+        """First line of the learner class docstring."""
+        doc = (self.load().__doc__ or "").strip()
+        return doc.splitlines()[0] if doc else ""
+
+
+def installed_learners() -> dict[str, LearnerInfo]:
+    """All learners: ``playpen.learners`` entry points plus ``playpen_register_learners`` hooks."""
+    from playpen.plugins import pm
+
+    table: dict[str, LearnerInfo] = {}
+
+    def add(info: LearnerInfo) -> None:
+        if info.name in table and table[info.name].target != info.target:
+            raise PlaypenError(
+                f"learner name '{info.name}' is declared twice ({table[info.name].target} and "
+                f"{info.target}); uninstall one of the packages")
+        table[info.name] = info
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        add(LearnerInfo(ep.name, ep.value, dist.metadata["Name"] if dist else None,
+                        dist.version if dist else None))
+    for contribution in pm.hook.playpen_register_learners():
+        for name, target in (contribution or {}).items():
+            if isinstance(target, type):
+                target = f"{target.__module__}:{target.__qualname__}"
+            add(LearnerInfo(name, target, None, None))
+    return dict(sorted(table.items()))
+
+
+def get_learner(name: str) -> tuple[LearnerInfo, type[Learner]]:
+    """Look a learner up by name; an unknown name lists the installed ones."""
+    table = installed_learners()
+    if name not in table:
+        raise PlaypenError(f"unknown learner '{name}'; installed learners: "
+                           f"{', '.join(table) or 'none'} (see 'playpen list learners')")
+    info = table[name]
+    return info, info.load()

@@ -1,0 +1,95 @@
+"""``playpen learn``: resolve learner, model, config and output directory, run, fire hooks."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+from playpen import config as cfg
+from playpen.errors import PlaypenError
+from playpen.learners import LearnRequest, get_learner
+from playpen.registry import validate_model_name
+
+
+def resolve_model(name: str) -> dict:
+    """The registry entry for ``name`` (./model_registry.json first, then clemcore's packaged one).
+
+    A path to an existing model directory is accepted too; it becomes an ad-hoc entry.
+    """
+    if not name:
+        raise PlaypenError("no model given; pass -m MODEL (see 'playpen list models')")
+    from clemcore.backends import ModelRegistry
+
+    registry = ModelRegistry.from_packaged_and_cwd_files()
+    for spec in registry:
+        if spec["model_name"] == name:
+            return spec.to_dict()
+    path = Path(name)
+    if path.is_dir() and (path / "config.json").is_file():
+        return {"model_name": path.resolve().name, "backend": "huggingface_local",
+                "huggingface_id": str(path.resolve()), "model_config": {}}
+    known = [spec["model_name"] for spec in registry]
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise PlaypenError(f"unknown model '{name}'; add it to ./model_registry.json or pick one from "
+                       f"'playpen list models'.{hint}")
+
+
+def learner_help(learner_name: str, learner_cls) -> str:
+    """The ``--<field>`` options of a learner, from its config dataclass."""
+    lines = [f"playpen learn -l {learner_name} -m MODEL [-c CONFIG.yaml] [--name NAME] [--resume] "
+             f"[--overwrite] [--<field> VALUE ...]", "", (learner_cls.__doc__ or "").strip(), "",
+             "learner options (YAML keys of -c, overridable on the command line):"]
+    hints = typing.get_type_hints(learner_cls.config_class)
+    for f in dataclasses.fields(learner_cls.config_class):
+        if not f.init:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        type_name = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
+        lines.append(f"  --{f.name} ({type_name}, default {default!r})")
+        if f.metadata.get("help"):
+            lines.append(f"      {f.metadata['help']}")
+    return "\n".join(lines)
+
+
+def learn_from_cli(args) -> None:
+    if not args.learner:
+        if args.help:
+            print("usage: playpen learn -l LEARNER -m MODEL [...]; "
+                  "'playpen learn -l LEARNER --help' lists a learner's options")
+            return
+        raise PlaypenError("no learner given; pass -l LEARNER (see 'playpen list learners')")
+    info, learner_cls = get_learner(args.learner)
+    if args.help:
+        print(learner_help(info.name, learner_cls))
+        return
+
+    config_class = learner_cls.config_class
+    overrides = cfg.parse_overrides(config_class, args.learner_options)
+    yaml_values: dict = {}
+    if args.config:
+        yaml_values, notices = learner_cls.translate_config(cfg.read_yaml(args.config))
+        for notice in notices:
+            print(f"note: {notice}")
+    config = cfg.build_config(config_class, yaml_values, overrides)
+
+    model = resolve_model(args.model)
+    name = validate_model_name(args.name or f"{model['model_name']}-{info.name}")
+    output_dir = getattr(config, "output_dir", None) or Path("models") / name
+    if hasattr(config, "output_dir"):
+        config.output_dir = str(output_dir)
+    request = LearnRequest(model=model, config=config, output_dir=Path(output_dir), name=name,
+                           command_line=list(args.argv), resume=args.resume, overwrite=args.overwrite)
+
+    print(f"playpen learn: learner={info.name} model={model['model_name']} -> {request.output_dir}")
+    result = learner_cls().learn(request)
+
+    from playpen.plugins import pm
+
+    pm.hook.playpen_after_learn(learner_name=info.name, request=request, result=result)
+    print(f"done: {result.output_dir}" + (f" (manifest {result.manifest_path})" if result.manifest_path else ""))
+    for key, value in result.metrics.items():
+        print(f"  {key}: {value}")

@@ -1,0 +1,1 @@
+"""playpen_tune: the built-in QLoRA plugin."""

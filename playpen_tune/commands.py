@@ -1,0 +1,49 @@
+"""CLI commands the built-in plugin adds: ``register``, ``install-backend``, ``quickstart``.
+
+Only argparse wiring lives here (imported by ``playpen --help``); the work is imported lazily.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _register(args) -> None:
+    from playpen.learning import resolve_model
+    from playpen_tune.registration import register_adapter
+
+    action, entry = register_adapter(args.name, resolve_model(args.base), Path(args.adapter),
+                                     allow_pickle=args.allow_pickle)
+    print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json")
+
+
+def _install_backend(args) -> None:
+    from playpen_tune.backend import write_clem_shim
+
+    path = write_clem_shim(Path(args.directory))
+    print(f"wrote {path}: 'clem run' in {args.directory} can now play playpen_qlora models")
+
+
+def _quickstart(args) -> None:
+    from playpen_tune.quickstart import run_quickstart
+
+    run_quickstart(Path(args.directory), dpo=args.dpo, sft_steps=args.sft_steps)
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("register", help="register an adapter trained elsewhere as a model")
+    p.add_argument("name", help="the new model name")
+    p.add_argument("--base", required=True, help="registry name of the base model")
+    p.add_argument("--adapter", required=True, help="directory holding the LoRA adapter")
+    p.add_argument("--allow_pickle", action="store_true", help="accept a .bin (pickle) adapter")
+    p.set_defaults(handler=_register)
+
+    p = subparsers.add_parser("install-backend",
+                              help="write playpen_qlora_api.py so plain 'clem run' loads tuned models")
+    p.add_argument("directory", nargs="?", default=".", help="where clem will run. Default: .")
+    p.set_defaults(handler=_install_backend)
+
+    p = subparsers.add_parser("quickstart", help="the whole loop offline on a tiny model and a demo game")
+    p.add_argument("directory", nargs="?", default="quickstart-run", help="working directory to create")
+    p.add_argument("--dpo", action="store_true", help="also run DPO on the base model's failures")
+    p.add_argument("--sft_steps", type=int, default=None, help="SFT steps (default: the tuned recipe)")
+    p.set_defaults(handler=_quickstart)

@@ -1,0 +1,123 @@
+"""The config dataclasses of the built-in learners (one per learner, shared fields in a base).
+
+Field names follow TRL (``SFTConfig``/``DPOConfig``/``ModelConfig``) so that TRL users find
+their knobs; every field is a YAML key of ``-c`` and a ``--<field>`` option of ``playpen learn``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from playpen.errors import PlaypenError
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class QLoRAConfig:
+    """Fields shared by ``sft_qlora`` and ``dpo_qlora``."""
+
+    # data
+    dataset: list[str] = _help("training data (repeatable): .json/.jsonl file, clemcore results "
+                               "directory, or hub dataset id", default_factory=list)
+    dataset_split: str = _help("split of hub datasets", default="train")
+    games: list[str] = _help("only transcripts of these games (comma-separated)", default_factory=list)
+    roles: list[str] = _help("only transcripts of these game roles (comma-separated)", default_factory=list)
+    # quantization (bitsandbytes)
+    load_in_4bit: bool = _help("load the base in 4 bit (bitsandbytes)", default=True)
+    bnb_4bit_quant_type: str = _help("nf4 or fp4", default="nf4")
+    bnb_4bit_use_double_quant: bool = _help("quantize the quantization constants too", default=True)
+    bnb_4bit_compute_dtype: str = _help("auto (bf16 where supported, else fp16 on GPU, fp32 on CPU), "
+                                        "bfloat16, float16 or float32", default="auto")
+    # LoRA (peft), names as in TRL's ModelConfig
+    lora_r: int = _help("LoRA rank", default=16)
+    lora_alpha: int = _help("LoRA alpha", default=16)
+    lora_dropout: float = _help("LoRA dropout", default=0.05)
+    lora_target_modules: list[str] = _help("modules to adapt; 'all-linear' = every linear projection",
+                                           default_factory=lambda: ["all-linear"])
+    use_rslora: bool = _help("rank-stabilised LoRA scaling", default=False)
+    gradient_checkpointing: bool = _help("trade compute for memory", default=True)
+    # training
+    learning_rate: float = _help("peak learning rate", default=2e-4)
+    lr_scheduler_type: str = _help("transformers scheduler name", default="linear")
+    per_device_train_batch_size: int = _help("examples per device and step", default=4)
+    gradient_accumulation_steps: int = _help("micro-batches per optimizer step", default=4)
+    max_steps: int = _help("optimizer steps; -1 = use num_train_epochs", default=-1)
+    num_train_epochs: float = _help("epochs when max_steps is -1", default=1.0)
+    warmup_steps: int = _help("linear warm-up steps", default=0)
+    max_length: int = _help("truncate examples to this many tokens", default=2048)
+    optim: str = _help("optimizer (transformers name, e.g. adamw_torch, paged_adamw_8bit)",
+                       default="adamw_torch")
+    seed: int = _help("random seed", default=42)
+    logging_steps: int = _help("log loss every N steps", default=10)
+    save_steps: int = _help("checkpoint every N steps", default=500)
+    save_total_limit: int | None = _help("keep at most N checkpoints (None = all)", default=None)
+    report_to: str = _help("none, tensorboard or wandb (opt-in, never required)", default="none")
+    output_dir: str | None = _help("run directory (default models/<name>)", default=None)
+    # security
+    trust_remote_code: bool = _help("allow model code from the hub (off by default)", default=False)
+    allow_pickle: bool = _help("allow loading .bin (pickle) adapters; safetensors only by default",
+                               default=False)
+
+    def __post_init__(self):
+        positive = ["per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                    "lora_r", "lora_alpha", "logging_steps", "save_steps"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise PlaypenError(f"--{name} must be > 0, got {getattr(self, name)}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise PlaypenError(f"--max_steps must be > 0 (or -1 to use --num_train_epochs), got {self.max_steps}")
+        if self.max_steps == -1 and self.num_train_epochs <= 0:
+            raise PlaypenError(f"--num_train_epochs must be > 0, got {self.num_train_epochs}")
+        if self.learning_rate <= 0:
+            raise PlaypenError(f"--learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.lora_dropout < 1:
+            raise PlaypenError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.warmup_steps < 0:
+            raise PlaypenError(f"--warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.bnb_4bit_quant_type not in ("nf4", "fp4"):
+            raise PlaypenError(f"--bnb_4bit_quant_type must be nf4 or fp4, got {self.bnb_4bit_quant_type!r}")
+        if self.bnb_4bit_compute_dtype not in ("auto", "bfloat16", "float16", "float32"):
+            raise PlaypenError("--bnb_4bit_compute_dtype must be auto, bfloat16, float16 or float32, "
+                               f"got {self.bnb_4bit_compute_dtype!r}")
+        if self.report_to not in ("none", "tensorboard", "wandb"):
+            raise PlaypenError(f"--report_to must be none, tensorboard or wandb, got {self.report_to!r}")
+
+
+@dataclass
+class SFTQLoRAConfig(QLoRAConfig):
+    """``sft_qlora`` fields."""
+
+    outcomes: list[str] = _help("only transcripts with these outcomes: success, failure, aborted",
+                                default_factory=lambda: ["success"])
+    packing: bool = _help("pack several examples into one sequence (TRL bfd)", default=False)
+    padding_free: bool = _help("flatten batches without padding (TRL padding_free)", default=False)
+    assistant_only_loss: bool = _help("loss only on assistant turns of conversations", default=True)
+    completion_only_loss: bool = _help("loss only on the completion of prompt/completion data", default=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        unknown = set(self.outcomes) - {"success", "failure", "aborted"}
+        if unknown:
+            raise PlaypenError(f"--outcomes accepts success, failure, aborted; got {', '.join(sorted(unknown))}")
+
+
+@dataclass
+class DPOQLoRAConfig(QLoRAConfig):
+    """``dpo_qlora`` fields."""
+
+    learning_rate: float = _help("peak learning rate", default=5e-5)
+    beta: float = _help("DPO temperature: how far the policy may move from the reference", default=0.1)
+    loss_type: str = _help("TRL DPO loss: sigmoid, ipo, hinge, robust, ...", default="sigmoid")
+    max_prompt_length: int | None = _help("truncate prompts to this many tokens", default=None)
+    precompute_ref_log_probs: bool = _help("compute reference log-probs once before training",
+                                           default=False)
+    min_score_gap: float = _help("episode pairs need at least this score difference", default=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.beta <= 0:
+            raise PlaypenError(f"--beta must be > 0, got {self.beta}")
+        if self.min_score_gap < 0:
+            raise PlaypenError(f"--min_score_gap must be >= 0, got {self.min_score_gap}")

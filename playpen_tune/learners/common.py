@@ -1,0 +1,199 @@
+"""What ``sft_qlora`` and ``dpo_qlora`` share: output dir checks, 4-bit base + LoRA, TRL
+arguments, loss tracking, saving and the manifest. The learner modules only wire a TRL trainer."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playpen.config import config_to_dict
+from playpen.errors import PlaypenError
+from playpen.learners import LearnerResult, LearnRequest
+from playpen_tune import manifest as manifest_io
+from playpen_tune.plugin import BACKEND_NAME
+from playpen_tune.quantization import load_base_model, quantization_settings
+
+
+def check_output_dir(request: LearnRequest) -> Path | None:
+    """Refuse to mix runs; return the checkpoint to resume from (``--resume``), if any."""
+    out = request.output_dir
+    busy = out.exists() and any(out.iterdir())
+    if request.resume:
+        checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if busy else []
+        if not checkpoints:
+            raise PlaypenError(f"--resume: no checkpoint-* directory in {out}; run without --resume")
+        return checkpoints[-1]
+    if busy and not request.overwrite:
+        previous = manifest_io.read_manifest(out)
+        what = f"a run of {previous['learner']['name']}" if previous else "files"
+        raise PlaypenError(f"output_dir {out} already holds {what}; pass --resume to continue it, "
+                           f"--overwrite to train into it again (existing checkpoints are kept), "
+                           f"or choose another --output_dir / --name")
+    return None
+
+
+def parent_adapter(model: dict) -> Path | None:
+    """The adapter of a tuned registry entry (``-m`` names an earlier playpen result)."""
+    if model.get("backend") != BACKEND_NAME:
+        return None
+    return Path(model["model_config"]["peft_model"])
+
+
+def load_tokenizer(model: dict, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    source = parent_adapter(model) or model["huggingface_id"]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise PlaypenError(f"cannot load the tokenizer of '{model['model_name']}' from {source}: "
+                           f"{str(error).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def lora_settings(config) -> dict:
+    targets = config.lora_target_modules
+    return {"r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
+            "target_modules": "all-linear" if targets == ["all-linear"] else list(targets),
+            "use_rslora": config.use_rslora, "task_type": "CAUSAL_LM"}
+
+
+def load_policy(request: LearnRequest, config):
+    """4-bit base prepared for k-bit training, with a new LoRA adapter or the parent's (trainable).
+
+    Returns ``(peft_model, effective_quantization, lora_settings)``.
+    """
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    trust = config.trust_remote_code or bool(request.model.get("model_config", {}).get("trust_remote_code"))
+    wanted = quantization_settings(config)
+    parent = parent_adapter(request.model)
+    if parent is not None:
+        recorded = (manifest_io.read_manifest(parent) or {}).get("quantization")
+        wanted = {k: v for k, v in (recorded or wanted).items() if k != "prequantized"}
+    base, quantization = load_base_model(request.model["huggingface_id"], wanted,
+                                         trust_remote_code=trust, allow_pickle=config.allow_pickle)
+    base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing,
+                                           gradient_checkpointing_kwargs={"use_reentrant": False})
+    if parent is not None:
+        check_adapter_files(parent, config.allow_pickle)
+        model = PeftModel.from_pretrained(base, str(parent), is_trainable=True)
+        lora = {k: v for k, v in model.peft_config["default"].to_dict().items()
+                if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora")}
+        lora["target_modules"] = sorted(lora["target_modules"]) if isinstance(lora["target_modules"], set) else lora["target_modules"]
+    else:
+        lora = lora_settings(config)
+        model = get_peft_model(base, LoraConfig(**lora))
+    return model, quantization, lora
+
+
+def check_adapter_files(adapter_dir: Path, allow_pickle: bool) -> None:
+    """Adapters load from safetensors only, unless the user allows pickle files."""
+    if (adapter_dir / "adapter_model.safetensors").is_file():
+        return
+    if (adapter_dir / "adapter_model.bin").is_file():
+        if allow_pickle:
+            return
+        raise PlaypenError(f"{adapter_dir} holds only adapter_model.bin (pickle, can run code); convert it "
+                           f"to safetensors or pass --allow_pickle if you trust it")
+    raise PlaypenError(f"{adapter_dir} holds no adapter (adapter_model.safetensors); check the path")
+
+
+def trainer_arguments(config, output_dir: Path, quantization: dict) -> dict:
+    """Keyword arguments shared by ``SFTConfig`` and ``DPOConfig``."""
+    import torch
+
+    on_gpu = torch.cuda.is_available()
+    dtype = quantization["bnb_4bit_compute_dtype"]
+    return dict(
+        output_dir=str(output_dir), learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, max_steps=config.max_steps,
+        num_train_epochs=config.num_train_epochs, warmup_steps=config.warmup_steps, max_length=config.max_length,
+        optim=config.optim, seed=config.seed, logging_steps=config.logging_steps, logging_first_step=True,
+        logging_nan_inf_filter=False, save_strategy="steps", save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit, report_to=[] if config.report_to == "none" else [config.report_to],
+        gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=on_gpu and dtype == "bfloat16", fp16=on_gpu and dtype == "float16",
+        dataloader_num_workers=0, remove_unused_columns=True,
+    )
+
+
+def loss_guard_callback():
+    """A TrainerCallback that stops at the first non-finite loss without checkpointing it."""
+    from transformers import TrainerCallback
+
+    class LossGuard(TrainerCallback):
+        def __init__(self):
+            self.bad_step = None
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(loss):
+                self.bad_step = state.global_step
+                control.should_training_stop = True
+                control.should_save = False
+            return control
+
+    return LossGuard()
+
+
+def raise_if_diverged(guard, output_dir: Path) -> None:
+    if guard.bad_step is None:
+        return
+    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    kept = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved before it"
+    raise PlaypenError(f"training loss became NaN/inf at step {guard.bad_step}; {kept}; no adapter was "
+                       f"written. Lower --learning_rate or check the data")
+
+
+@dataclass
+class RunRecord:
+    """Facts collected during a run, turned into the manifest by :func:`finish_run`."""
+
+    learner: str
+    request: LearnRequest
+    data: dict
+    quantization: dict
+    lora: dict
+    started: float = field(default_factory=time.time)
+    resumed_from: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
+    """Save adapter + tokenizer into the output dir, write the manifest, build the result."""
+
+    out = record.request.output_dir
+    trainer.model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    losses = [{"step": entry["step"], "loss": entry["loss"]} for entry in history]
+    metrics = {"global_step": trainer.state.global_step,
+               "first_loss": losses[0]["loss"] if losses else None,
+               "final_loss": losses[-1]["loss"] if losses else None,
+               "wall_time_s": round(time.time() - record.started, 2)}
+    request = record.request
+    manifest = {
+        "format": 1,
+        "learner": {"name": record.learner, "version": manifest_io.library_versions()["playpen-tune"]},
+        "name": request.name,
+        "base_model": manifest_io.public_model_spec(request.model),
+        "config": config_to_dict(request.config),
+        "quantization": record.quantization,
+        "lora": record.lora,
+        "data": record.data,
+        "seed": request.config.seed,
+        "resumed_from": record.resumed_from,
+        "metrics": metrics,
+        "loss_history": losses,
+        "versions": manifest_io.library_versions(),
+        "command_line": manifest_io.redact_command_line(request.command_line),
+        **record.extra,
+    }
+    path = manifest_io.write_manifest(out, manifest)
+    return LearnerResult(output_dir=out, adapter_dir=out, manifest_path=path, metrics=metrics)

@@ -1,0 +1,65 @@
+"""``sft_qlora``: supervised fine-tuning of a LoRA adapter on a 4-bit base with TRL's SFTTrainer."""
+from __future__ import annotations
+
+from playpen.errors import PlaypenError
+from playpen.learners import Learner, LearnerResult, LearnRequest
+from playpen_tune.config import SFTQLoRAConfig
+from playpen_tune.legacy_config import is_legacy, translate_legacy
+
+
+class SFTQLoRALearner(Learner):
+    """Supervised QLoRA fine-tuning (TRL SFTTrainer, LoRA on a 4-bit NF4 base) from transcripts, files or hub data."""
+
+    config_class = SFTQLoRAConfig
+
+    @classmethod
+    def translate_config(cls, raw: dict) -> tuple[dict, list[str]]:
+        return translate_legacy(raw, "sft", "sft_dataset") if is_legacy(raw) else (raw, [])
+
+    def learn(self, request: LearnRequest) -> LearnerResult:
+        from trl import SFTConfig, SFTTrainer
+        from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+        from playpen_tune.data import load_sft_dataset
+        from playpen_tune.learners import common
+
+        config: SFTQLoRAConfig = request.config
+        if not config.dataset:
+            raise PlaypenError("no training data; pass --dataset FILE|RESULTS_DIR|HUB_ID (repeatable)")
+        resume_from = common.check_output_dir(request)
+        dataset, report = load_sft_dataset(config.dataset, split=config.dataset_split, games=config.games or None,
+                                           roles=config.roles or None, outcomes=config.outcomes)
+        for line in report.lines():
+            print(line)
+        conversational = "messages" in dataset.column_names
+        tokenizer = common.load_tokenizer(request.model, config.trust_remote_code)
+        if conversational and config.assistant_only_loss and not has_generation_markers(tokenizer.chat_template or ""):
+            try:
+                patched = get_training_chat_template(tokenizer) if tokenizer.chat_template else None
+            except (ValueError, TypeError):
+                patched = None
+            if patched is None:
+                raise PlaypenError(
+                    f"the chat template of '{request.model['model_name']}' has no {{% generation %}} markers and "
+                    f"TRL has no training template for it, so assistant-only loss is impossible; add the markers "
+                    f"to the template or pass --assistant_only_loss false")
+        model, quantization, lora = common.load_policy(request, config)
+        request.output_dir.mkdir(parents=True, exist_ok=True)
+        args = SFTConfig(
+            **common.trainer_arguments(config, request.output_dir, quantization),
+            packing=config.packing, padding_free=config.padding_free,
+            assistant_only_loss=conversational and config.assistant_only_loss,
+            completion_only_loss=(not conversational) and config.completion_only_loss,
+        )
+        guard = common.loss_guard_callback()
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                             callbacks=[guard])
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        common.raise_if_diverged(guard, request.output_dir)
+        record = common.RunRecord(learner="sft_qlora", request=request, data=report.to_dict(),
+                                  quantization=quantization, lora=lora,
+                                  resumed_from=str(resume_from) if resume_from else None,
+                                  extra={"parent_adapter": str(common.parent_adapter(request.model) or "") or None,
+                                         "loss_masking": "assistant_only" if args.assistant_only_loss else
+                                         ("completion_only" if args.completion_only_loss else "all_tokens")})
+        return common.finish_run(record, trainer, tokenizer)
