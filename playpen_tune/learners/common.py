@@ -11,6 +11,7 @@ from playpen.config import config_to_dict
 from playpen.errors import PlaypenError
 from playpen.learners import LearnerResult, LearnRequest
 from playpen_tune import manifest as manifest_io
+from playpen_tune.adapters import check_adapter_files
 from playpen_tune.plugin import BACKEND_NAME
 from playpen_tune.quantization import load_base_model, quantization_settings
 
@@ -88,18 +89,6 @@ def load_policy(request: LearnRequest, config):
         lora = lora_settings(config)
         model = get_peft_model(base, LoraConfig(**lora))
     return model, quantization, lora
-
-
-def check_adapter_files(adapter_dir: Path, allow_pickle: bool) -> None:
-    """Adapters load from safetensors only, unless the user allows pickle files."""
-    if (adapter_dir / "adapter_model.safetensors").is_file():
-        return
-    if (adapter_dir / "adapter_model.bin").is_file():
-        if allow_pickle:
-            return
-        raise PlaypenError(f"{adapter_dir} holds only adapter_model.bin (pickle, can run code); convert it "
-                           f"to safetensors or pass --allow_pickle if you trust it")
-    raise PlaypenError(f"{adapter_dir} holds no adapter (adapter_model.safetensors); check the path")
 
 
 def trainer_arguments(config, output_dir: Path, quantization: dict) -> dict:

@@ -1,0 +1,67 @@
+"""Model-registry entries for tuned models (written after ``playpen learn`` and by ``playpen register``)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from playpen import registry
+from playpen.errors import PlaypenError
+from playpen_tune import manifest as manifest_io
+from playpen_tune.adapters import check_adapter_base, check_adapter_files
+from playpen_tune.plugin import BACKEND_NAME
+
+# metadata copied from the base entry, as clemcore's packaged registry spells it
+COPIED_KEYS = ["release_date", "open_weight", "parameters", "languages", "context_size", "license"]
+
+
+def end_of_turn_token(adapter_dir: Path) -> str:
+    """The tokenizer's end-of-turn (eos) token, as saved next to the adapter."""
+    path = Path(adapter_dir) / "tokenizer_config.json"
+    eos = json.loads(path.read_text(encoding="utf-8")).get("eos_token") if path.is_file() else None
+    if isinstance(eos, dict):
+        eos = eos.get("content")
+    if not eos:
+        raise PlaypenError(f"{adapter_dir} has no tokenizer_config.json with an eos_token; save the tokenizer "
+                           f"next to the adapter")
+    return eos
+
+
+def build_entry(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = False) -> dict:
+    """The registry entry of base + adapter: base metadata, our backend, exact quantization."""
+    adapter_dir = Path(adapter_dir).resolve()
+    base_config = base.get("model_config", {})
+    run = manifest_io.read_manifest(adapter_dir) or {}
+    quantization = {k: v for k, v in (run.get("quantization") or {}).items() if k != "prequantized"}
+    if not quantization:
+        quantization = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                        "bnb_4bit_compute_dtype": "auto"}
+    model_config = {
+        "peft_model": str(adapter_dir),
+        "quantization": quantization,
+        "premade_chat_template": True,
+        "eos_to_cull": "(?s)" + re.escape(end_of_turn_token(adapter_dir)) + ".*",
+        "padding_side": base_config.get("padding_side", "left"),
+    }
+    if allow_pickle:
+        model_config["allow_pickle"] = True
+    for key in ("trust_remote_code", "chat_template_kwargs"):
+        if key in base_config:
+            model_config[key] = base_config[key]
+    entry = {"model_name": name, "backend": BACKEND_NAME, "huggingface_id": base["huggingface_id"]}
+    entry.update({key: base[key] for key in COPIED_KEYS if key in base})
+    entry["base_model"] = base.get("base_model", base["model_name"])
+    entry["model_config"] = model_config
+    return entry
+
+
+def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = False) -> tuple[str, dict]:
+    """Validate the adapter against its base and upsert its entry in ./model_registry.json."""
+    registry.validate_model_name(name)
+    adapter_dir = Path(adapter_dir)
+    if not adapter_dir.is_dir():
+        raise PlaypenError(f"adapter directory {adapter_dir} does not exist")
+    check_adapter_files(adapter_dir, allow_pickle)
+    check_adapter_base(adapter_dir, base["huggingface_id"])
+    entry = build_entry(name, base, adapter_dir, allow_pickle)
+    return registry.upsert_entry(entry), entry

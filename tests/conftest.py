@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny offline models (full precision and pre-quantized bnb-4bit), a working
+directory with a model registry, and a helper that runs the real ``playpen`` CLI in-process."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from playpen_tune.tiny import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("models") / "tiny-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_prequantized_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    from playpen_tune.tiny import save_prequantized
+
+    return save_prequantized(tiny_model_dir, tmp_path_factory.mktemp("models") / "tiny-llama-bnb-4bit")
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, tiny_model_dir, tiny_prequantized_dir) -> Path:
+    """A fresh cwd whose model_registry.json knows 'tiny' and 'tiny-bnb-4bit'."""
+    from playpen_tune.tiny import registry_entry
+
+    monkeypatch.chdir(tmp_path)
+    entries = [registry_entry("tiny", tiny_model_dir), registry_entry("tiny-bnb-4bit", tiny_prequantized_dir)]
+    (tmp_path / "model_registry.json").write_text(json.dumps(entries, indent=2))
+    return tmp_path
+
+
+class CliResult:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self):
+        return f"CliResult(code={self.code}, out={self.out[-2000:]!r}, err={self.err[-2000:]!r})"
+
+
+@pytest.fixture
+def playpen(capsys):
+    """Run ``playpen ARGS...`` in-process through the real entry point; returns code/out/err."""
+    from playpen.cli import main
+
+    def run(*args: str) -> CliResult:
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` with its bytes (to assert nothing changed)."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
