@@ -149,7 +149,7 @@ class RunRecord:
     data: dict
     quantization: dict
     lora: dict
-    started: float = field(default_factory=time.time)
+    started: float
     resumed_from: str | None = None
     extra: dict = field(default_factory=dict)
 

@@ -1,6 +1,8 @@
 """``sft_qlora``: supervised fine-tuning of a LoRA adapter on a 4-bit base with TRL's SFTTrainer."""
 from __future__ import annotations
 
+import time
+
 from playpen.errors import PlaypenError
 from playpen.learners import Learner, LearnerResult, LearnRequest
 from playpen_tune.config import SFTQLoRAConfig
@@ -23,6 +25,7 @@ class SFTQLoRALearner(Learner):
         from playpen_tune.data import load_sft_dataset
         from playpen_tune.learners import common
 
+        started = time.time()
         config: SFTQLoRAConfig = request.config
         if not config.dataset:
             raise PlaypenError("no training data; pass --dataset FILE|RESULTS_DIR|HUB_ID (repeatable)")
@@ -57,7 +60,7 @@ class SFTQLoRALearner(Learner):
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         common.raise_if_diverged(guard, request.output_dir)
         record = common.RunRecord(learner="sft_qlora", request=request, data=report.to_dict(),
-                                  quantization=quantization, lora=lora,
+                                  quantization=quantization, lora=lora, started=started,
                                   resumed_from=str(resume_from) if resume_from else None,
                                   extra={"parent_adapter": str(common.parent_adapter(request.model) or "") or None,
                                          "loss_masking": "assistant_only" if args.assistant_only_loss else

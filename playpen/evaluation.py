@@ -1,0 +1,206 @@
+"""``playpen eval``: play games with clemcore, score them with clemcore, write val.json, compare.
+
+Nothing here computes a game score: gameplay is ``clemcore.cli.run``, episode scoring is
+``clemcore.cli.score`` and the table (clemscore, % played, quality score) is
+``clemcore.clemeval.perform_evaluation``. playpen adds plugin backends, resume, per-game
+failure tracking, ``<model>.val.json`` and the baseline comparison.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from playpen.errors import PlaypenError
+from playpen.registry import atomic_write_text
+
+SUITES = {"clem": {"benchmark": ["2.0"]}, "static": {"benchmark": ["static_1.0"]}}
+NO_GAMES_HELP = ("create ./game_registry.json pointing at your clembench checkout, e.g. "
+                 "[{\"benchmark_path\": \"/path/to/clembench\"}], or set CLEMBENCH_HOME")
+
+
+@dataclass
+class ModelEvaluation:
+    """One model's results: clemcore's numbers plus what failed."""
+
+    model: str
+    games: dict = field(default_factory=dict)  # game -> {"% played", "quality score", "episodes"}
+    failed: dict = field(default_factory=dict)  # game -> error message
+    clemscore: float | None = None
+    statscore: float | None = None
+    suites: dict = field(default_factory=dict)  # suite -> {"score", "games"}
+
+    def to_json(self) -> dict:
+        return {"clemscore": self.clemscore, "statscore": self.statscore, "model": self.model,
+                "games": self.games, "failed_games": self.failed, "suites": self.suites}
+
+
+def select_games(suite: str, game: str | None) -> dict[str, list]:
+    """``{suite_name: [GameSpec, ...]}``; ``-g`` replaces the suite selection."""
+    from clemcore.clemgame import GameRegistry
+
+    registry = GameRegistry.from_directories_and_cwd_files()
+    if len(registry) == 0:
+        raise PlaypenError(f"no clemgames found; {NO_GAMES_HELP}")
+    wanted = {"game": game} if game else {name: sel for name, sel in SUITES.items() if suite in (name, "all")}
+    selected = {}
+    for name, selector in wanted.items():
+        try:
+            specs = registry.get_game_specs_that_unify_with(
+                json.dumps(selector) if isinstance(selector, dict) else selector, verbose=False)
+        except ValueError:
+            specs = []
+        if not specs and (game or suite != "all"):
+            names = ", ".join(sorted(spec["game_name"] for spec in registry)) or "none"
+            raise PlaypenError(f"no game matches {selector!r}; known games: {names} "
+                               f"(see 'playpen list games'; {NO_GAMES_HELP})")
+        if specs:
+            selected[name] = specs
+    if not selected:
+        raise PlaypenError(f"no games of benchmark 2.0 or static_1.0 in the game registry; pass -g GAME or "
+                           f"{NO_GAMES_HELP}")
+    return selected
+
+
+def played_instances(results_dir: Path, model: str, game: str) -> set[tuple[str, int]]:
+    """(experiment, game_id) of episodes already completed for ``model`` (resume)."""
+    done = set()
+    for interactions in (results_dir / model / game).glob("*/instance_*/interactions.json"):
+        try:
+            meta = json.loads(interactions.read_text(encoding="utf-8")).get("meta", {})
+        except json.JSONDecodeError:
+            continue  # a half-written episode is played again
+        if meta.get("completed", True) and (interactions.parent / "scores.json").is_file():
+            done.add((interactions.parent.parent.name, int(interactions.parent.name.split("_")[-1])))
+    return done
+
+
+def play_game(model_spec, game_spec, results_dir: Path, gen_args: dict, experiment: str | None,
+              instances: str | None, batch_size: int) -> str | None:
+    """Play and score one game with clemcore; return an error message if it failed."""
+    import clemcore.cli as clem
+
+    done = played_instances(results_dir, model_spec.model_name, game_spec["game_name"])
+    keep = (lambda row: (row["experiment"]["name"], int(row["game_instance"]["game_id"])) not in done)
+    try:
+        clem.run(game_spec, [model_spec], gen_args=gen_args, experiment_name=experiment,
+                 instances_filename=instances, results_dir_path=results_dir, instances_filter=keep,
+                 batch_size=batch_size)
+        clem.score(game_spec, results_dir=str(results_dir / model_spec.model_name))
+    except SystemExit:
+        return "clemcore reported an error while playing or scoring (see the log above and clembench.log)"
+    except Exception as error:  # a broken game must not stop the other games
+        return f"{type(error).__name__}: {error}"
+    finally:
+        gc.collect()
+        _empty_cuda_cache()
+    if not any((results_dir / model_spec.model_name / game_spec["game_name"]).glob("*/instance_*/scores.json")):
+        return "no episode was played and scored"
+    return None
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def clemcore_table(results_dir: Path):
+    """clemcore's results table (one row per model directory) for everything in ``results_dir``."""
+    from clemcore import clemeval
+
+    return clemeval.perform_evaluation(str(results_dir), return_dataframe=True)
+
+
+def _number(value) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def summarize(model: str, table, suites: dict[str, list], failed: dict) -> ModelEvaluation:
+    """Read one model's row of clemcore's table into a ModelEvaluation (per game and per suite)."""
+    evaluation = ModelEvaluation(model=model, failed=dict(failed))
+    row = table.loc[model] if table is not None and model in table.index else None
+    for suite, specs in suites.items():
+        scores = []
+        for spec in specs:
+            name = spec["game_name"]
+            if name in failed:
+                continue
+            played = _number(row.get(f"{name}, % Played")) if row is not None else None
+            quality = _number(row.get(f"{name}, Quality Score")) if row is not None else None
+            if played is None:
+                evaluation.failed.setdefault(name, "no scores found for this game")
+                continue
+            evaluation.games[name] = {"% played": played, "quality score": quality,
+                                      "score": round(played / 100 * (quality or 0.0), 2)}
+            scores.append(evaluation.games[name])
+        if scores:  # clemscore formula of clemcore.clemeval, over this suite's games
+            played = sum(s["% played"] for s in scores) / len(scores)
+            qualities = [s["quality score"] for s in scores if s["quality score"] is not None]
+            quality = sum(qualities) / len(qualities) if qualities else 0.0
+            score = round(played / 100 * quality, 2)
+        else:
+            score = None
+        evaluation.suites[suite] = {"score": score, "games": [s["game_name"] for s in specs]}
+    evaluation.clemscore = evaluation.suites.get("clem", evaluation.suites.get("game", {})).get("score")
+    evaluation.statscore = evaluation.suites.get("static", {}).get("score")
+    return evaluation
+
+
+def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path, gen_args: dict,
+             experiment: str | None = None, instances: str | None = None, batch_size: int = 1,
+             skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
+    """Evaluate each model on the selected games into ``results_dir``; write ``<model>.val.json``."""
+    from clemcore.backends import ModelRegistry
+
+    from playpen.clemcore_bridge import install_plugin_backends
+
+    install_plugin_backends()
+    registry = ModelRegistry.from_packaged_and_cwd_files()
+    specs = {}
+    for name in models:
+        matches = [spec for spec in registry if spec["model_name"] == name]
+        if not matches:
+            raise PlaypenError(f"unknown model '{name}'; see 'playpen list models'")
+        specs[name] = matches[0]
+    suites = select_games(suite, game)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    failures: dict[str, dict] = {name: {} for name in models}
+    if not skip_gameplay:
+        for name, spec in specs.items():
+            for game_spec in {g["game_name"]: g for gs in suites.values() for g in gs}.values():
+                print(f"playpen eval: {name} plays {game_spec['game_name']} -> {results_dir}")
+                error = play_game(spec, game_spec, results_dir, gen_args, experiment, instances, batch_size)
+                if error:
+                    failures[name][game_spec["game_name"]] = error
+    table = clemcore_table(results_dir) if any(results_dir.rglob("scores.json")) else None
+    evaluations = {}
+    for name in models:
+        evaluation = summarize(name, table, suites, failures[name])
+        atomic_write_text(results_dir / f"{name}.val.json", json.dumps(evaluation.to_json(), indent=2) + "\n")
+        evaluations[name] = evaluation
+    return evaluations
+
+
+def evaluate_from_cli(args) -> None:
+    from playpen.comparison import print_summary, write_comparison
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
+    results_dir = Path(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"))
+    models = [args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else [])
+    evaluations = evaluate(models, args.suite, args.game, results_dir,
+                           dict(temperature=args.temperature, max_tokens=args.max_tokens),
+                           experiment=args.experiment, instances=args.instances,
+                           batch_size=args.batch_size or 1, skip_gameplay=args.skip_gameplay)
+    tuned = evaluations[args.model]
+    print_summary(tuned, results_dir)
+    if args.baseline and args.baseline != args.model:
+        write_comparison(evaluations[args.baseline], tuned, results_dir)
+    if any(evaluation.failed for evaluation in evaluations.values()):
+        raise PlaypenError("some games failed (listed above and in val.json 'failed_games'); "
+                           "their scores are missing, not zero")

@@ -1,0 +1,237 @@
+"""Entry points for the learners: SFT and preference datasets from files, Hub ids and results dirs.
+
+A source is a local ``.json``/``.jsonl`` file, a clemcore results directory (transcripts) or
+else a Hugging Face Hub dataset id. Rows keep only the columns TRL reads:
+
+* SFT: ``{"messages": [...]}`` or ``{"prompt": ..., "completion": ...}`` (both strings or both
+  message lists);
+* preference: ``{"prompt": ..., "chosen": ..., "rejected": ...}`` (all strings or all message
+  lists; results directories give message lists).
+"""
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import datasets
+
+from playpen.errors import PlaypenError
+from playpen_tune.data.files import FILE_SUFFIXES, check_columns, read_rows
+from playpen_tune.data.hub import load_hub_dataset
+from playpen_tune.data.preferences import preference_pairs
+from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, episode_records
+
+SFT_COLUMNS = (("messages",), ("prompt", "completion"))
+PREFERENCE_COLUMNS = (("prompt", "chosen", "rejected"),)
+FILTER_FIELDS = {"games": "game", "roles": "role", "outcomes": "outcome"}  # applied in this order
+
+
+@dataclass
+class DataReport:
+    """What went into a dataset: per-source counts and drops, the row format, a content fingerprint.
+
+    ``sources`` holds one dict per source: source, kind ("file", "hub" or "transcripts"),
+    examples, and dropped ({filter or skip reason: count}). ``fingerprint`` is the sha256 of
+    the canonical JSON of all rows in order.
+    """
+
+    sources: list[dict]
+    format: str
+    total: int
+    fingerprint: str
+
+    def to_dict(self) -> dict:
+        """Plain dict for the run manifest."""
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one line per source after a header line."""
+        lines = [f"data: {self.total} examples ({self.format}), fingerprint {self.fingerprint[:12]}"]
+        for source in self.sources:
+            dropped = ", ".join(f"{name} {n}" for name, n in source["dropped"].items() if n)
+            lines.append(f"  {source['kind']} {source['source']}: {source['examples']} examples"
+                         + (f"; dropped: {dropped}" if dropped else ""))
+        return lines
+
+
+@dataclass
+class _Part:
+    source: str
+    kind: str
+    rows: list[tuple[dict, str]]  # (row, format)
+    dropped: dict = field(default_factory=dict)
+    dropped_values: dict = field(default_factory=dict)  # filter -> Counter of the values it dropped
+
+
+def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
+                     roles: Sequence[str] | None = None,
+                     outcomes: Sequence[str] | None = ("success",)) -> tuple[datasets.Dataset, DataReport]:
+    """Build an SFT dataset from the sources, in order.
+
+    ``split`` selects the split of Hub sources. ``games``, ``roles`` and ``outcomes`` filter the
+    conversations of results directories (None or empty: no filter); files and Hub rows are
+    taken as they are. Sources must all give the same row format.
+    """
+    filters = _filters(games, roles, outcomes)
+    parts = []
+    for source in sources:
+        kind = source_kind(source)
+        if kind == "transcripts":
+            conversations, part = _transcripts(source, filters)
+            part.rows = [({"messages": c["messages"]}, "messages") for c in conversations]
+        else:
+            name, rows = _read(source, kind, split, SFT_COLUMNS)
+            part = _Part(source, kind, [_sft_row(row, f"{name}: row {i} (0-based)") for i, row in enumerate(rows)])
+        parts.append(part)
+    if not any(part.rows for part in parts):
+        raise PlaypenError(_empty_sft_message(parts, filters))
+    return _dataset(parts)
+
+
+def load_preference_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
+                            roles: Sequence[str] | None = None,
+                            min_score_gap: float = 0.0) -> tuple[datasets.Dataset, DataReport]:
+    """Build a preference (DPO) dataset from the sources, in order.
+
+    Files and Hub rows need prompt/chosen/rejected. Results directories give pairs of episodes of
+    the same instance and role that scored differently (see ``preference_pairs``), after the
+    ``games`` and ``roles`` filters; ``min_score_gap`` is the smallest main-score difference kept.
+    """
+    filters = _filters(games, roles, None)
+    parts = []
+    for source in sources:
+        kind = source_kind(source)
+        if kind == "transcripts":
+            conversations, part = _transcripts(source, filters)
+            pairs, skipped = preference_pairs(conversations, min_score_gap)
+            part.rows = [(pair, "preference (messages)") for pair in pairs]
+            part.dropped.update(skipped)
+        else:
+            name, rows = _read(source, kind, split, PREFERENCE_COLUMNS)
+            part = _Part(source, kind, [_typed(row, f"{name}: row {i} (0-based)", "preference", PREFERENCE_COLUMNS[0])
+                                        for i, row in enumerate(rows)])
+        parts.append(part)
+    if not any(part.rows for part in parts):
+        removed = Counter()
+        for part in parts:
+            removed.update(part.dropped)
+        reasons = ", ".join(f"{name} {n}" for name, n in removed.most_common() if n) or "the sources have no rows"
+        gap_hint = " or lower min_score_gap" if removed["score gap below min_score_gap"] else ""
+        raise PlaypenError(
+            f"0 preference pairs from {', '.join(map(str, sources))} (removed: {reasons}); pairs need two or more "
+            "episodes of the same game instance and role (e.g. runs of several models) with different scores "
+            f"and differing answers: add such results{gap_hint}"
+        )
+    return _dataset(parts)
+
+
+def source_kind(source: str) -> str:
+    """Classify a source as "file" (.json/.jsonl), "transcripts" (a directory) or "hub" (anything else)."""
+    path = Path(source).expanduser()
+    if path.suffix in FILE_SUFFIXES:
+        return "file"
+    if path.is_dir():
+        return "transcripts"
+    if path.exists():
+        raise PlaypenError(f"{source}: unsupported data file type; use a .json or .jsonl file")
+    if str(source).startswith(("/", ".", "~")):
+        raise PlaypenError(f"{source}: no such file or directory; check the path")
+    return "hub"
+
+
+def _filters(games, roles, outcomes) -> dict:
+    unknown = sorted(set(outcomes or ()) - set(OUTCOMES))
+    if unknown:
+        raise PlaypenError(f"unknown outcome(s) {', '.join(unknown)}; use a comma list of {', '.join(OUTCOMES)}")
+    return {"games": games or None, "roles": roles or None, "outcomes": outcomes or None}
+
+
+def _transcripts(source: str, filters: dict) -> tuple[list[dict], _Part]:
+    """Conversations of a results directory after the filters, and a part recording the drops."""
+    conversations = [c for record in episode_records(source) for c in conversations_from_episode(record)]
+    part = _Part(source, "transcripts", [])
+    for name, key in FILTER_FIELDS.items():
+        wanted = filters[name]
+        if wanted is None:
+            continue
+        removed = Counter(c[key] for c in conversations if c[key] not in wanted)
+        conversations = [c for c in conversations if c[key] in wanted]
+        part.dropped[name] = sum(removed.values())
+        part.dropped_values[name] = removed
+    return conversations, part
+
+
+def _read(source: str, kind: str, split: str, column_sets) -> tuple[str, list[dict]]:
+    if kind == "file":
+        return source, read_rows(source, column_sets)
+    name = f"{source} (split {split})"
+    rows = load_hub_dataset(source, split).to_list()
+    check_columns(rows, name, column_sets)
+    return name, rows
+
+
+def _sft_row(row: dict, where: str) -> tuple[dict, str]:
+    if "messages" in row:
+        return {"messages": _message_list(row["messages"], where, "messages")}, "messages"
+    return _typed(row, where, "prompt-completion", ("prompt", "completion"))
+
+
+def _typed(row: dict, where: str, kind: str, columns: Sequence[str]) -> tuple[dict, str]:
+    """Keep ``columns`` of a row whose values are all strings or all message lists."""
+    if all(isinstance(row[c], str) for c in columns):
+        return {c: row[c] for c in columns}, f"{kind} (text)"
+    if any(isinstance(row[c], str) for c in columns):
+        raise PlaypenError(f"{where}: {', '.join(columns)} must be all strings or all message lists")
+    return {c: _message_list(row[c], where, c) for c in columns}, f"{kind} (messages)"
+
+
+def _message_list(value, where: str, column: str) -> list[dict]:
+    if not (isinstance(value, list) and value and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+            for m in value)):
+        raise PlaypenError(f"{where}: '{column}' must be a non-empty list of {{\"role\", \"content\"}} text messages")
+    return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _empty_sft_message(parts: list[_Part], filters: dict) -> str:
+    dropped, values = Counter(), {name: Counter() for name in FILTER_FIELDS}
+    for part in parts:
+        dropped.update(part.dropped)
+        for name, counts in part.dropped_values.items():
+            values[name].update(counts)
+    emptier = next((name for name in reversed(FILTER_FIELDS) if dropped[name]), None)
+    if emptier is None:
+        return f"0 examples: {', '.join(p.source for p in parts)} hold no usable rows; add data or other sources"
+    found = values[emptier]
+    wanted = filters[emptier]
+    if emptier == "outcomes":
+        suggestion = [o for o in OUTCOMES if o in wanted or o in found]
+    else:
+        suggestion = sorted(found)
+    return (f"0 examples left: --{emptier} {','.join(wanted)} dropped all {dropped[emptier]} remaining "
+            f"conversations ({emptier} found: {', '.join(f'{v} {n}' for v, n in found.most_common())}); "
+            f"use --{emptier} {','.join(suggestion)}")
+
+
+def _dataset(parts: list[_Part]) -> tuple[datasets.Dataset, DataReport]:
+    formats = {}
+    for part in parts:
+        for _, row_format in part.rows:
+            formats.setdefault(row_format, part.source)
+    if len(formats) > 1:
+        (first, first_source), (second, second_source) = list(formats.items())[:2]
+        raise PlaypenError(f"cannot mix {first} rows ({first_source}) with {second} rows ({second_source}); "
+                           "convert the data to one format or train on them separately")
+    rows = [row for part in parts for row, _ in part.rows]
+    canonical = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    report = DataReport(
+        sources=[{"source": p.source, "kind": p.kind, "examples": len(p.rows), "dropped": dict(p.dropped)}
+                 for p in parts],
+        format=next(iter(formats)),
+        total=len(rows),
+        fingerprint=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+    )
+    return datasets.Dataset.from_list(rows), report

@@ -1,0 +1,125 @@
+"""Episodes of a clemcore (3.7) results directory and the conversations of their players.
+
+A results directory (``clem run``, then ``clem score``) holds one folder per episode,
+``<model-pair>/<game>/<experiment>/instance_<id>/``, with ``interactions.json`` (meta, players,
+turns of events) and ``scores.json`` (turn and episode scores).
+"""
+
+import math
+from pathlib import Path
+from typing import Iterator
+
+from playpen.errors import PlaypenError
+from playpen_tune.data.files import read_json
+
+OUTCOMES = ("success", "failure", "aborted")
+
+
+def episode_records(results_dir: str | Path) -> Iterator[dict]:
+    """Yield one record per episode folder (interactions.json + scores.json), in path order.
+
+    A record holds ``episode_dir``, ``game``, ``experiment``, ``instance`` (the game_id),
+    ``players`` (name -> {"game_role", "model_name"}), ``outcome`` ("success", "failure" or
+    "aborted"), ``main_score`` (float, or None when missing or NaN) and the raw ``turns``.
+    """
+    root = Path(results_dir)
+    paths = sorted(root.rglob("interactions.json")) if root.is_dir() else []
+    if not paths:
+        raise PlaypenError(
+            f"{root}: no interactions.json found; pass a clemcore results directory (as written by `clem run`)"
+        )
+    for path in paths:
+        yield _record(path, root)
+
+
+def conversations_from_episode(record: dict) -> list[dict]:
+    """Return one conversation per model-played player of an episode (not the GM, not programmatic).
+
+    Messages sent to the player are ``user`` turns, its answers ``assistant`` turns; consecutive
+    same-role messages are joined with a blank line as clemcore's backends do, events labelled
+    "forget" (not kept in the player's memory) are left out, and a trailing unanswered message is
+    dropped. Each conversation is ``{"messages": [...]}`` plus game, experiment, instance, role,
+    player, model, outcome and main_score.
+    """
+    conversations = []
+    for name, player in record["players"].items():
+        if name == "GM" or player["model_name"] == "programmatic":
+            continue
+        messages = _messages(record["turns"], name)
+        if not messages:
+            continue
+        conversations.append({
+            "messages": messages,
+            "game": record["game"],
+            "experiment": record["experiment"],
+            "instance": record["instance"],
+            "role": player["game_role"],
+            "player": name,
+            "model": player["model_name"],
+            "outcome": record["outcome"],
+            "main_score": record["main_score"],
+        })
+    return conversations
+
+
+def _record(path: Path, root: Path) -> dict:
+    scores_path = path.with_name("scores.json")
+    if not scores_path.is_file():
+        raise PlaypenError(f"{path.parent}: episode has no scores.json; score the run first: clem score -r {root}")
+    interactions, scores = read_json(path), read_json(scores_path)
+    try:
+        meta, episode = interactions["meta"], scores["episode scores"]
+        players = {
+            name: {"game_role": info["game_role"], "model_name": info["model_name"]}
+            for name, info in interactions["players"].items()
+        }
+        return {
+            "episode_dir": str(path.parent),
+            "game": meta["game_name"],
+            "experiment": meta["experiment_name"],
+            "instance": meta["game_id"],
+            "players": players,
+            "outcome": _outcome(episode),
+            "main_score": _number(episode.get("Main Score")),
+            "turns": interactions["turns"],
+        }
+    except (KeyError, TypeError) as error:
+        raise PlaypenError(
+            f"{path.parent}: not a clemcore 3.7 episode record ({type(error).__name__}: {error}); "
+            "regenerate it with clemcore>=3.7 (clem run, then clem score)"
+        ) from None
+
+
+def _outcome(episode_scores: dict) -> str:
+    if episode_scores["Aborted"] == 1:
+        return "aborted"
+    if episode_scores["Success"] == 1:
+        return "success"
+    return "failure"
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def _messages(turns: list, player: str) -> list[dict]:
+    messages: list[dict] = []
+    for event in (event for round_events in turns for event in round_events):
+        action = event["action"]
+        if action.get("label") == "forget":
+            continue
+        if action["type"] == "send message" and event["to"] == player:
+            role = "user"
+        elif action["type"] == "get message" and event["from"] == player:
+            role = "assistant"
+        else:
+            continue
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"] += "\n\n" + action["content"]
+        else:
+            messages.append({"role": role, "content": action["content"]})
+    while messages and messages[-1]["role"] == "user":
+        messages.pop()
+    return messages

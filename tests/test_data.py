@@ -1,0 +1,198 @@
+"""playpen_tune.data on the real shared data (offline, fast)."""
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from playpen.errors import PlaypenError
+from playpen_tune.data import (
+    conversations_from_episode,
+    episode_records,
+    load_preference_dataset,
+    load_sft_dataset,
+    read_rows,
+)
+
+DATA = Path("/work/shared/data")
+SFT_FILE = DATA / "clembench-evaluation/sft_dataset_559.json"
+DPO_FILE = DATA / "clembench-evaluation/dpo_dataset_559.json"
+RESULTS = DATA / "clembench-transcripts/results"
+EPISODES = RESULTS / "mock--mock/referencegame/number_grids"
+
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
+
+
+def test_clembench_evaluation_sft_file_loads_as_is():
+    dataset, report = load_sft_dataset([str(SFT_FILE)])
+    assert dataset.num_rows == 559 and dataset.column_names == ["messages"]
+    assert [m["role"] for m in dataset[0]["messages"]] == ["user", "assistant"]
+    assert report.total == 559 and report.format == "messages"
+    assert report.sources == [{"source": str(SFT_FILE), "kind": "file", "examples": 559, "dropped": {}}]
+    assert len(report.fingerprint) == 64
+    assert report.fingerprint == load_sft_dataset([str(SFT_FILE)])[1].fingerprint
+    assert json.loads(json.dumps(report.to_dict()))["total"] == 559
+    assert "559 examples" in report.lines()[0]
+
+
+def test_clembench_evaluation_dpo_file_loads_as_is():
+    dataset, report = load_preference_dataset([str(DPO_FILE)])
+    assert dataset.num_rows == 559 and sorted(dataset.column_names) == ["chosen", "prompt", "rejected"]
+    assert all(isinstance(dataset[0][c], str) for c in ("prompt", "chosen", "rejected"))
+    assert report.format == "preference (text)"
+
+
+def test_episode_records_read_outcomes_and_scores():
+    records = list(episode_records(RESULTS))
+    assert len(records) == 90
+    assert {r["game"] for r in records} == {"referencegame"}
+    assert len({r["experiment"] for r in records}) == 5
+    assert Counter(r["outcome"] for r in records) == {"failure": 61, "success": 29}
+    assert all((r["main_score"] == 100.0) == (r["outcome"] == "success") for r in records)
+
+
+def test_conversations_one_per_model_player_with_metadata():
+    records = list(episode_records(RESULTS))
+    conversations = [c for r in records for c in conversations_from_episode(r)]
+    assert len(conversations) == 2 * len(records)  # mock players are models, only the GM is programmatic
+    assert Counter(c["role"] for c in conversations) == {"InstructionGiver": 90, "InstructionFollower": 90}
+    giver, follower = conversations_from_episode(records[0])
+    assert giver["player"] == "Player 1" and giver["model"] == "mock"
+    assert {k: giver[k] for k in ("game", "outcome")} == {"game": "referencegame", "outcome": records[0]["outcome"]}
+    assert giver["instance"] == records[0]["instance"] and giver["main_score"] == records[0]["main_score"]
+    # clemcore 3.7.2 logs one merged context per call: nothing to merge, user/assistant alternate
+    assert all([m["role"] for m in c["messages"]] == ["user", "assistant"] for c in conversations)
+    # the follower is prompted with the giver's expression
+    assert giver["messages"][1]["content"] in follower["messages"][0]["content"]
+
+
+def test_conversation_merges_repeated_roles_and_skips_scripted_players():
+    def event(from_, to, type_, content, label=None):
+        return {"from": from_, "to": to, "action": {"type": type_, "content": content, "label": label}}
+
+    record = {
+        "game": "g", "experiment": "e", "instance": 3, "outcome": "aborted", "main_score": None,
+        "players": {"GM": {"game_role": "Game Master", "model_name": "programmatic"},
+                    "Player 1": {"game_role": "Guesser", "model_name": "m"},
+                    "Player 2": {"game_role": "Describer", "model_name": "programmatic"}},
+        "turns": [[event("GM", "Player 1", "send message", "rules"),
+                   event("GM", "Player 1", "send message", "first clue"),
+                   event("Player 1", "GM", "get message", "guess 1"),
+                   event("GM", "Player 1", "send message", "invalid, retry", "forget"),
+                   event("Player 1", "GM", "get message", "retry", "forget"),
+                   event("GM", "Player 2", "send message", "x"),
+                   event("GM", "GM", "parse", "guess 1")],
+                  [event("GM", "Player 1", "send message", "second clue")]],
+    }
+    (conversation,) = conversations_from_episode(record)
+    assert conversation["messages"] == [{"role": "user", "content": "rules\n\nfirst clue"},
+                                        {"role": "assistant", "content": "guess 1"}]
+    assert conversation["role"] == "Guesser" and conversation["outcome"] == "aborted"
+
+
+def test_outcome_filter_drops_failures_and_reports_it():
+    dataset, report = load_sft_dataset([str(RESULTS)])
+    assert dataset.num_rows == 58
+    assert report.sources[0]["kind"] == "transcripts"
+    assert report.sources[0]["dropped"] == {"outcomes": 122}
+    assert "dropped: outcomes 122" in report.lines()[1]
+    dataset, _ = load_sft_dataset([str(RESULTS)], outcomes=["success", "failure"], roles=["InstructionGiver"])
+    assert dataset.num_rows == 90
+
+
+def test_empty_after_filter_names_the_filter():
+    with pytest.raises(PlaypenError, match=r"--outcomes aborted dropped all 180 .*use --outcomes success,failure,aborted"):
+        load_sft_dataset([str(RESULTS)], outcomes=["aborted"])
+    with pytest.raises(PlaypenError, match=r"--games taboo .*use --games referencegame"):
+        load_sft_dataset([str(RESULTS)], games=["taboo"])
+
+
+def test_transcripts_and_file_rows_combine_but_formats_must_match(tmp_path):
+    dataset, report = load_sft_dataset([str(SFT_FILE), str(RESULTS)])
+    assert dataset.num_rows == 559 + 58 and [s["kind"] for s in report.sources] == ["file", "transcripts"]
+    completions = tmp_path / "pc.jsonl"
+    completions.write_text(json.dumps({"prompt": [{"role": "user", "content": "hi"}],
+                                       "completion": [{"role": "assistant", "content": "yo"}], "id": 1}) + "\n")
+    dataset, report = load_sft_dataset([str(completions)])
+    assert dataset.column_names == ["prompt", "completion"] and report.format == "prompt-completion (messages)"
+    with pytest.raises(PlaypenError, match="cannot mix messages rows .* with prompt-completion"):
+        load_sft_dataset([str(SFT_FILE), str(completions)])
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": []}\n\n{"messages": [}\n')
+    with pytest.raises(PlaypenError, match=rf"{path}:3: invalid JSON line"):
+        read_rows(path)
+
+
+def test_malformed_json_names_file_line_and_column(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('[\n {"messages": 1},\n {oops}\n]')
+    with pytest.raises(PlaypenError, match=rf"{path}:3:3: invalid JSON"):
+        load_sft_dataset([str(path)])
+
+
+def test_missing_file_and_missing_columns(tmp_path):
+    with pytest.raises(PlaypenError, match="no such file"):
+        load_sft_dataset([str(tmp_path / "absent.jsonl")])
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "a"}]}\n{"text": "b"}\n')
+    with pytest.raises(PlaypenError, match=rf"{path}: row 1 .*'messages' or 'prompt'\+'completion'"):
+        load_sft_dataset([str(path)])
+    with pytest.raises(PlaypenError, match="row 0 .*'prompt'\\+'chosen'\\+'rejected'"):
+        load_preference_dataset([str(SFT_FILE)])
+
+
+def test_hub_offline_suggests_a_local_file(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PlaypenError, match="Hub is unreachable.*local .json/.jsonl file"):
+        load_sft_dataset(["allenai/tulu-3-sft-personas-instruction-following"])
+
+
+def test_results_dir_errors(tmp_path):
+    with pytest.raises(PlaypenError, match="no interactions.json"):
+        load_sft_dataset([str(tmp_path)])
+    episode = tmp_path / "m--m/referencegame/number_grids/instance_00000"
+    shutil.copytree(EPISODES / "instance_00000", episode)
+    (episode / "scores.json").unlink()
+    with pytest.raises(PlaypenError, match="no scores.json; score the run first: clem score"):
+        load_sft_dataset([str(tmp_path)])
+
+
+def _copy_episode(results: Path, model_dir: str, instance: str, success: bool) -> Path:
+    episode = results / model_dir / "referencegame/number_grids" / instance
+    shutil.copytree(EPISODES / instance, episode)
+    scores = json.loads((episode / "scores.json").read_text())
+    scores["episode scores"].update({"Success": int(success), "Lose": int(not success), "Main Score": 100 * success})
+    (episode / "scores.json").write_text(json.dumps(scores))
+    return episode
+
+
+def test_preference_pairs_from_two_model_folders(tmp_path):
+    results = tmp_path / "results"
+    for instance in ("instance_00000", "instance_00001", "instance_00002"):
+        _copy_episode(results, "a--a", instance, success=False)
+    _copy_episode(results, "b--b", "instance_00001", success=False)
+    better = _copy_episode(results, "b--b", "instance_00000", success=True)
+    interactions = json.loads((better / "interactions.json").read_text())
+    answer = next(e for e in interactions["turns"][0] if e["from"] == "Player 2" and e["action"]["type"] == "get message")
+    worse_answer, answer["action"]["content"] = answer["action"]["content"], "Answer: second"
+    (better / "interactions.json").write_text(json.dumps(interactions))
+
+    dataset, report = load_preference_dataset([str(results)])
+    assert dataset.num_rows == 1
+    pair = dataset[0]
+    assert [m["role"] for m in pair["prompt"]] == ["user"] and "Which grid" in pair["prompt"][0]["content"]
+    assert pair["chosen"] == [{"role": "assistant", "content": "Answer: second"}]
+    assert pair["rejected"] == [{"role": "assistant", "content": worse_answer}]
+    assert report.format == "preference (messages)"
+    # giver answers of instance 0 are identical; instance 1 scored the same; instance 2 ran once (two roles each)
+    assert report.sources[0]["dropped"] == {"identical answers": 1, "equal scores": 2, "single episode": 2}
+
+    _, report = load_preference_dataset([str(results)], roles=["InstructionFollower"])
+    assert report.sources[0]["dropped"] == {"roles": 5, "equal scores": 1, "single episode": 1}
+    with pytest.raises(PlaypenError, match=r"0 preference pairs .*score gap below min_score_gap 2.*lower min_score_gap"):
+        load_preference_dataset([str(results)], min_score_gap=150)
