@@ -60,7 +60,7 @@ def list_games(args) -> None:
         return
     print(f"{len(specs)} game(s):")
     for spec in specs:
-        print(f"  {spec['game_name']}: {spec.get('description', '')}")
+        print(f"  {spec['game_name']}: {spec['description'] if 'description' in spec else ''}")
 
 
 def list_backends(args) -> None:

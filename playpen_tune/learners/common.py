@@ -2,7 +2,9 @@
 arguments, loss tracking, saving and the manifest. The learner modules only wire a TRL trainer."""
 from __future__ import annotations
 
+import contextlib
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,24 @@ def check_output_dir(request: LearnRequest) -> Path | None:
                            f"--overwrite to train into it again (existing checkpoints are kept), "
                            f"or choose another --output_dir / --name")
     return None
+
+
+@contextlib.contextmanager
+def removed_if_setup_fails(output_dir: Path):
+    """Remove ``output_dir`` again if it did not exist and setup (before training) fails.
+
+    transformers' Trainer creates the directory on construction; a run that never started
+    training must not leave it behind. An existing directory is never touched.
+    """
+    created = None if output_dir.exists() else output_dir.absolute()
+    while created is not None and not created.parent.exists():
+        created = created.parent  # also remove parents (models/) this run would have created
+    try:
+        yield
+    except BaseException:
+        if created is not None and created.exists():
+            shutil.rmtree(created)
+        raise
 
 
 def parent_adapter(model: dict) -> Path | None:
@@ -154,6 +174,35 @@ class RunRecord:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class PreparedRun:
+    """A trainer ready to train, and what the manifest needs to know about it."""
+
+    trainer: object
+    tokenizer: object
+    guard: object
+    record: RunRecord
+    resume_from: Path | None = None
+
+
+def train_and_finish(run: PreparedRun) -> LearnerResult:
+    """Train (resuming if asked), stop on a non-finite loss, then save and write the manifest."""
+    run.trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+    raise_if_diverged(run.guard, run.record.request.output_dir)
+    return finish_run(run.record, run.trainer, run.tokenizer)
+
+
+def quantized_modules(model) -> dict:
+    """Which bitsandbytes layer class the trained model's linear layers are, and how many."""
+    counts: dict[str, int] = {}
+    for module in model.modules():
+        cls = type(module)
+        if cls.__module__.startswith("bitsandbytes"):
+            name = f"{cls.__module__}.{cls.__qualname__}"
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
     """Save adapter + tokenizer into the output dir, write the manifest, build the result."""
 
@@ -175,6 +224,7 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
         "config": config_to_dict(request.config),
         "quantization": record.quantization,
         "lora": record.lora,
+        "quantized_modules": quantized_modules(trainer.model),
         "data": record.data,
         "seed": request.config.seed,
         "resumed_from": record.resumed_from,

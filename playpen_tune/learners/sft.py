@@ -19,6 +19,14 @@ class SFTQLoRALearner(Learner):
         return translate_legacy(raw, "sft", "sft_dataset") if is_legacy(raw) else (raw, [])
 
     def learn(self, request: LearnRequest) -> LearnerResult:
+        from playpen_tune.learners import common
+
+        with common.removed_if_setup_fails(request.output_dir):
+            run = self.prepare(request)
+        return common.train_and_finish(run)
+
+    def prepare(self, request: LearnRequest):
+        """Everything up to ``trainer.train()``: data, tokenizer, 4-bit model + LoRA, SFTTrainer."""
         from trl import SFTConfig, SFTTrainer
         from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
@@ -47,7 +55,6 @@ class SFTQLoRALearner(Learner):
                     f"TRL has no training template for it, so assistant-only loss is impossible; add the markers "
                     f"to the template or pass --assistant_only_loss false")
         model, quantization, lora = common.load_policy(request, config)
-        request.output_dir.mkdir(parents=True, exist_ok=True)
         args = SFTConfig(
             **common.trainer_arguments(config, request.output_dir, quantization),
             packing=config.packing, padding_free=config.padding_free,
@@ -57,12 +64,19 @@ class SFTQLoRALearner(Learner):
         guard = common.loss_guard_callback()
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              callbacks=[guard])
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        common.raise_if_diverged(guard, request.output_dir)
+        kept = len(trainer.train_dataset)
+        if kept == 0:
+            raise PlaypenError(f"none of the {len(dataset)} examples keeps a trainable token within "
+                               f"--max_length {config.max_length}; raise --max_length")
+        if kept < len(dataset):
+            print(f"warning: {len(dataset) - kept} of {len(dataset)} examples have no trainable token within "
+                  f"--max_length {config.max_length} and are skipped")
+        request.output_dir.mkdir(parents=True, exist_ok=True)
         record = common.RunRecord(learner="sft_qlora", request=request, data=report.to_dict(),
                                   quantization=quantization, lora=lora, started=started,
                                   resumed_from=str(resume_from) if resume_from else None,
-                                  extra={"parent_adapter": str(common.parent_adapter(request.model) or "") or None,
+                                  extra={"examples_trained": kept, "parent_adapter": str(common.parent_adapter(request.model) or "") or None,
                                          "loss_masking": "assistant_only" if args.assistant_only_loss else
                                          ("completion_only" if args.completion_only_loss else "all_tokens")})
-        return common.finish_run(record, trainer, tokenizer)
+        return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
+                                  resume_from=resume_from)

@@ -1,0 +1,160 @@
+"""The demo clemgame shipped with the project (``wordecho``) and helpers to play it with clemcore.
+
+``wordecho`` lives in ``examples/games/wordecho`` of the repository (see its ``master.py`` for the
+rules): one player, two rounds, each round the Game Master says ``Say the word: <word>`` and the
+player must answer ``ANSWER: <word>``. The model name ``mock`` plays it as a perfect scripted expert.
+
+clemcore finds games only through its game registry, which it builds from the *current working
+directory* (``./game_registry.json`` and ``clemgame.json`` files up to three folders below it), so::
+
+    from pathlib import Path
+    from playpen_tune.games import play, write_game_registry
+
+    write_game_registry(Path.cwd())      # once; ./game_registry.json now points at the demo game
+    results = play(["mock"], "results/expert", instances="instances_train")
+    # results/expert/mock/wordecho/train/instance_00000/{interactions,scores}.json
+
+The same works from the shell: ``clem run -g wordecho -m mock -i instances_train -r results``,
+``clem score -g wordecho -r results``, ``clem eval -r results``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+from playpen.errors import PlaypenError
+
+DEMO_GAME_NAME = "wordecho"
+DEMO_GAME_DIR = Path(__file__).resolve().parents[1] / "examples" / "games" / DEMO_GAME_NAME
+"""The demo game's directory. It is part of the repository, not of the installed package, so it
+resolves only for an editable install (``pip install -e .``) or a source checkout."""
+
+GAME_REGISTRY_FILE = "game_registry.json"
+DEFAULT_GEN_ARGS = {"temperature": 0.0, "max_tokens": 300}  # the `clem run` defaults
+
+
+def _demo_game_dir() -> Path:
+    if not (DEMO_GAME_DIR / "clemgame.json").is_file():
+        raise PlaypenError(f"the demo game is missing at {DEMO_GAME_DIR}; it ships in the repository's "
+                           "examples/ folder, so install playpen-tune editable from a checkout (pip install -e .)")
+    return DEMO_GAME_DIR
+
+
+def write_game_registry(directory: str | Path) -> Path:
+    """Write ``directory/game_registry.json`` so that clemcore finds the demo game; return its path.
+
+    The entry is ``{"benchmark_path": "<absolute DEMO_GAME_DIR>"}``, which clemcore expands to the
+    game's ``clemgame.json`` (with an absolute ``game_path``). An existing registry file is kept:
+    the entry is appended to its list unless it is already there. clemcore reads the file from
+    the working directory of the process that runs the game, so ``directory`` is normally the one
+    you call :func:`play` (or ``clem run``) from.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / GAME_REGISTRY_FILE
+    entry = {"benchmark_path": str(_demo_game_dir())}
+    entries: list = []
+    if path.exists():
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise PlaypenError(f"{path} is not valid JSON ({error}); fix or delete it") from None
+        if not isinstance(entries, list):
+            raise PlaypenError(f"{path} must hold a JSON list of game entries, like [{json.dumps(entry)}]")
+    if entry not in entries:
+        entries.append(entry)
+    path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def demo_corpus() -> list[str]:
+    """Every prompt and expert answer of the demo game's instance files (all splits).
+
+    Pass it as ``corpus`` to :func:`playpen_tune.tiny.build_tiny_chat_model` so that the tiny
+    model's tokenizer encodes the game's texts compactly.
+    """
+    texts: list[str] = []
+    for file in sorted((_demo_game_dir() / "in").glob("instances*.json")):
+        for experiment in json.loads(file.read_text(encoding="utf-8"))["experiments"]:
+            texts.append(experiment["initial_prompt"])
+            for instance in experiment["game_instances"]:
+                for word in instance["target_words"]:
+                    texts.append(experiment["round_prompt"].replace("$WORD$", word))
+                    texts.append(f"ANSWER: {word}")
+    return list(dict.fromkeys(texts))  # unique, in order
+
+
+def play(model_names: Sequence[str], results_dir: str | Path, instances: str = "instances_train",
+         game: str = DEMO_GAME_NAME, batch_size: int = 1, gen_args: dict | None = None) -> Path:
+    """Play ``game`` with clemcore (``clemcore.cli.run``), score it (``clemcore.cli.score``); return the results dir.
+
+    Args:
+        model_names: one model per player (``["mock"]`` is the demo game's scripted expert); each
+            is a name from clemcore's model registry (``./model_registry.json`` first) or a
+            ModelSpec JSON string, exactly as for ``clem run -m``.
+        results_dir: root of clemcore's results tree (made absolute, so later ``chdir`` calls do not
+            move it). Episodes land in ``<results_dir>/<model names joined by '--'>/<game>/
+            <experiment>/instance_<game_id:05d>/`` with ``interactions.json`` and ``scores.json``.
+            Re-running the same models on the same instances overwrites those episodes.
+        instances: instances file name in the game's ``in/`` folder, without ``.json``
+            (the demo game has ``instances_train``, ``instances_heldout`` and ``instances``).
+        game: a game name from clemcore's game registry.
+        batch_size: number of episodes played at once (models that support batching only).
+        gen_args: generation arguments for the models, merged over ``{"temperature": 0.0,
+            "max_tokens": 300}`` (the ``clem run`` defaults).
+
+    clemcore looks games up from the current working directory only: call this from a directory
+    holding a ``game_registry.json`` that lists the game (see :func:`write_game_registry`) or the
+    game folder itself. clemcore also writes its log, ``clembench.log``, to the directory the
+    process was in when ``clemcore`` was first imported.
+
+    Raises:
+        PlaypenError: the game is not in clemcore's registry, clemcore reported a failure, or an
+            episode raised an exception (clemcore logs and skips such episodes).
+    """
+    from clemcore import cli as clem_cli  # lazy: importing clemcore configures logging
+    from clemcore.backends import ModelSpec
+    from clemcore.clemgame import GameRegistry
+
+    if not model_names:
+        raise PlaypenError("play() needs at least one model name, e.g. ['mock']")
+    if GameRegistry.from_directories_and_cwd_files().find_game_spec(game) is None:
+        hint = (f"call playpen_tune.games.write_game_registry({str(Path.cwd())!r}) first"
+                if game == DEMO_GAME_NAME else "add it to ./game_registry.json")
+        raise PlaypenError(f"clemcore finds no game '{game}' from the working directory {Path.cwd()}; {hint}")
+
+    results_dir = Path(results_dir).resolve()
+    started = time.time()
+    try:
+        clem_cli.run(game, ModelSpec.from_strings(list(model_names)),
+                     gen_args={**DEFAULT_GEN_ARGS, **(gen_args or {})},
+                     instances_filename=instances, results_dir_path=results_dir, batch_size=batch_size)
+        clem_cli.score(game, results_dir=str(results_dir))
+    except SystemExit:  # clemcore.cli.run/score log the exception, then sys.exit(1)
+        raise PlaypenError(f"clemcore failed to play or score '{game}' with {list(model_names)}; "
+                           "see clembench.log for the traceback") from None
+
+    failed = _unfinished_episodes(results_dir, game, since=started - 1)
+    if failed:
+        error_file = failed[0] / "error.json"
+        detail = ""
+        if error_file.exists():
+            error = json.loads(error_file.read_text(encoding="utf-8"))
+            detail = f" ({error.get('error')}: {error.get('message')})"
+        raise PlaypenError(f"{len(failed)} episode(s) of '{game}' raised an exception and were skipped by "
+                           f"clemcore, e.g. {failed[0]}{detail}; the traceback is in clembench.log")
+    return results_dir
+
+
+def _unfinished_episodes(results_dir: Path, game: str, since: float) -> list[Path]:
+    """Episode dirs started since ``since`` (epoch seconds) that clemcore did not mark completed.
+
+    clemcore writes ``instance.json`` when an episode starts and ``completed.json`` when it ends
+    normally. An exception inside the game master also leaves ``error.json``; one raised by the
+    model during the player's turn leaves neither (the runners log it and go on).
+    """
+    return sorted(path.parent for path in results_dir.rglob("instance.json")
+                  if game in path.parts and path.stat().st_mtime >= since
+                  and not (path.parent / "completed.json").exists())

@@ -1,0 +1,193 @@
+"""sft_qlora end to end on tiny offline models: files, transcripts, masking, legacy YAML, errors."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import snapshot
+
+LINEAR4BIT = "bitsandbytes.nn.modules.Linear4bit"
+FAST = ["--max_length", "192", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+        "--logging_steps", "1", "--learning_rate", "1e-2", "--save_steps", "10"]
+
+
+@pytest.fixture
+def sft_file(workdir, shared_data) -> Path:
+    rows = json.loads((shared_data / "clembench-evaluation" / "sft_dataset_559.json").read_text())[:48]
+    path = workdir / "sft.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+def assert_trained(workdir: Path, name: str, base: str) -> dict:
+    out = workdir / "models" / name
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    assert (out / "tokenizer_config.json").is_file()
+    manifest = json.loads((out / "playpen_run.json").read_text())
+    losses = [entry["loss"] for entry in manifest["loss_history"]]
+    assert all(math.isfinite(loss) for loss in losses)
+    assert mean(losses[-3:]) < mean(losses[:3]) - 0.1, losses  # loss went down
+    assert manifest["quantized_modules"][LINEAR4BIT] == 14  # 2 layers x (q,k,v,o,gate,up,down)
+    assert manifest["learner"]["name"] == "sft_qlora"
+    assert manifest["base_model"]["model_name"] == base
+    assert manifest["quantization"]["load_in_4bit"] is True
+    assert manifest["quantization"]["bnb_4bit_quant_type"] == "nf4"
+    assert manifest["quantization"]["bnb_4bit_use_double_quant"] is True
+    assert manifest["quantization"]["bnb_4bit_compute_dtype"] == "float32"  # CPU
+    assert manifest["lora"]["r"] == 16 and manifest["lora"]["target_modules"] == "all-linear"
+    assert len(manifest["data"]["fingerprint"]) == 64
+    assert manifest["versions"]["trl"] and manifest["versions"]["bitsandbytes"]
+    assert manifest["command_line"][:3] == ["playpen", "learn", "-l"]
+    assert manifest["metrics"]["global_step"] == 20 and manifest["metrics"]["wall_time_s"] > 0
+    return manifest
+
+
+def generate_with_backend(name: str) -> str:
+    """Load the registered tuned model through the playpen_qlora clemcore backend and generate."""
+    from clemcore.backends import ModelRegistry
+
+    from playpen_tune.backend import QLoRABackend
+
+    spec = ModelRegistry.from_packaged_and_cwd_files().get_first_model_spec_that_unify_with(name)
+    model = QLoRABackend().get_model_for(spec)
+    model.set_gen_args(temperature=0.0, max_tokens=5)
+    assert type(model.model.base_model.model.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
+    assert "default" in model.model.peft_config
+    _, _, text = model.generate_response([{"role": "user", "content": "Describe the target grid."}])
+    return text
+
+
+@pytest.mark.parametrize("base", ["tiny", "tiny-bnb-4bit"])
+def test_sft_on_clembench_evaluation_file(playpen, workdir, sft_file, base):
+    result = playpen("learn", "-l", "sft_qlora", "-m", base, "--dataset", sft_file, "--max_steps", "20", *FAST)
+    assert result.code == 0, result
+    manifest = assert_trained(workdir, f"{base}-sft_qlora", base)
+    assert manifest["quantization"]["prequantized"] is (base == "tiny-bnb-4bit")
+    assert manifest["data"]["sources"][0]["examples"] == 48
+    assert manifest["loss_masking"] == "assistant_only"
+    entry = {e["model_name"]: e for e in json.loads((workdir / "model_registry.json").read_text())}[f"{base}-sft_qlora"]
+    assert entry["backend"] == "playpen_qlora"
+    assert entry["model_config"]["peft_model"] == str((workdir / "models" / f"{base}-sft_qlora").resolve())
+    assert isinstance(generate_with_backend(f"{base}-sft_qlora"), str)
+
+
+def test_sft_on_transcripts_dir(playpen, workdir, shared_data):
+    transcripts = shared_data / "clembench-transcripts" / "results"
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", transcripts, "--max_steps", "20",
+                     "--roles", "InstructionGiver", *FAST, "--max_length", "1024")
+    assert result.code == 0, result
+    manifest = assert_trained(workdir, "tiny-sft_qlora", "tiny")
+    source = manifest["data"]["sources"][0]
+    assert source["kind"] == "transcripts"
+    assert source["examples"] == 29  # successful episodes, one giver conversation each
+    assert source["dropped"]["roles"] == 90 and source["dropped"]["outcomes"] == 61
+    assert manifest["examples_trained"] == 29
+
+
+def test_truncating_away_every_answer_is_a_user_error(playpen, workdir, shared_data):
+    transcripts = shared_data / "clembench-transcripts" / "results"
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", transcripts, "--max_length", "32")
+    assert result.code == 2 and "raise --max_length" in result.err
+    assert not (workdir / "models").exists()
+
+
+def test_user_turns_are_masked(workdir, sft_file):
+    """The batches the learner trains on carry label -100 on every non-assistant token."""
+    from playpen.config import build_config
+    from playpen.learners import LearnRequest
+    from playpen.learning import resolve_model
+    from playpen_tune.config import SFTQLoRAConfig
+    from playpen_tune.learners.sft import SFTQLoRALearner
+
+    rows = [{"messages": [{"role": "user", "content": "Say the word: apple."},
+                          {"role": "assistant", "content": "ANSWER: apple"},
+                          {"role": "user", "content": "Say the word: pear."},
+                          {"role": "assistant", "content": "ANSWER: pear"}]}] * 4
+    data = workdir / "multi.json"
+    data.write_text(json.dumps(rows))
+    config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(data)], "max_steps": "1"})
+    request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / "out", name="t")
+    run = SFTQLoRALearner().prepare(request)
+    batch = next(iter(run.trainer.get_train_dataloader()))
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    tokenizer = run.tokenizer
+    trained = tokenizer.decode([i for i, label in zip(ids, labels) if label != -100])
+    masked = tokenizer.decode([i for i, label in zip(ids, labels) if label == -100])
+    assert trained == "ANSWER: apple<|eot_id|>ANSWER: pear<|eot_id|>"
+    assert "Say the word: apple." in masked and "Say the word: pear." in masked
+    assert "ANSWER" not in masked
+
+
+LEGACY_YAML = """\
+tuning:
+  type: sft
+base_model:
+  name: unsloth/Meta-Llama-3.1-8B-Instruct
+sft_dataset:
+  name: {dataset}
+sft_model:
+  name: not_used
+preference_dataset:
+  name: not_used
+max_seq_length:
+  length: 192
+low_rank_matrice:
+  size: 8
+influence:
+  rate: 32
+dropout:
+  rate: 0.1
+training:
+  learning_rate: 1e-2
+  batch_size: 4
+  grad_acc_steps: 1
+  max_training_steps: 20
+  warmup_steps: 2
+  beta: 0.1
+"""
+
+
+def test_legacy_yaml_config(playpen, workdir, sft_file):
+    config = workdir / "legacy.yaml"
+    config.write_text(LEGACY_YAML.format(dataset=sft_file))
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "-c", config, "--logging_steps", "1")
+    assert result.code == 0, result
+    assert "legacy low_rank_matrice.size -> lora_r" in result.out
+    assert "legacy base_model.name (unsloth/Meta-Llama-3.1-8B-Instruct) is not used" in result.out
+    manifest = json.loads((workdir / "models" / "tiny-sft_qlora" / "playpen_run.json").read_text())
+    assert manifest["lora"]["r"] == 8 and manifest["lora"]["lora_alpha"] == 32
+    assert manifest["lora"]["lora_dropout"] == 0.1  # the old script truncated this to 0
+    assert manifest["config"]["max_length"] == 192 and manifest["config"]["warmup_steps"] == 2
+    assert manifest["metrics"]["global_step"] == 20
+
+
+def test_legacy_yaml_contradiction(playpen, workdir, sft_file):
+    config = workdir / "legacy.yaml"
+    config.write_text(LEGACY_YAML.format(dataset=sft_file).replace("type: sft", "type: dpo"))
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "-c", config)
+    assert result.code == 2 and "tuning.type: dpo" in result.err
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: ["--dataset", d / "sft.json", "--lora_rank", "8"], "unknown config field 'lora_rank' on the command line; did you mean 'lora_r'"),
+    (lambda d: ["--dataset", d / "sft.json", "--lora_r", "eight"], "--lora_r expects a int value"),
+    (lambda d: ["--dataset", d / "missing.json"], "missing.json"),
+    (lambda d: ["--dataset", d / "bad.jsonl"], "bad.jsonl:2"),
+    (lambda d: ["--dataset", Path(__file__).resolve().parents[2] / "shared/data/clembench-transcripts/results",
+                "--games", "wordle"], "games"),
+])
+def test_user_errors_exit_2_and_write_nothing(playpen, workdir, sft_file, make_args, message):
+    (workdir / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [\n')
+    before = snapshot(workdir)
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--max_steps", "2", *make_args(workdir))
+    assert result.code == 2, result
+    assert message in result.err and "Traceback" not in result.err
+    assert len(result.err.strip().splitlines()) == 1
+    assert snapshot(workdir) == before  # no adapter, no registry change, no output dir
