@@ -1,0 +1,136 @@
+"""./model_registry.json writes: byte-preserving, idempotent, atomic, locked, crash-safe."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from playpen import registry
+from playpen.errors import PlaypenError
+
+HAND_WRITTEN = """[
+    {"model_name": "gpt-x",   "backend": "openai",
+     "model_config": {"eos_to_cull": "<\\\\|eot_id\\\\|>"}},
+
+    {
+        "model_name": "hand-edited", "backend": "huggingface_local", "huggingface_id": "org/model"
+    }
+]
+"""
+
+
+def entry(name: str, **extra) -> dict:
+    return {"model_name": name, "backend": "playpen_qlora", "huggingface_id": "org/base", **extra}
+
+
+def test_append_keeps_other_entries_byte_for_byte(tmp_path):
+    path = tmp_path / "model_registry.json"
+    path.write_text(HAND_WRITTEN)
+    assert registry.upsert_entry(entry("tuned"), path) == "added"
+    text = path.read_text()
+    assert text.startswith(HAND_WRITTEN[:HAND_WRITTEN.rindex("}") + 1])  # old bytes untouched
+    names = [e["model_name"] for e in json.loads(text)]
+    assert names == ["gpt-x", "hand-edited", "tuned"]
+    assert (tmp_path / "model_registry.json.bak").read_text() == HAND_WRITTEN
+
+
+def test_replace_by_name_is_idempotent_and_in_place(tmp_path):
+    path = tmp_path / "model_registry.json"
+    path.write_text(HAND_WRITTEN)
+    registry.upsert_entry(entry("tuned", parameters="1B"), path)
+    registry.upsert_entry(entry("last"), path)
+    assert registry.upsert_entry(entry("tuned", parameters="2B"), path) == "replaced"
+    assert registry.upsert_entry(entry("tuned", parameters="2B"), path) == "unchanged"
+    entries = json.loads(path.read_text())
+    assert [e["model_name"] for e in entries] == ["gpt-x", "hand-edited", "tuned", "last"]
+    assert entries[2]["parameters"] == "2B"
+    assert path.read_text().startswith(HAND_WRITTEN[:HAND_WRITTEN.rindex("}") + 1])
+
+
+def test_creates_missing_file(tmp_path):
+    path = tmp_path / "model_registry.json"
+    assert registry.upsert_entry(entry("tuned"), path) == "added"
+    assert json.loads(path.read_text()) == [entry("tuned")]
+
+
+def test_exception_mid_write_leaves_file_unchanged(tmp_path, monkeypatch):
+    path = tmp_path / "model_registry.json"
+    path.write_text(HAND_WRITTEN)
+
+    def failing_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(registry.os, "fsync", failing_fsync)
+    with pytest.raises(OSError, match="disk full"):
+        registry.upsert_entry(entry("tuned"), path)
+    assert path.read_text() == HAND_WRITTEN
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["model_registry.json"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[{\"model_name\": \"a\",}]", "is not valid JSON"),
+    ("{\"model_name\": \"a\"}", "must hold a JSON list"),
+])
+def test_corrupt_registry_is_refused_not_overwritten(tmp_path, content, message):
+    path = tmp_path / "model_registry.json"
+    path.write_text(content)
+    with pytest.raises(PlaypenError, match=message):
+        registry.upsert_entry(entry("tuned"), path)
+    assert path.read_text() == content
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "..", ".hidden", "-x", "a b", ""])
+def test_names_that_could_escape_a_directory_are_refused(name):
+    with pytest.raises(PlaypenError, match="is not allowed"):
+        registry.validate_model_name(name)
+
+
+WRITER = """
+import sys
+from playpen import registry
+path = sys.argv[1]
+for i in range(1000000):
+    registry.upsert_entry({"model_name": "tuned", "backend": "playpen_qlora", "step": i,
+                           "payload": "x" * 20000}, path)
+"""
+
+
+def test_sigkill_during_writes_never_corrupts_the_file(tmp_path):
+    """Kill a process that rewrites the registry in a loop, 60 times at random points."""
+    path = tmp_path / "model_registry.json"
+    path.write_text(HAND_WRITTEN)
+    rng = random.Random(0)
+    for trial in range(60):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
+        time.sleep(0.15 + rng.random() * 0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        entries = json.loads(path.read_text())  # always complete JSON
+        assert [e["model_name"] for e in entries][:2] == ["gpt-x", "hand-edited"], trial
+        assert path.read_text().startswith(HAND_WRITTEN[:HAND_WRITTEN.rindex("}") + 1])
+        if len(entries) == 3:
+            assert entries[2]["payload"] == "x" * 20000  # the new entry is whole
+    assert len(json.loads(path.read_text())) == 3  # some writes landed
+
+
+CONCURRENT = """
+import sys
+from playpen import registry
+for i in range(25):
+    registry.upsert_entry({"model_name": f"{sys.argv[2]}-{i}", "backend": "playpen_qlora"}, sys.argv[1])
+"""
+
+
+def test_concurrent_writers_all_land(tmp_path):
+    path = tmp_path / "model_registry.json"
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(path), tag]) for tag in "abc"]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    names = {e["model_name"] for e in json.loads(path.read_text())}
+    assert names == {f"{tag}-{i}" for tag in "abc" for i in range(25)}
