@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Sequence
 
 from playpen.errors import PlaypenError
+from playpen.registry import atomic_write_text
 
 DEMO_GAME_NAME = "wordecho"
 DEMO_GAME_DIR = Path(__file__).resolve().parents[1] / "examples" / "games" / DEMO_GAME_NAME
@@ -65,7 +66,7 @@ def write_game_registry(directory: str | Path) -> Path:
             raise PlaypenError(f"{path} must hold a JSON list of game entries, like [{json.dumps(entry)}]")
     if entry not in entries:
         entries.append(entry)
-    path.write_text(json.dumps(entries, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(entries, indent=2) + "\n")
     return path
 
 

@@ -1,0 +1,183 @@
+"""The loop end to end: learn -> registry entry -> eval with baseline (clemcore scores), the
+playpen_qlora backend, the `clem run` shim, resume, failed games and missing games."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import snapshot
+
+BASE, TUNED = "tiny-base", "tiny-base-sft_qlora"
+
+
+@pytest.fixture(scope="module")
+def quickstart_dir(tmp_path_factory) -> Path:
+    """One real quickstart run (tiny model, wordecho, SFT, eval with baseline), shared by the tests."""
+    from playpen_tune.quickstart import run_quickstart
+
+    directory = tmp_path_factory.mktemp("qs") / "run"
+    cwd = os.getcwd()
+    try:
+        run_quickstart(directory)
+    finally:
+        os.chdir(cwd)
+    return directory
+
+
+@pytest.mark.slow
+def test_quickstart_tuned_beats_base_on_heldout(quickstart_dir):
+    base = json.loads((quickstart_dir / "eval" / f"{BASE}.val.json").read_text())
+    tuned = json.loads((quickstart_dir / "eval" / f"{TUNED}.val.json").read_text())
+    assert tuned["clemscore"] > base["clemscore"]
+    assert tuned["games"]["wordecho"]["% played"] > base["games"]["wordecho"]["% played"]
+    assert base["failed_games"] == {} and tuned["failed_games"] == {}
+    # the numbers are clemcore's: compare with its own results table
+    import pandas as pd
+
+    table = pd.read_csv(quickstart_dir / "eval" / "results.csv", index_col=0)
+    assert table.loc[TUNED, "-, clemscore"] == pytest.approx(tuned["clemscore"])
+    assert table.loc[TUNED, "wordecho, % Played"] == pytest.approx(tuned["games"]["wordecho"]["% played"])
+    assert len(list((quickstart_dir / "eval" / TUNED / "wordecho" / "heldout").glob("instance_*/scores.json"))) == 12
+
+
+@pytest.mark.slow
+def test_registry_entry_written_after_learn(quickstart_dir):
+    entries = json.loads((quickstart_dir / "model_registry.json").read_text())
+    assert [e["model_name"] for e in entries] == [BASE, TUNED]
+    base = entries[0]
+    assert entries[1] == {
+        "model_name": TUNED,
+        "backend": "playpen_qlora",
+        "huggingface_id": base["huggingface_id"],
+        "release_date": base["release_date"],
+        "open_weight": True,
+        "parameters": base["parameters"],
+        "languages": ["en"],
+        "context_size": "1k",
+        "license": base["license"],
+        "base_model": BASE,
+        "model_config": {
+            "peft_model": str(quickstart_dir / "models" / TUNED),
+            "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+                             "bnb_4bit_use_double_quant": True, "bnb_4bit_compute_dtype": "float32"},
+            "premade_chat_template": True,
+            "eos_to_cull": "(?s)<\\|eot_id\\|>.*",
+            "padding_side": "left",
+        },
+    }
+
+
+@pytest.mark.slow
+def test_comparison_files(quickstart_dir):
+    markdown = (quickstart_dir / "eval" / "comparison.md").read_text()
+    assert f"| game | {BASE} (base) | {TUNED} (tuned) | delta |" in markdown
+    assert "| wordecho |" in markdown and "| clemscore |" in markdown
+    assert "<table" in (quickstart_dir / "eval" / "comparison.html").read_text()
+    assert (quickstart_dir / "eval" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_backend_loads_4bit_base_and_adapter(quickstart_dir, monkeypatch):
+    monkeypatch.chdir(quickstart_dir)
+    from clemcore.backends import ModelRegistry
+
+    from playpen.clemcore_bridge import install_plugin_backends
+
+    install_plugin_backends()
+    from clemcore import backends
+
+    model = backends.load_model(TUNED, {"temperature": 0.0, "max_tokens": 8})
+    assert type(model).__name__ == "QLoRAModel"
+    q_proj = model.model.base_model.model.model.layers[0].self_attn.q_proj
+    assert type(q_proj.base_layer).__name__ == "Linear4bit"
+    assert q_proj.base_layer.weight.quant_state.quant_type == "nf4"
+    assert "default" in q_proj.lora_A
+    spec = ModelRegistry.from_packaged_and_cwd_files().get_first_model_spec_that_unify_with(TUNED)
+    assert Path(spec.model_config["peft_model"]) == quickstart_dir / "models" / TUNED
+    prompt = ("Word echo game. I say a word, you repeat it. Answer in the form ANSWER: <word>\n"
+              "Say the word: apple")
+    _, _, text = model.generate_response([{"role": "user", "content": prompt}])
+    assert text == "ANSWER: apple"
+
+
+@pytest.mark.slow
+def test_eval_rerun_resumes_played_episodes(quickstart_dir, monkeypatch, playpen):
+    monkeypatch.chdir(quickstart_dir)
+    episodes = sorted((quickstart_dir / "eval" / TUNED).rglob("interactions.json"))
+    before = {p: p.stat().st_mtime_ns for p in episodes}
+    result = playpen("eval", TUNED, "-r", "eval", "-g", "wordecho", "-i", "instances_heldout", "-L", "8")
+    assert result.code == 0, result
+    assert {p: p.stat().st_mtime_ns for p in episodes} == before  # nothing replayed
+    tuned = json.loads((quickstart_dir / "eval" / f"{TUNED}.val.json").read_text())
+    assert tuned["games"]["wordecho"]["% played"] == 100.0
+
+
+@pytest.mark.slow
+def test_plain_clem_run_with_installed_shim(quickstart_dir, playpen, monkeypatch):
+    monkeypatch.chdir(quickstart_dir)
+    assert playpen("install-backend").code == 0
+    assert (quickstart_dir / "playpen_qlora_api.py").is_file()
+    clem = Path(sys.executable).with_name("clem")
+    run = subprocess.run([str(clem), "run", "-g", "wordecho", "-m", TUNED, "-i", "instances_heldout",
+                          "-r", "clem-results", "-l", "8"], cwd=quickstart_dir, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    score = subprocess.run([str(clem), "score", "-g", "wordecho", "-r", "clem-results"], cwd=quickstart_dir,
+                           capture_output=True, text=True)
+    assert score.returncode == 0, score.stderr[-3000:]
+    scores = [json.loads(p.read_text())["episode scores"]
+              for p in (quickstart_dir / "clem-results" / TUNED).rglob("scores.json")]
+    assert len(scores) == 12 and all(s["Success"] == 1 for s in scores)
+
+
+# ------------------------------------------------------------------ fast eval paths
+
+
+@pytest.fixture
+def game_workdir(workdir) -> Path:
+    from playpen_tune.games import DEMO_GAME_DIR, write_game_registry
+
+    write_game_registry(workdir)
+    broken = workdir / "games" / "brokenecho"
+    shutil.copytree(DEMO_GAME_DIR, broken)
+    spec = json.loads((broken / "clemgame.json").read_text())
+    spec["game_name"] = "brokenecho"
+    (broken / "clemgame.json").write_text(json.dumps(spec))
+    (broken / "master.py").write_text((broken / "master.py").read_text().replace(
+        "def _on_setup(self", "def _on_setup(self, *args, **kwargs):\n        raise RuntimeError('broken game')\n\n    def _unused(self", 1))
+    entries = json.loads((workdir / "game_registry.json").read_text())
+    entries.append({"benchmark_path": str(broken)})
+    (workdir / "game_registry.json").write_text(json.dumps(entries))
+    return workdir
+
+
+def test_failed_game_is_listed_never_dropped_or_zero(game_workdir, playpen):
+    selector = json.dumps({"benchmark": ["playpen-demo"]})
+    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout",
+                     "-L", "6", "-r", "ev")
+    assert result.code == 2 and "some games failed" in result.err
+    val = json.loads((game_workdir / "ev" / "tiny.val.json").read_text())
+    assert "brokenecho" in val["failed_games"] and "brokenecho" not in val["games"]
+    assert val["games"]["wordecho"]["% played"] == 0.0  # the random tiny model never follows the format
+    markdown = (game_workdir / "ev" / "comparison.md").read_text()
+    assert "| brokenecho | FAILED | FAILED | - |" in markdown
+    assert "Failed games (not counted in the scores above)" in markdown
+    assert "brokenecho" in result.out and "FAILED" in result.out
+
+
+def test_no_games_is_a_clear_error(workdir, playpen):
+    before = snapshot(workdir)
+    result = playpen("eval", "tiny")
+    assert result.code == 2
+    assert "no clemgames found" in result.err and "game_registry.json" in result.err
+    assert snapshot(workdir) == before
+
+
+def test_unknown_game_is_a_clear_error(game_workdir, playpen):
+    result = playpen("eval", "tiny", "-g", "nosuchgame")
+    assert result.code == 2 and "no game matches 'nosuchgame'" in result.err and "wordecho" in result.err
