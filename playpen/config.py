@@ -119,7 +119,10 @@ def read_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
-        raise PlaypenError(f"config file {path} is not valid YAML ({error}); fix its syntax") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise PlaypenError(f"config file {path} is not valid YAML ({where}{problem}); fix its syntax") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

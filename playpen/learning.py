@@ -20,6 +20,10 @@ def resolve_model(name: str) -> dict:
         raise PlaypenError("no model given; pass -m MODEL (see 'playpen list models')")
     from clemcore.backends import ModelRegistry
 
+    from playpen.registry import read_entries
+
+    read_entries()  # a corrupt ./model_registry.json is reported now, not after hours of training
+
     registry = ModelRegistry.from_packaged_and_cwd_files()
     for spec in registry:
         if spec["model_name"] == name:

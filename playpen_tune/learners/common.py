@@ -3,6 +3,7 @@ arguments, loss tracking, saving and the manifest. The learner modules only wire
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import shutil
 import time
@@ -18,14 +19,24 @@ from playpen_tune.plugin import BACKEND_NAME
 from playpen_tune.quantization import load_base_model, quantization_settings
 
 
+def _is_complete_checkpoint(path: Path) -> bool:
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def check_output_dir(request: LearnRequest) -> Path | None:
     """Refuse to mix runs; return the checkpoint to resume from (``--resume``), if any."""
     out = request.output_dir
     busy = out.exists() and any(out.iterdir())
     if request.resume:
-        checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1])) if busy else []
+        # trainer_state.json is written last: a checkpoint without it was cut off by a crash
+        checkpoints = sorted((p for p in out.glob("checkpoint-*") if _is_complete_checkpoint(p)),
+                             key=lambda p: int(p.name.split("-")[-1])) if busy else []
         if not checkpoints:
-            raise PlaypenError(f"--resume: no checkpoint-* directory in {out}; run without --resume")
+            raise PlaypenError(f"--resume: no complete checkpoint-* directory in {out}; run without --resume")
         return checkpoints[-1]
     if busy and not request.overwrite:
         previous = manifest_io.read_manifest(out)
@@ -82,10 +93,12 @@ def lora_settings(config) -> dict:
             "use_rslora": config.use_rslora, "task_type": "CAUSAL_LM"}
 
 
-def load_policy(request: LearnRequest, config):
+def load_policy(request: LearnRequest, config, wrap_new_adapter: bool = True):
     """4-bit base prepared for k-bit training, with a new LoRA adapter or the parent's (trainable).
 
-    Returns ``(peft_model, effective_quantization, lora_settings)``.
+    Returns ``(peft_model, effective_quantization, lora_settings)``. With ``wrap_new_adapter=False``
+    and no parent adapter, the prepared base is returned unwrapped: the caller hands
+    ``LoraConfig(**lora_settings)`` to the trainer, which adds the adapter itself.
     """
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
@@ -107,7 +120,7 @@ def load_policy(request: LearnRequest, config):
         lora["target_modules"] = sorted(lora["target_modules"]) if isinstance(lora["target_modules"], set) else lora["target_modules"]
     else:
         lora = lora_settings(config)
-        model = get_peft_model(base, LoraConfig(**lora))
+        model = get_peft_model(base, LoraConfig(**lora)) if wrap_new_adapter else base
     return model, quantization, lora
 
 
@@ -172,6 +185,7 @@ class RunRecord:
     started: float
     resumed_from: str | None = None
     extra: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # learner-specific additions to the manifest's metrics
 
 
 @dataclass
@@ -215,6 +229,7 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
                "first_loss": losses[0]["loss"] if losses else None,
                "final_loss": losses[-1]["loss"] if losses else None,
                "wall_time_s": round(time.time() - record.started, 2)}
+    metrics.update(record.metrics)
     request = record.request
     manifest = {
         "format": 1,

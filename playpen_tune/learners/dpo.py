@@ -1,10 +1,33 @@
-"""``dpo_qlora``: preference tuning (TRL DPOTrainer) of a LoRA adapter on a 4-bit base."""
+"""``dpo_qlora``: preference tuning (TRL DPOTrainer) of a LoRA adapter on a 4-bit base.
+
+Two starting points, decided by ``-m``:
+
+* a base model: a fresh LoRA adapter is trained; the reference policy is the base itself, i.e.
+  the same model with the adapter disabled (TRL's PEFT behaviour when it adds the adapter).
+* a tuned model (registry backend ``playpen_qlora``, e.g. an ``sft_qlora`` result): its adapter
+  is loaded trainable and DPO continues it. The reference must be that SFT policy, not the bare
+  base: TRL 1.x copies the loaded adapter into a second, frozen adapter named ``ref`` and
+  activates it for the reference forward passes. So at step 0 policy == reference (loss ln 2).
+  The ``ref`` copy is dropped before saving: the saved adapter alone on the base is the DPO
+  policy (it already contains what SFT learnt, since training continued those weights).
+"""
 from __future__ import annotations
+
+import copy
+import time
 
 from playpen.errors import PlaypenError
 from playpen.learners import Learner, LearnerResult, LearnRequest
 from playpen_tune.config import DPOQLoRAConfig
 from playpen_tune.legacy_config import is_legacy, translate_legacy
+
+# trl.trainer.dpo_trainer.DPOTrainer._compute_loss (TRL 1.x); TRL itself only rejects a wrong name mid-step
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+REF_ADAPTER = "ref"  # the name TRL's DPOTrainer gives (and looks up for) the frozen reference adapter
+REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
+TEXT_WRAPPING = ("prompt -> one user message, chosen/rejected -> one assistant message each, rendered with "
+                 "the model's chat template as at inference")
 
 
 class DPOQLoRALearner(Learner):
@@ -17,4 +40,181 @@ class DPOQLoRALearner(Learner):
         return translate_legacy(raw, "dpo", "preference_dataset") if is_legacy(raw) else (raw, [])
 
     def learn(self, request: LearnRequest) -> LearnerResult:
-        raise PlaypenError("dpo_qlora is not implemented yet in this release; use sft_qlora")
+        from playpen_tune.learners import common
+
+        with common.removed_if_setup_fails(request.output_dir):
+            run = self.prepare(request)
+        run.trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
+        common.raise_if_diverged(run.guard, request.output_dir)
+        model = run.trainer.model
+        if REF_ADAPTER in getattr(model, "peft_config", {}):
+            model.delete_adapter(REF_ADAPTER)  # save the DPO adapter only (the reference is the parent, on disk)
+        run.record.metrics.update(reward_metrics(run.trainer.state.log_history))
+        run.record.extra["reward_history"] = reward_history(run.trainer.state.log_history)
+        return common.finish_run(run.record, run.trainer, run.tokenizer)
+
+    def prepare(self, request: LearnRequest):
+        """Everything up to ``trainer.train()``: data, tokenizer, 4-bit policy (+ reference), DPOTrainer."""
+        from peft import LoraConfig
+        from trl import DPOConfig
+
+        from playpen_tune.data import load_preference_dataset
+        from playpen_tune.learners import common
+
+        started = time.time()
+        config: DPOQLoRAConfig = request.config
+        if not config.dataset:
+            raise PlaypenError("no preference data; pass --dataset FILE|RESULTS_DIR|HUB_ID (repeatable): rows with "
+                               "prompt/chosen/rejected, or a clemcore results directory with several models' episodes")
+        loss_types = parse_loss_type(config.loss_type)
+        if config.max_prompt_length is not None and not 0 < config.max_prompt_length < config.max_length:
+            raise PlaypenError(f"--max_prompt_length must be > 0 and smaller than --max_length ({config.max_length}) "
+                               f"so that the completions keep tokens, got {config.max_prompt_length}")
+        resume_from = common.check_output_dir(request)
+        dataset, report = load_preference_dataset(config.dataset, split=config.dataset_split,
+                                                  games=config.games or None, roles=config.roles or None,
+                                                  min_score_gap=config.min_score_gap)
+        for line in report.lines():
+            print(line)
+        tokenizer = common.load_tokenizer(request.model, config.trust_remote_code)
+        dataset, data_format = as_conversations(dataset, report.format, tokenizer, request.model)
+
+        parent = common.parent_adapter(request.model)
+        model, quantization, lora = common.load_policy(request, config, wrap_new_adapter=False)
+        if parent is None:
+            peft_config = LoraConfig(**lora)  # TRL wraps the base: reference = adapter disabled
+            reference = "base model with adapter disabled"
+        else:
+            peft_config = None  # TRL copies the loaded (trainable) adapter into a frozen "ref" adapter
+            reference = f"frozen copy of the parent adapter {parent} (TRL 'ref' adapter)"
+        args = DPOConfig(
+            **common.trainer_arguments(config, request.output_dir, quantization),
+            beta=config.beta, loss_type=loss_types, precompute_ref_log_probs=config.precompute_ref_log_probs,
+        )
+        guard = common.loss_guard_callback()
+        trainer = make_trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                               peft_config=peft_config, callbacks=[guard],
+                               max_prompt_length=config.max_prompt_length)
+        if parent is not None:
+            check_reference_adapter(trainer.model)
+        kept = len(trainer.train_dataset)
+        if kept < len(dataset):
+            print(f"warning: {len(dataset) - kept} of {len(dataset)} pairs have prompts of --max_length "
+                  f"{config.max_length} tokens or more and are skipped (raise --max_length or set "
+                  f"--max_prompt_length)")
+        request.output_dir.mkdir(parents=True, exist_ok=True)
+        data = dict(report.to_dict(), pairs_trained=kept, prompts_truncated=trainer.prompts_truncated)
+        record = common.RunRecord(
+            learner="dpo_qlora", request=request, data=data, quantization=quantization, lora=lora,
+            started=started, resumed_from=str(resume_from) if resume_from else None,
+            extra={"parent_adapter": str(parent) if parent else None, "reference": reference,
+                   "data_format": data_format, "loss_type": loss_types, "beta": config.beta,
+                   "prompt_truncation": (f"keep the last {config.max_prompt_length} tokens of the templated prompt"
+                                         if config.max_prompt_length else "none (only --max_length, keep_start)"),
+                   "dropout": "disabled during DPO (TRL disable_dropout), so policy and reference agree at step 0"})
+        return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
+                                  resume_from=resume_from)
+
+
+def parse_loss_type(value: str) -> list[str]:
+    """``--loss_type sigmoid`` or a comma list (``sigmoid,sft``: summed with weight 1 each, as TRL does)."""
+    names = [name.strip() for name in str(value).split(",") if name.strip()]
+    unknown = [name for name in names if name not in LOSS_TYPES]
+    if not names or unknown:
+        raise PlaypenError(f"--loss_type: unknown {', '.join(unknown) or 'empty value'}; use one or a comma list "
+                           f"of {', '.join(LOSS_TYPES)}")
+    if "exo_pair" in names:
+        raise PlaypenError("--loss_type exo_pair needs TRL's label_smoothing > 0, which dpo_qlora does not expose; "
+                           "use another loss type")
+    return names
+
+
+def as_conversations(dataset, data_format: str, tokenizer, model: dict):
+    """Wrap string rows into one-message conversations so the chat template applies as at inference.
+
+    Returns the dataset and a description of the format for the manifest. The registry entry's
+    ``chat_template_kwargs`` (e.g. ``enable_thinking``) are passed to the template, as clemcore does.
+    """
+    name = model["model_name"]
+    if not tokenizer.chat_template:
+        if data_format == "preference (text)":
+            return dataset, "preference (text), used as plain text: the tokenizer has no chat template"
+        raise PlaypenError(f"the tokenizer of '{name}' has no chat template, so the conversational preference "
+                           f"data cannot be rendered; use a chat model or add a chat_template to its tokenizer")
+    if data_format == "preference (text)":
+        dataset = dataset.map(lambda row: {"prompt": [{"role": "user", "content": row["prompt"]}],
+                                           "chosen": [{"role": "assistant", "content": row["chosen"]}],
+                                           "rejected": [{"role": "assistant", "content": row["rejected"]}]})
+        data_format = f"preference (text) wrapped as conversations: {TEXT_WRAPPING}"
+    else:
+        data_format = f"{data_format}, rendered with the model's chat template as at inference"
+    template_kwargs = (model.get("model_config") or {}).get("chat_template_kwargs") or {}
+    if template_kwargs:
+        dataset = dataset.map(lambda row: {"chat_template_kwargs": dict(template_kwargs)})
+        data_format += f" (chat_template_kwargs {template_kwargs})"
+    return dataset, data_format
+
+
+def make_trainer(*, max_prompt_length: int | None, **kwargs):
+    """TRL's DPOTrainer with prompt truncation and a user error when no pair fits ``max_length``.
+
+    TRL 1.x has no ``max_prompt_length`` (it only truncates prompt+completion to ``max_length``,
+    keeping the start, and drops pairs whose prompt alone fills it). Here prompts longer than
+    ``max_prompt_length`` tokens keep their last tokens (the turns right before the answer, with the
+    assistant header), like older TRL's default ``keep_end`` prompt truncation.
+    """
+    from trl import DPOTrainer
+
+    class PlaypenDPOTrainer(DPOTrainer):
+        def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+            total = len(dataset)
+            if max_prompt_length is None:
+                prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
+            else:
+                untruncated = copy.copy(args)
+                untruncated.max_length = None  # our truncation keeps every prompt below max_length
+                prepared = super()._prepare_dataset(dataset, processing_class, untruncated, dataset_name)
+                self.prompts_truncated = sum(len(ids) > max_prompt_length for ids in prepared["prompt_ids"])
+                prepared = prepared.map(lambda row: {"prompt_ids": row["prompt_ids"][-max_prompt_length:]},
+                                        desc=f"Truncating prompts to {max_prompt_length} tokens")
+            if len(prepared) == 0:
+                raise PlaypenError(f"all {total} preference pairs have prompts of --max_length {args.max_length} "
+                                   f"tokens or more, so no completion token is left to train on; raise --max_length "
+                                   f"or set --max_prompt_length to keep only the end of long prompts")
+            return prepared
+
+    PlaypenDPOTrainer.prompts_truncated = 0
+    return PlaypenDPOTrainer(**kwargs)
+
+
+def check_reference_adapter(model) -> None:
+    """Fail loudly if TRL did not set up the frozen reference copy of the parent adapter."""
+    import torch
+
+    if REF_ADAPTER not in getattr(model, "peft_config", {}):
+        raise RuntimeError("TRL did not add a 'ref' adapter for the parent adapter; the reference would be the bare "
+                           "base model. This TRL/peft version is not supported by dpo_qlora for tuned models")
+    params = dict(model.named_parameters())
+    for name, param in params.items():
+        if f".{REF_ADAPTER}." in name:
+            policy = params[name.replace(f".{REF_ADAPTER}.", ".default.")]
+            if param.requires_grad or not torch.equal(param.detach().to(policy.dtype), policy.detach()):
+                raise RuntimeError(f"reference adapter weight {name} is trainable or differs from the policy's")
+
+
+def reward_metrics(log_history: list[dict]) -> dict:
+    """First and last logged DPO reward statistics (TRL logs rewards/* with every loss)."""
+    logged = [entry for entry in log_history if "rewards/margins" in entry]
+    if not logged:
+        return {}
+    metrics = {}
+    for key in REWARD_KEYS:
+        short = key.split("/")[1]
+        metrics[f"first_reward_{short}"] = logged[0].get(key)
+        metrics[f"final_reward_{short}"] = logged[-1].get(key)
+    return metrics
+
+
+def reward_history(log_history: list[dict]) -> list[dict]:
+    return [{"step": entry["step"], **{key: entry.get(key) for key in REWARD_KEYS}}
+            for entry in log_history if "rewards/margins" in entry]
