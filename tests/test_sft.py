@@ -191,3 +191,18 @@ def test_user_errors_exit_2_and_write_nothing(playpen, workdir, sft_file, make_a
     assert message in result.err and "Traceback" not in result.err
     assert len(result.err.strip().splitlines()) == 1
     assert snapshot(workdir) == before  # no adapter, no registry change, no output dir
+
+
+def test_divergence_stops_keeps_good_checkpoints_and_writes_no_adapter(playpen, workdir, sft_file):
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "30",
+                     *FAST, "--learning_rate", "1e25", "--save_steps", "1", "--warmup_steps", "0")
+    assert result.code == 2, result
+    assert "became NaN/inf at step" in result.err and "no adapter was written" in result.err
+    out = workdir / "models" / "tiny-sft_qlora"
+    assert not (out / "adapter_model.safetensors").exists() and not (out / "playpen_run.json").exists()
+    assert "tiny-sft_qlora" not in (workdir / "model_registry.json").read_text()
+    from safetensors.torch import load_file
+
+    for checkpoint in out.glob("checkpoint-*"):  # every checkpoint kept is finite
+        tensors = load_file(str(checkpoint / "adapter_model.safetensors"))
+        assert all(t.isfinite().all() for t in tensors.values()), checkpoint

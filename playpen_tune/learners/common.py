@@ -146,19 +146,34 @@ def trainer_arguments(config, output_dir: Path, quantization: dict) -> dict:
 
 
 def loss_guard_callback():
-    """A TrainerCallback that stops at the first non-finite loss without checkpointing it."""
+    """A TrainerCallback that stops at the first non-finite loss or trainable weight.
+
+    Weights are checked at the end of every optimizer step, before the Trainer may checkpoint
+    that step, so no checkpoint holding NaN/inf weights is ever written.
+    """
+    import torch
     from transformers import TrainerCallback
 
     class LossGuard(TrainerCallback):
         def __init__(self):
             self.bad_step = None
+            self.reason = None
+
+        def _stop(self, state, control, reason):
+            self.bad_step, self.reason = state.global_step, reason
+            control.should_training_stop = True
+            control.should_save = False
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            trainable = [p for p in model.parameters() if p.requires_grad] if model is not None else []
+            if any(not torch.isfinite(p).all() for p in trainable):
+                self._stop(state, control, "trainable weights became NaN/inf")
+            return control
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(loss):
-                self.bad_step = state.global_step
-                control.should_training_stop = True
-                control.should_save = False
+                self._stop(state, control, "training loss became NaN/inf")
             return control
 
     return LossGuard()
@@ -167,10 +182,11 @@ def loss_guard_callback():
 def raise_if_diverged(guard, output_dir: Path) -> None:
     if guard.bad_step is None:
         return
-    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    checkpoints = sorted((p for p in output_dir.glob("checkpoint-*") if _is_complete_checkpoint(p)),
+                         key=lambda p: int(p.name.split("-")[-1]))
     kept = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved before it"
-    raise PlaypenError(f"training loss became NaN/inf at step {guard.bad_step}; {kept}; no adapter was "
-                       f"written. Lower --learning_rate or check the data")
+    raise PlaypenError(f"{guard.reason} at step {guard.bad_step}; {kept}; no adapter was written. "
+                       f"Lower --learning_rate or check the data")
 
 
 @dataclass
