@@ -66,6 +66,22 @@ class _Part:
     dropped_values: dict = field(default_factory=dict)  # filter -> Counter of the values it dropped
 
 
+def _collect(sources, split, filters, columns, from_conversations, from_row) -> list[_Part]:
+    """One _Part per source: results directories through ``from_conversations(conversations, part)``,
+    files and Hub datasets row by row through ``from_row(row, where)``."""
+    parts = []
+    for source in sources:
+        kind = source_kind(source)
+        if kind == "transcripts":
+            conversations, part = _transcripts(source, filters)
+            from_conversations(conversations, part)
+        else:
+            name, rows = _read(source, kind, split, columns)
+            part = _Part(source, kind, [from_row(row, f"{name}: row {i} (0-based)") for i, row in enumerate(rows)])
+        parts.append(part)
+    return parts
+
+
 def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
                      roles: Sequence[str] | None = None,
                      outcomes: Sequence[str] | None = ("success",)) -> tuple[datasets.Dataset, DataReport]:
@@ -76,16 +92,11 @@ def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequen
     taken as they are. Sources must all give the same row format.
     """
     filters = _filters(games, roles, outcomes)
-    parts = []
-    for source in sources:
-        kind = source_kind(source)
-        if kind == "transcripts":
-            conversations, part = _transcripts(source, filters)
-            part.rows = [({"messages": c["messages"]}, "messages") for c in conversations]
-        else:
-            name, rows = _read(source, kind, split, SFT_COLUMNS)
-            part = _Part(source, kind, [_sft_row(row, f"{name}: row {i} (0-based)") for i, row in enumerate(rows)])
-        parts.append(part)
+
+    def from_conversations(conversations, part):
+        part.rows = [({"messages": c["messages"]}, "messages") for c in conversations]
+
+    parts = _collect(sources, split, filters, SFT_COLUMNS, from_conversations, _sft_row)
     if not any(part.rows for part in parts):
         raise PlaypenError(_empty_sft_message(parts, filters))
     return _dataset(parts)
@@ -101,19 +112,16 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
     ``games`` and ``roles`` filters; ``min_score_gap`` is the smallest main-score difference kept.
     """
     filters = _filters(games, roles, None)
-    parts = []
-    for source in sources:
-        kind = source_kind(source)
-        if kind == "transcripts":
-            conversations, part = _transcripts(source, filters)
-            pairs, skipped = preference_pairs(conversations, min_score_gap)
-            part.rows = [(pair, "preference (messages)") for pair in pairs]
-            part.dropped.update(skipped)
-        else:
-            name, rows = _read(source, kind, split, PREFERENCE_COLUMNS)
-            part = _Part(source, kind, [_typed(row, f"{name}: row {i} (0-based)", "preference", PREFERENCE_COLUMNS[0])
-                                        for i, row in enumerate(rows)])
-        parts.append(part)
+
+    def from_conversations(conversations, part):
+        pairs, skipped = preference_pairs(conversations, min_score_gap)
+        part.rows = [(pair, "preference (messages)") for pair in pairs]
+        part.dropped.update(skipped)
+
+    def from_row(row, where):
+        return _typed(row, where, "preference", PREFERENCE_COLUMNS[0])
+
+    parts = _collect(sources, split, filters, PREFERENCE_COLUMNS, from_conversations, from_row)
     if not any(part.rows for part in parts):
         removed = Counter()
         for part in parts:
