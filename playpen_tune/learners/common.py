@@ -234,11 +234,16 @@ def quantized_modules(model) -> dict:
 
 
 def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
-    """Save adapter + tokenizer into the output dir, write the manifest, build the result."""
+    """Save adapter + tokenizer into the output dir, write the manifest, build the result.
 
+    Under ``accelerate launch`` with several processes only the main process writes files and
+    asks for a registry entry; the others return a result with ``register=False``.
+    """
     out = record.request.output_dir
-    trainer.model.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
+    main_process = trainer.accelerator.is_main_process
+    if main_process:
+        trainer.model.save_pretrained(str(out), safe_serialization=True)
+        tokenizer.save_pretrained(str(out))
     history = [entry for entry in trainer.state.log_history if "loss" in entry]
     losses = [{"step": entry["step"], "loss": entry["loss"]} for entry in history]
     metrics = {"global_step": trainer.state.global_step,
@@ -265,5 +270,7 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
         "command_line": manifest_io.redact_command_line(request.command_line),
         **record.extra,
     }
+    if not main_process:
+        return LearnerResult(output_dir=out, adapter_dir=out, metrics=metrics, register=False)
     path = manifest_io.write_manifest(out, manifest)
     return LearnerResult(output_dir=out, adapter_dir=out, manifest_path=path, metrics=metrics)
