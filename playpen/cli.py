@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-T", "--temperature", type=float, default=0.0, help="Default: 0.0")
     p.add_argument("-L", "--max_tokens", type=int, default=300, help="Default: 300")
     p.add_argument("-b", "--batch_size", type=int, default=None,
-                   help="episodes generated in one batch (local HF models). Default: see README")
+                   help="episodes generated in one batch by models that support it (local HF models); "
+                        "others play sequentially. Default: 16")
     p.add_argument("--baseline", default=None, help="also evaluate this model and compare")
     p.set_defaults(handler=run_eval)
 

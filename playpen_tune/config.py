@@ -38,6 +38,8 @@ class QLoRAConfig:
                                            default_factory=lambda: ["all-linear"])
     use_rslora: bool = _help("rank-stabilised LoRA scaling", default=False)
     gradient_checkpointing: bool = _help("trade compute for memory", default=True)
+    attn_implementation: str | None = _help("attention kernel passed to from_pretrained (e.g. sdpa, eager, "
+                                            "flash_attention_2); None = transformers' default", default=None)
     # training
     learning_rate: float = _help("peak learning rate", default=2e-4)
     lr_scheduler_type: str = _help("transformers scheduler name", default="linear")

@@ -49,7 +49,7 @@ def _device_map():
 
 
 def load_base_model(model_id: str, settings: dict, *, trust_remote_code: bool = False,
-                    allow_pickle: bool = False):
+                    allow_pickle: bool = False, attn_implementation: str | None = None):
     """Load a causal LM for QLoRA; return ``(model, effective_settings)``.
 
     A checkpoint whose config carries a bitsandbytes ``quantization_config`` (e.g.
@@ -67,6 +67,8 @@ def load_base_model(model_id: str, settings: dict, *, trust_remote_code: bool = 
     stored = getattr(hf_config, "quantization_config", None)
     kwargs = dict(device_map=_device_map(), trust_remote_code=trust_remote_code,
                   use_safetensors=None if allow_pickle else True)
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     if stored:
         stored = stored if isinstance(stored, dict) else stored.to_dict()
         if stored.get("quant_method") != "bitsandbytes" or not stored.get("load_in_4bit"):

@@ -206,3 +206,27 @@ def test_divergence_stops_keeps_good_checkpoints_and_writes_no_adapter(playpen, 
     for checkpoint in out.glob("checkpoint-*"):  # every checkpoint kept is finite
         tensors = load_file(str(checkpoint / "adapter_model.safetensors"))
         assert all(t.isfinite().all() for t in tensors.values()), checkpoint
+
+
+def test_seed_fixes_the_initial_adapter(workdir, sft_file):
+    """Two runs with the same --seed start from the same LoRA weights; another seed does not."""
+    from playpen.config import build_config
+    from playpen.learners import LearnRequest
+    from playpen.learning import resolve_model
+    from playpen_tune.config import SFTQLoRAConfig
+    from playpen_tune.learners.sft import SFTQLoRALearner
+
+    def initial_adapter(seed: str, name: str) -> dict:
+        config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(sft_file)], "max_steps": "1", "seed": seed})
+        request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / name, name=name)
+        model = SFTQLoRALearner().prepare(request).trainer.model
+        return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_A" in k}
+
+    first, again, other = initial_adapter("7", "a"), initial_adapter("7", "b"), initial_adapter("8", "c")
+    assert first.keys() == again.keys() and all((first[k] == again[k]).all() for k in first)
+    assert any(not (first[k] == other[k]).all() for k in first)
+
+
+def test_padding_free_without_packing_is_a_user_error(playpen, workdir, sft_file):
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--padding_free")
+    assert result.code == 2 and "pass --packing true as well" in result.err

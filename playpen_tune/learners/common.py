@@ -101,6 +101,9 @@ def load_policy(request: LearnRequest, config, wrap_new_adapter: bool = True):
     ``LoraConfig(**lora_settings)`` to the trainer, which adds the adapter itself.
     """
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    set_seed(config.seed)  # the new adapter's initialisation must depend on --seed too
 
     trust = config.trust_remote_code or bool(request.model.get("model_config", {}).get("trust_remote_code"))
     wanted = quantization_settings(config)
@@ -109,7 +112,8 @@ def load_policy(request: LearnRequest, config, wrap_new_adapter: bool = True):
         recorded = (manifest_io.read_manifest(parent) or {}).get("quantization")
         wanted = {k: v for k, v in (recorded or wanted).items() if k != "prequantized"}
     base, quantization = load_base_model(request.model["huggingface_id"], wanted,
-                                         trust_remote_code=trust, allow_pickle=config.allow_pickle)
+                                         trust_remote_code=trust, allow_pickle=config.allow_pickle,
+                                         attn_implementation=config.attn_implementation)
     base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing,
                                            gradient_checkpointing_kwargs={"use_reentrant": False})
     if parent is not None:

@@ -37,6 +37,9 @@ class SFTQLoRALearner(Learner):
         config: SFTQLoRAConfig = request.config
         if not config.dataset:
             raise PlaypenError("no training data; pass --dataset FILE|RESULTS_DIR|HUB_ID (repeatable)")
+        if config.padding_free and not config.packing:
+            raise PlaypenError("--padding_free without --packing cannot truncate to --max_length in TRL 1.x; "
+                               "pass --packing true as well, or drop --padding_free")
         resume_from = common.check_output_dir(request)
         dataset, report = load_sft_dataset(config.dataset, split=config.dataset_split, games=config.games or None,
                                            roles=config.roles or None, outcomes=config.outcomes)

@@ -1,0 +1,178 @@
+"""The benchmark scripts run (``--quick``, tiny inputs, in a subprocess) and write well-formed JSON.
+
+No timing is asserted: only that every script finishes, the keys are there, the numbers are
+finite and the ratios were computed. The statistics helpers are unit-tested directly.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _load_common():
+    """benchmarks/common.py under a private name (the scripts import it as ``common``)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_playpen_benchmarks_common", BENCHMARKS / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+common = _load_common()
+
+
+def run_script(name: str, tmp_path: Path, *args: str, timeout: int = 300) -> dict:
+    out = tmp_path / f"{name}.json"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--out", str(out), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+    assert done.returncode == 0, f"{name} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    document = json.loads(out.read_text())
+    assert document["benchmark"] == name
+    assert document["environment"]["versions"]["torch"]
+    assert isinstance(document["config"], dict) and isinstance(document["results"], dict)
+    return document
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def assert_summary(stats: dict, positive: bool = True) -> None:
+    assert set(stats) >= {"median", "min", "max", "n", "values"}, stats
+    assert stats["n"] >= 1 and all(finite(stats[k]) for k in ("median", "min", "max")), stats
+    assert stats["min"] <= stats["median"] <= stats["max"]
+    if positive:
+        assert stats["min"] > 0, stats
+
+
+def assert_ratio(comparison: dict) -> None:
+    assert finite(comparison["ratio"]) and comparison["ratio"] > 0, comparison
+    assert finite(comparison["paired_min"]) and finite(comparison["paired_max"]), comparison
+    assert comparison["paired_min"] <= comparison["paired_max"]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def test_summary_and_ratios():
+    stats = common.summary([3.0, 1.0, 2.0, None, float("nan")])
+    assert (stats["median"], stats["min"], stats["max"], stats["n"]) == (2.0, 1.0, 3.0, 3)
+    assert common.summary([])["median"] is None
+    comparison = common.compare([2.0, 4.0, 6.0], [1.0, 2.0, 2.0])
+    assert comparison["ratio"] == pytest.approx(2.0)  # median 4 / median 2
+    assert (comparison["paired_min"], comparison["paired_max"], comparison["pairs"]) == (2.0, 3.0, 3)
+    assert common.compare([1.0], [0.0])["ratio"] is None
+
+
+def test_interleave_rotates_and_drops_warmup():
+    order = []
+    results = common.interleave({"a": lambda: order.append("a") or "A", "b": lambda: order.append("b") or "B",
+                                 "c": lambda: order.append("c") or "C"}, runs=3, warmup=1)
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b", "a", "b", "c"]
+    assert results == {"a": ["A"] * 3, "b": ["B"] * 3, "c": ["C"] * 3}
+
+
+def test_json_has_no_nan(tmp_path):
+    import argparse
+
+    args = argparse.Namespace(quick=True, runs=1, threads=1)
+    document = common.write_json(tmp_path / "x.json", "x", args, {}, {"a": float("nan"), "b": [float("inf"), 1.0]})
+    assert document["results"] == {"a": None, "b": [None, 1.0]}
+    assert json.loads((tmp_path / "x.json").read_text())["results"]["b"] == [None, 1.0]
+
+
+# ----------------------------------------------------------------------------- scripts
+
+def test_cli_latency(tmp_path):
+    document = run_script("cli_latency", tmp_path, "--quick", "--runs", "1")
+    seconds = document["results"]["seconds"]
+    assert set(seconds) == {"playpen --help", "playpen list learners", "clem --help"}
+    for stats in seconds.values():
+        assert_summary(stats)
+    assert set(document["results"]["ratios"]) == {"clem --help / playpen --help",
+                                                   "clem --help / playpen list learners"}
+    for comparison in document["results"]["ratios"].values():
+        assert_ratio(comparison)
+    assert isinstance(document["results"]["target_met"], bool)
+
+
+def test_gpu_qlora_skips_without_cuda(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: the real benchmark would run")
+    document = run_script("gpu_qlora", tmp_path, timeout=120)
+    assert document["results"]["skipped"] is True and "CUDA" in document["results"]["reason"]
+
+
+@pytest.mark.slow
+def test_gpu_qlora_smoke(tmp_path):
+    document = run_script("gpu_qlora", tmp_path, "--smoke", "--variants", "gc+pad,gc+packing", "--steps", "4")
+    variants = document["results"]["variants"]
+    assert set(variants) == {"gc+pad", "gc+packing"}
+    for result in variants.values():
+        assert result["steps_done"] == 4 and result["steps_measured"] == 2
+        assert_summary(result["tokens_per_gpu_per_s"])
+        assert finite(result["peak_memory_gib"]) and finite(result["tokens_per_gpu_per_s_aggregate"])
+    assert variants["gc+packing"]["padding_fraction"] == 0
+    assert finite(document["results"]["ratios_vs_gc+pad"]["gc+packing"]["tokens_per_gpu_per_s"])
+    assert len(document["results"]["anchors"]) == 2
+    assert document["config"]["build"]["parameters"] > 0
+
+
+@pytest.mark.slow
+def test_learner_overhead(tmp_path):
+    document = run_script("learner_overhead", tmp_path, "--quick", "--steps", "3", "--examples", "12")
+    results = document["results"]
+    for variant in ("playpen", "trl"):
+        for measure in ("end_to_end_s", "train_s", "setup_s", "finish_s"):
+            assert_summary(results["seconds"][variant][measure])
+        assert len(results["losses_first_run"][variant]) >= 1
+    for measure in ("end_to_end_s", "train_s"):
+        assert_ratio(results["ratios"][measure])
+    assert finite(results["overhead_s"]["median"])
+    assert document["config"]["max_steps"] == 3
+
+
+@pytest.mark.slow
+def test_packing(tmp_path):
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    document = run_script("packing", tmp_path, "--quick", "--limit", "40", "--max_length", "320")
+    results = document["results"]
+    assert set(results["stats"]) == {"padded", "packing", "padding_free"}
+    for stats in results["stats"].values():
+        for measure in ("real_tokens_per_s", "trained_tokens_per_s", "train_s", "peak_memory_mib",
+                        "final_train_loss", "heldout_loss", "optimizer_steps"):
+            assert_summary(stats[measure])
+    for variant in ("packing", "padding_free"):
+        for measure in ("real_tokens_per_s", "trained_tokens_per_s", "peak_memory_mib", "heldout_loss"):
+            assert_ratio(results["ratios_vs_padded"][variant][measure])
+    assert results["stats"]["packing"]["padding_fraction"]["median"] == 0
+    assert results["stats"]["padded"]["padding_fraction"]["median"] > 0
+    run = results["runs"]["padding_free"][0]
+    assert run["collator_swapped_to_padding_free"] is True
+    # the same examples are trained by every variant (one epoch)
+    trained = {v: r[0]["trained_tokens"] for v, r in results["runs"].items()}
+    assert trained["padded"] == trained["padding_free"] > 0
+
+
+@pytest.mark.slow
+def test_eval_throughput(tmp_path):
+    document = run_script("eval_throughput", tmp_path, "--quick", "--batch_sizes", "1,4")
+    results = document["results"]
+    assert set(results["stats"]) == {"batch 1", "batch 4"}
+    for stats in results["stats"].values():
+        assert_summary(stats["episodes_per_min"])
+        assert stats["episodes"]["median"] == 12  # instances_heldout
+    assert_ratio(results["ratios_vs_baseline"]["batch 4"])
+    assert 0 <= results["identical_responses_vs_baseline"]["batch 4"] <= 1
+    assert results["recommended_batch_size"] in (1, 4)
