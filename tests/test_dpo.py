@@ -14,21 +14,24 @@ FAST = ["--max_length", "96", "--per_device_train_batch_size", "4", "--gradient_
 PAIRS = 24
 
 
+def shared_subset(shared_data: Path, file_name: str, target: Path) -> Path:
+    """The first PAIRS rows of a clembench-evaluation file, written to ``target``."""
+    rows = json.loads((shared_data / "clembench-evaluation" / file_name).read_text())[:PAIRS]
+    target.write_text(json.dumps(rows))
+    return target
+
+
 @pytest.fixture
 def dpo_file(workdir, shared_data) -> Path:
-    rows = json.loads((shared_data / "clembench-evaluation" / "dpo_dataset_559.json").read_text())[:PAIRS]
-    path = workdir / "dpo.json"
-    path.write_text(json.dumps(rows))
-    return path
+    return shared_subset(shared_data, "dpo_dataset_559.json", workdir / "dpo.json")
 
 
 @pytest.fixture
 def sft_file(workdir, shared_data) -> Path:
-    """The SFT rows of the same prompts, answered with the DPO file's chosen answers."""
-    rows = json.loads((shared_data / "clembench-evaluation" / "sft_dataset_559.json").read_text())[:PAIRS]
-    path = workdir / "sft.json"
-    path.write_text(json.dumps(rows))
-    return path
+    """The first PAIRS rows of the clembench-evaluation SFT file."""
+    return shared_subset(shared_data, "sft_dataset_559.json", workdir / "sft.json")
+
+
 
 
 def read_manifest(workdir: Path, name: str) -> dict:

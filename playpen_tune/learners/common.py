@@ -219,10 +219,15 @@ class PreparedRun:
     resume_from: Path | None = None
 
 
-def train_and_finish(run: PreparedRun) -> LearnerResult:
-    """Train (resuming if asked), stop on a non-finite loss, then save and write the manifest."""
+def train_and_finish(run: PreparedRun, before_save=None) -> LearnerResult:
+    """Train (resuming if asked), stop on a non-finite loss, then save and write the manifest.
+
+    ``before_save(run)``, if given, runs after training and before anything is saved.
+    """
     run.trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     raise_if_diverged(run.guard, run.record.request.output_dir)
+    if before_save is not None:
+        before_save(run)
     return finish_run(run.record, run.trainer, run.tokenizer)
 
 

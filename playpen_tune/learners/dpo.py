@@ -44,14 +44,7 @@ class DPOQLoRALearner(Learner):
 
         with common.removed_if_setup_fails(request.output_dir):
             run = self.prepare(request)
-        run.trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
-        common.raise_if_diverged(run.guard, request.output_dir)
-        model = run.trainer.model
-        if REF_ADAPTER in getattr(model, "peft_config", {}):
-            model.delete_adapter(REF_ADAPTER)  # save the DPO adapter only (the reference is the parent, on disk)
-        run.record.metrics.update(reward_metrics(run.trainer.state.log_history))
-        run.record.extra["reward_history"] = reward_history(run.trainer.state.log_history)
-        return common.finish_run(run.record, run.trainer, run.tokenizer)
+        return common.train_and_finish(run, before_save=drop_reference_and_record_rewards)
 
     def prepare(self, request: LearnRequest):
         """Everything up to ``trainer.train()``: data, tokenizer, 4-bit policy (+ reference), DPOTrainer."""
@@ -114,6 +107,15 @@ class DPOQLoRALearner(Learner):
                    "dropout": "disabled during DPO (TRL disable_dropout), so policy and reference agree at step 0"})
         return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
                                   resume_from=resume_from)
+
+
+def drop_reference_and_record_rewards(run) -> None:
+    """Save the DPO adapter only (the reference is the parent adapter, on disk) and log rewards."""
+    model = run.trainer.model
+    if REF_ADAPTER in getattr(model, "peft_config", {}):
+        model.delete_adapter(REF_ADAPTER)
+    run.record.metrics.update(reward_metrics(run.trainer.state.log_history))
+    run.record.extra["reward_history"] = reward_history(run.trainer.state.log_history)
 
 
 def parse_loss_type(value: str) -> list[str]:
