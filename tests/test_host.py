@@ -153,3 +153,29 @@ def test_custom_learner_package_installs_and_runs(tmp_path, shared_data):
     assert set(written["top"]) == {"user", "assistant"}
     assert all(len(words) == 2 for words in written["top"].values())
     assert "examples: 20" in result.stdout
+
+
+TRAINER_FILE = '''
+import json
+from playpen import BasePlayPen
+
+class RecordingTrainer(BasePlayPen):
+    def learn(self, game_registry):
+        with open("trainer_ran.json", "w") as handle:
+            json.dump({"learner": self.learner.name, "teacher": self.teacher.name if self.teacher else None,
+                       "max_tokens": self.learner.max_tokens, "games": len(game_registry)}, handle)
+'''
+
+
+def test_run_executes_an_upstream_style_trainer_file(playpen, workdir):
+    (workdir / "my_trainer.py").write_text(TRAINER_FILE)
+    result = playpen("run", "my_trainer.py", "-l", "tiny", "-t", "tiny-bnb-4bit", "-L", "17")
+    assert result.code == 0, result
+    ran = json.loads((workdir / "trainer_ran.json").read_text())
+    assert ran == {"learner": "tiny", "teacher": "tiny-bnb-4bit", "max_tokens": 17, "games": 0}
+
+
+def test_run_without_a_trainer_class_is_a_user_error(playpen, workdir):
+    (workdir / "empty.py").write_text("x = 1\n")
+    result = playpen("run", "empty.py", "-l", "tiny")
+    assert result.code == 2 and "no BasePlayPen subclass in empty.py" in result.err

@@ -230,3 +230,14 @@ def test_seed_fixes_the_initial_adapter(workdir, sft_file):
 def test_padding_free_without_packing_is_a_user_error(playpen, workdir, sft_file):
     result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--padding_free")
     assert result.code == 2 and "pass --packing true as well" in result.err
+
+
+def test_register_command_writes_the_same_entry_as_after_learn(playpen, workdir, sft_file):
+    assert playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "2", *FAST).code == 0
+    adapter = workdir / "models" / "tiny-sft_qlora"
+    result = playpen("register", "again", "--base", "tiny", "--adapter", adapter)
+    assert result.code == 0, result
+    entries = {e["model_name"]: e for e in json.loads((workdir / "model_registry.json").read_text())}
+    assert entries["again"] == dict(entries["tiny-sft_qlora"], model_name="again")
+    assert playpen("register", "again", "--base", "tiny", "--adapter", adapter).code == 0  # idempotent
+    assert [e["model_name"] for e in json.loads((workdir / "model_registry.json").read_text())].count("again") == 1
