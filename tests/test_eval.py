@@ -181,3 +181,21 @@ def test_no_games_is_a_clear_error(workdir, playpen):
 def test_unknown_game_is_a_clear_error(game_workdir, playpen):
     result = playpen("eval", "tiny", "-g", "nosuchgame")
     assert result.code == 2 and "no game matches 'nosuchgame'" in result.err and "wordecho" in result.err
+
+
+@pytest.mark.slow
+def test_quickstart_command_with_dpo(tmp_path):
+    """`playpen quickstart DIR --dpo` as a user runs it: SFT, on-policy DPO on top, eval vs base."""
+    run = subprocess.run([sys.executable, "-m", "playpen", "quickstart", str(tmp_path / "qs"), "--dpo"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    dpo = f"{TUNED}-dpo_qlora"
+    manifest = json.loads((tmp_path / "qs" / "models" / dpo / "playpen_run.json").read_text())
+    assert manifest["reference"].startswith("frozen copy of the parent adapter")
+    assert manifest["parent_adapter"] == str(tmp_path / "qs" / "models" / TUNED)
+    assert manifest["data"]["sources"][0]["kind"] == "transcripts" and manifest["data"]["total"] == 48
+    assert manifest["metrics"]["final_reward_margins"] > manifest["metrics"]["first_reward_margins"]
+    base = json.loads((tmp_path / "qs" / "eval" / f"{BASE}.val.json").read_text())
+    tuned = json.loads((tmp_path / "qs" / "eval" / f"{dpo}.val.json").read_text())
+    assert tuned["clemscore"] > base["clemscore"]
+    assert f"clemscore {BASE} = " in run.stdout
