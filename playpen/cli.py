@@ -14,6 +14,7 @@ from playpen.errors import PlaypenError
 # ----------------------------------------------------------------------------- list
 
 def list_learners(args) -> None:
+    """One line per learner; a broken one says why instead of aborting the listing."""
     from playpen.learners import installed_learners
 
     table = installed_learners()
@@ -37,9 +38,9 @@ def list_plugins(args) -> None:
 
 
 def list_models(args) -> None:
-    from clemcore.backends import ModelRegistry
+    from playpen.clemcore_bridge import model_registry
 
-    registry = ModelRegistry.from_packaged_and_cwd_files()
+    registry = model_registry()
     specs = list(registry)
     print(f"{len(specs)} registered model(s) (./model_registry.json first, then clemcore's):")
     for spec in specs:
@@ -52,12 +53,17 @@ def list_games(args) -> None:
     from clemcore.clemgame import GameRegistry, GameSpec
 
     registry = GameRegistry.from_directories_and_cwd_files()
-    selector = args.selector if args.selector == "all" else GameSpec.from_string(args.selector)
-    specs = registry.get_game_specs_that_unify_with(selector, verbose=False) if len(registry) else []
-    if not specs:
+    if not len(registry):
         print("No clemgames found. Point ./game_registry.json at a clembench checkout, e.g. "
               "[{\"benchmark_path\": \"path/to/clembench\"}]")
         return
+    selector = args.selector if args.selector == "all" else GameSpec.from_string(args.selector)
+    try:
+        specs = registry.get_game_specs_that_unify_with(selector, verbose=False)
+    except ValueError:
+        known = sorted({spec["game_name"] for spec in registry})
+        raise PlaypenError(f"no game matches the selector {args.selector!r}; known games: "
+                           f"{', '.join(known)}") from None
     print(f"{len(specs)} game(s):")
     for spec in specs:
         print(f"  {spec['game_name']}: {spec['description'] if 'description' in spec else ''}")
@@ -111,15 +117,27 @@ def run_eval(args) -> None:
 
 # ----------------------------------------------------------------------------- parser
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that takes no abbreviations of long options.
+
+    Abbreviations would swallow learner fields: ``--mo 3`` must reach the learner as an
+    unknown field, not set ``--model``. Used for plugin commands too (``parser_class``).
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from playpen.plugins import pm
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="playpen",
         description="Tune chat models to play clembench games: learn (QLoRA SFT/DPO and plugin "
                     "learners), register, evaluate with clemscore.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("list", help="list learners, models, games, backends or plugins")
     p.add_argument("mode", choices=sorted(LISTERS), nargs="?", default="games")

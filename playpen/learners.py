@@ -112,7 +112,7 @@ class LearnerInfo:
             obj = importlib.import_module(module_name)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except (ImportError, AttributeError) as error:
+        except Exception as error:  # a broken module may raise anything while importing
             raise PlaypenError(
                 f"learner '{self.name}' ({self.target}, from {self.distribution or 'a plugin'}) "
                 f"cannot be imported: {error}; reinstall or uninstall that package"
@@ -126,8 +126,15 @@ class LearnerInfo:
         return obj
 
     def summary(self) -> str:
-        """First line of the learner class docstring."""
-        doc = (self.load().__doc__ or "").strip()
+        """First line of the learner class docstring, or why the learner cannot be used.
+
+        Never raises, so that ``playpen list learners`` shows every learner, broken ones too.
+        """
+        try:
+            doc = (self.load().__doc__ or "").strip()
+        except PlaypenError as error:
+            cause = error.__cause__
+            return f"(cannot be imported: {type(cause).__name__}: {cause})" if cause else f"({error})"
         return doc.splitlines()[0] if doc else ""
 
 

@@ -1,12 +1,15 @@
 """The one PluginManager of playpen.
 
 Plugins come from the ``playpen`` entry-point group, the built-in ``playpen_tune`` plugin
-included. Set ``PLAYPEN_TRACE_PLUGINS=1`` to print every hook call and its result to stderr.
+included. A plugin that cannot be loaded is reported on stderr and skipped, so one broken
+package does not break every command. Set ``PLAYPEN_TRACE_PLUGINS=1`` to print every hook
+call and its result to stderr.
 """
 from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import Distribution, entry_points
 
 import pluggy
 
@@ -20,25 +23,46 @@ def _trace_writer(message: str) -> None:
     sys.stderr.write(message)
 
 
-def _make_plugin_manager() -> pluggy.PluginManager:
+def _load_entry_point_plugins(manager: pluggy.PluginManager) -> dict[str, Distribution | None]:
+    """Register the ``playpen`` entry points one by one; return plugin name -> distribution.
+
+    A plugin whose import or registration fails gets a one-line warning and is skipped.
+    """
+    distributions: dict[str, Distribution | None] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if manager.has_plugin(ep.name) or manager.is_blocked(ep.name):
+            continue
+        try:
+            manager.register(ep.load(), name=ep.name)
+        except Exception as error:
+            if manager.has_plugin(ep.name):  # registered, then a hook failed validation
+                manager.unregister(name=ep.name)
+            origin = f"{ep.dist.metadata['Name']} {ep.dist.version}" if ep.dist else "unknown distribution"
+            reason = " ".join(str(error).split())  # one line, whatever the message
+            print(f"warning: plugin {ep.name} ({origin}) cannot be loaded: "
+                  f"{type(error).__name__}: {reason}; skipped", file=sys.stderr)
+            continue
+        distributions[ep.name] = ep.dist
+    return distributions
+
+
+def _make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, Distribution | None]]:
     manager = pluggy.PluginManager("playpen")
     manager.add_hookspecs(hookspecs)
     if os.environ.get(TRACE_ENV_VAR):
         manager.trace.root.setwriter(_trace_writer)
         manager.enable_tracing()
-    manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
-    return manager
+    return manager, _load_entry_point_plugins(manager)
 
 
-pm = _make_plugin_manager()
+pm, _distributions = _make_plugin_manager()
 
 
 def plugin_table() -> list[dict]:
     """One row per registered plugin: name, distribution, version and implemented hooks."""
-    distributions = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
     rows = []
     for name, plugin in sorted(pm.list_name_plugin(), key=lambda item: item[0]):
-        dist = distributions.get(id(plugin))
+        dist = _distributions.get(name)
         rows.append({
             "name": name,
             "distribution": dist.metadata["Name"] if dist else None,

@@ -10,18 +10,26 @@ from playpen.errors import PlaypenError
 
 
 def load_trainer_class(file_path: str) -> type[BasePlayPen]:
-    """The first BasePlayPen subclass defined in ``file_path``."""
+    """The one concrete BasePlayPen subclass defined in ``file_path`` (imported ones don't count)."""
     path = Path(file_path)
     if not path.is_file():
         raise PlaypenError(f"trainer file {path} does not exist")
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except (SyntaxError, ImportError) as error:
+        raise PlaypenError(f"trainer file {path} cannot be imported: "
+                           f"{type(error).__name__}: {error}") from error
     classes = [obj for _, obj in inspect.getmembers(module, inspect.isclass)
-               if issubclass(obj, BasePlayPen) and obj is not BasePlayPen]
+               if issubclass(obj, BasePlayPen) and obj.__module__ == module.__name__
+               and not inspect.isabstract(obj)]
     if not classes:
         raise PlaypenError(f"no BasePlayPen subclass in {path}; define one "
                            f"('from playpen import BasePlayPen') and implement learn()")
+    if len(classes) > 1:
+        raise PlaypenError(f"{path} defines {len(classes)} BasePlayPen subclasses "
+                           f"({', '.join(cls.__name__ for cls in classes)}); keep exactly one")
     return classes[0]
 
 
@@ -32,9 +40,10 @@ def run_trainer_file(file_path: str, learner: str, teacher: str | None,
     from clemcore import backends
     from clemcore.clemgame import GameRegistry
 
-    from playpen.clemcore_bridge import install_plugin_backends
+    from playpen.clemcore_bridge import install_plugin_backends, model_registry
 
     install_plugin_backends()
+    model_registry()  # reports a corrupt ./model_registry.json, which clemcore would skip silently
     names = [learner] + ([teacher] if teacher else [])
     try:
         models = backends.load_models(names, dict(temperature=temperature, max_tokens=max_tokens))

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,125 @@ def test_run_without_a_trainer_class_is_a_user_error(playpen, workdir):
     (workdir / "empty.py").write_text("x = 1\n")
     result = playpen("run", "empty.py", "-l", "tiny")
     assert result.code == 2 and "no BasePlayPen subclass in empty.py" in result.err
+
+
+# --- broken third-party packages, selectors, abbreviations, trainer files -------------------------
+
+def fake_site(root: Path, dist: str, entry_points: str, modules: dict[str, str]) -> Path:
+    """A directory for PYTHONPATH holding distribution ``dist`` 0.1 (dist-info only) and ``modules``."""
+    info = root / f"{dist}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+    for name, code in modules.items():
+        (root / f"{name}.py").write_text(code)
+    return root
+
+
+def run_with_site(site: Path, *argv: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(site))
+    return subprocess.run([sys.executable, "-m", "playpen", *argv], env=env, cwd=site,
+                          capture_output=True, text=True)
+
+
+def test_a_broken_plugin_is_skipped_with_one_warning(tmp_path):
+    site = fake_site(tmp_path, "fakeplugins", "[playpen]\nbrokenplug = brokenplug_mod\n"
+                     "badhooks = badhooks_mod\ngoodplug = goodplug_mod\n", {
+        "brokenplug_mod": "import no_such_module_xyz\n",
+        "badhooks_mod": "from playpen import hookimpl\n\n@hookimpl\n"
+                        "def playpen_register_learners(no_such_argument):\n    return {}\n",
+        "goodplug_mod": "from playpen import hookimpl\n\n@hookimpl\n"
+                        "def playpen_register_learners():\n    return {}\n"})
+    help_run = run_with_site(site, "--help")
+    assert help_run.returncode == 0, help_run.stderr
+    assert "usage: playpen" in help_run.stdout
+    warnings = help_run.stderr.splitlines()
+    assert ("warning: plugin brokenplug (fakeplugins 0.1) cannot be loaded: ModuleNotFoundError: "
+            "No module named 'no_such_module_xyz'; skipped") in warnings
+    assert any(line.startswith("warning: plugin badhooks (fakeplugins 0.1) cannot be loaded: "
+                               "PluginValidationError") for line in warnings)
+    assert len(warnings) == 2
+
+    listing = run_with_site(site, "list", "plugins")
+    assert listing.returncode == 0, listing.stderr
+    assert "goodplug  [fakeplugins 0.1]" in listing.stdout
+    assert "playpen_tune  [playpen-tune 0.1.0]" in listing.stdout
+    assert "brokenplug" not in listing.stdout and "badhooks" not in listing.stdout
+    assert run_with_site(site, "list", "learners").returncode == 0  # no half-registered hook left
+
+
+def test_a_broken_learner_is_listed_and_reported_on_use(tmp_path):
+    site = fake_site(tmp_path, "fakelearners", "[playpen.learners]\nbrokenlearner = brokenlearner_mod:Thing\n",
+                     {"brokenlearner_mod": "import no_such_module_xyz\n"})
+    listing = run_with_site(site, "list", "learners")
+    assert listing.returncode == 0, listing.stderr
+    [line] = [line for line in listing.stdout.splitlines() if "brokenlearner" in line]
+    assert "(cannot be imported: ModuleNotFoundError: No module named 'no_such_module_xyz')" in line
+    assert "[fakelearners 0.1]" in line
+    assert "sft_qlora" in listing.stdout and "dpo_qlora" in listing.stdout
+
+    learn = run_with_site(site, "learn", "-l", "brokenlearner", "-m", "tiny")
+    assert learn.returncode == 2
+    assert "error: learner 'brokenlearner'" in learn.stderr and "no_such_module_xyz" in learn.stderr
+    assert "Traceback" not in learn.stderr
+
+
+@pytest.mark.parametrize("selector", ["nosuch", '{"main_game": "nosuch"}'])
+def test_unmatched_game_selector_lists_known_games(playpen, tmp_path, monkeypatch, selector):
+    from playpen_tune.games import DEMO_GAME_NAME, write_game_registry
+
+    monkeypatch.chdir(tmp_path)
+    write_game_registry(tmp_path)
+    result = playpen("list", "games", "-s", selector)
+    assert result.code == 2, result
+    assert f"known games: {DEMO_GAME_NAME}" in result.err and "Traceback" not in result.err
+    assert DEMO_GAME_NAME in playpen("list", "games", "-s", DEMO_GAME_NAME).out
+
+
+def test_long_options_are_not_abbreviated(playpen):
+    from playpen.cli import build_parser
+
+    args, rest = build_parser().parse_known_args(
+        ["learn", "-l", "sft_qlora", "--name", "mine", "--mo", "3", "--over"])
+    assert (args.name, args.model, args.overwrite) == ("mine", None, False)
+    assert rest == ["--mo", "3", "--over"]  # left for the learner's fields
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--mo", "3")
+    assert result.code == 2 and "unknown config field 'mo'" in result.err
+
+
+def _write_trainer(tmp_path: Path, source: str) -> str:
+    path = tmp_path / "trainer.py"
+    path.write_text("from playpen import BasePlayPen\n" + textwrap.dedent(source))
+    return str(path)
+
+
+def test_run_uses_the_one_concrete_trainer_defined_in_the_file(tmp_path, monkeypatch):
+    from playpen.trainer_file import load_trainer_class
+
+    (tmp_path / "shared_trainers.py").write_text(
+        "from playpen import BasePlayPen\n\nclass AAAImported(BasePlayPen):\n"
+        "    def learn(self, game_registry):\n        pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = _write_trainer(tmp_path, """
+        from shared_trainers import AAAImported
+
+        class AbstractTrainer(BasePlayPen):
+            pass
+
+        class MyTrainer(AbstractTrainer):
+            def learn(self, game_registry):
+                pass
+    """)
+    assert load_trainer_class(path).__name__ == "MyTrainer"
+
+
+@pytest.mark.parametrize("source, message", [
+    ("class A(BasePlayPen):\n    def learn(self, g): pass\nclass B(A): pass\n",
+     "defines 2 BasePlayPen subclasses (A, B); keep exactly one"),
+    ("class A(BasePlayPen:\n", "trainer.py cannot be imported: SyntaxError"),
+    ("import no_such_module_xyz\n", "trainer.py cannot be imported: ModuleNotFoundError"),
+])
+def test_bad_trainer_files_are_user_errors(playpen, tmp_path, source, message):
+    result = playpen("run", _write_trainer(tmp_path, source), "-l", "tiny")
+    assert result.code == 2 and message in result.err, result
+    assert "Traceback" not in result.err
