@@ -1,10 +1,14 @@
 """playpen_tune.data on the real shared data (offline, fast)."""
 
+import hashlib
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
+import datasets
 import pytest
 
 from playpen.errors import PlaypenError
@@ -14,7 +18,9 @@ from playpen_tune.data import (
     load_preference_dataset,
     load_sft_dataset,
     read_rows,
+    source_kind,
 )
+from playpen_tune.data import sources
 
 DATA = Path("/work/shared/data")
 SFT_FILE = DATA / "clembench-evaluation/sft_dataset_559.json"
@@ -196,3 +202,119 @@ def test_preference_pairs_from_two_model_folders(tmp_path):
     assert report.sources[0]["dropped"] == {"roles": 5, "equal scores": 1, "single episode": 1}
     with pytest.raises(PlaypenError, match=r"0 preference pairs .*score gap below min_score_gap 2.*lower min_score_gap"):
         load_preference_dataset([str(results)], min_score_gap=150)
+
+
+def _tamper(results: Path, change) -> Path:
+    """Copy one episode into ``results`` and apply ``change`` to its interactions (a dict)."""
+    episode = _copy_episode(results, "a--a", "instance_00000", success=True)
+    interactions = json.loads((episode / "interactions.json").read_text())
+    change(interactions)
+    (episode / "interactions.json").write_text(json.dumps(interactions))
+    return episode
+
+
+def _set(key, value, turn=0, event=1):
+    def change(interactions):
+        target = interactions["turns"][turn][event]
+        if key in ("content", "type"):
+            target = target["action"]
+        if value is _DELETE:
+            del target[key]
+        else:
+            target[key] = value
+    return change
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize("change, problem", [
+    (_set("action", _DELETE), r"turn 0 event 1 \(0-based\) has no 'action'"),
+    (_set("to", _DELETE, event=0), r"turn 0 event 0 \(0-based\) has no 'to'"),
+    (_set("from", _DELETE), r"turn 0 event 1 \(0-based\) has no 'from'"),
+    (_set("type", _DELETE), r"turn 0 event 1 \(0-based\): action has no 'type'"),
+    (_set("type", 7), r"turn 0 event 1 \(0-based\): action 'type' is a number, not a string"),
+    (_set("action", "get message"), r"turn 0 event 1 \(0-based\): 'action' is a string, not an object"),
+    (lambda i: i.update(turns=None), r"'turns' is null, not a list of rounds"),
+    (lambda i: i["turns"].append({"0": []}), r"turn 1 \(0-based\) is an object, not a list of events"),
+    (_set("content", {"text": "hi"}), r"turn 0 event 1 \(0-based\): message content is an object, not a string"),
+    (_set("content", ["hi"], event=3), r"turn 0 event 3 \(0-based\): message content is an array, not a string"),
+])
+def test_malformed_transcript_names_episode_and_problem(tmp_path, change, problem):
+    episode = _tamper(tmp_path / "results", change)
+    with pytest.raises(PlaypenError, match=rf"^{re.escape(str(episode))}/interactions.json: {problem}; fix or remove this episode$"):
+        load_sft_dataset([str(tmp_path / "results")], outcomes=None)
+
+
+def test_malformed_players_is_a_playpen_error(tmp_path):
+    _tamper(tmp_path / "results", lambda i: i.update(players=["Player 1"]))
+    with pytest.raises(PlaypenError, match="instance_00000: not a clemcore 3.7 episode record"):
+        list(episode_records(tmp_path / "results"))
+
+
+@pytest.mark.parametrize("typo", ["data/sft.csv", "sft.parquet", "train.txt", "results/", "runs/2024/results",
+                                  "./results", "~/no-such-playpen-results"])
+def test_local_path_typos_are_not_hub_ids(tmp_path, monkeypatch, typo):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(PlaypenError, match=rf"^{typo}: no such file or directory.*; check the path$"):
+        load_sft_dataset([typo])
+
+
+def test_source_kinds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert source_kind("org/name") == source_kind("name") == "hub"
+    assert source_kind("absent.jsonl") == "file"  # read_rows says it is missing
+    (tmp_path / "runs").mkdir()
+    assert source_kind("runs/") == source_kind("runs") == "transcripts"
+    (tmp_path / "rows.csv").write_text("messages\n")
+    with pytest.raises(PlaypenError, match=r"rows.csv: unsupported data file type '.csv' \(supported: .json, .jsonl"):
+        source_kind("rows.csv")
+    with pytest.raises(PlaypenError, match=r"missing.tsv: no such file or directory \(supported: .json, .jsonl"):
+        source_kind("missing.tsv")
+
+
+def _canonical_sha256(rows: list) -> str:
+    text = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def test_fingerprint_is_the_sha256_of_the_canonical_rows():
+    _, report = load_sft_dataset([str(SFT_FILE)])
+    assert report.fingerprint == _canonical_sha256(read_rows(SFT_FILE))
+    assert sources._fingerprint([]) == _canonical_sha256([])
+
+
+def test_hub_rows_keep_used_columns_lazily_and_hash_row_by_row(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = [{"id": i, "messages": [{"role": "user", "content": f"q{i} \u00e9"}, {"role": "assistant", "content": "a"}],
+             "meta": {"source": "x"}} for i in range(2500)]
+    hub = datasets.Dataset.from_list(rows)
+    monkeypatch.setattr(sources, "load_hub_dataset", lambda dataset_id, split: hub)
+
+    def no_to_list(self):
+        raise AssertionError("the whole Hub dataset was converted to Python objects")
+
+    dumped = []
+
+    def dumps(value, **kwargs):
+        dumped.append(type(value))
+        return json.dumps(value, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "to_list", no_to_list)
+    monkeypatch.setattr(sources, "json", SimpleNamespace(dumps=dumps))
+    dataset, report = load_sft_dataset(["org/sft"])
+    assert dataset.column_names == ["messages"] and dataset.num_rows == 2500
+    assert dataset[2499]["messages"][0]["content"] == "q2499 \u00e9"
+    assert report.sources == [{"source": "org/sft", "kind": "hub", "examples": 2500, "dropped": {}}]
+    assert dumped and list not in dumped  # rows hashed one at a time, never the whole list as one string
+    assert report.fingerprint == _canonical_sha256([{"messages": r["messages"]} for r in rows])
+
+
+def test_hub_dataset_without_the_needed_columns(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sources, "load_hub_dataset",
+                        lambda dataset_id, split: datasets.Dataset.from_list([{"text": "a", "id": 1}]))
+    with pytest.raises(PlaypenError, match=r"org/x \(split train\): has columns \['id', 'text'\] but needs 'messages' "
+                                           r"or 'prompt'\+'completion'"):
+        load_sft_dataset(["org/x"])

@@ -1,7 +1,8 @@
 """Entry points for the learners: SFT and preference datasets from files, Hub ids and results dirs.
 
 A source is a local ``.json``/``.jsonl`` file, a clemcore results directory (transcripts) or
-else a Hugging Face Hub dataset id. Rows keep only the columns TRL reads:
+a Hugging Face Hub dataset id (``name`` or ``org/name``; see ``source_kind``). Rows keep only
+the columns TRL reads:
 
 * SFT: ``{"messages": [...]}`` or ``{"prompt": ..., "completion": ...}`` (both strings or both
   message lists);
@@ -11,15 +12,16 @@ else a Hugging Face Hub dataset id. Rows keep only the columns TRL reads:
 
 import hashlib
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import datasets
 
 from playpen.errors import PlaypenError
-from playpen_tune.data.files import FILE_SUFFIXES, check_columns, read_rows
+from playpen_tune.data.files import FILE_SUFFIXES, read_rows
 from playpen_tune.data.hub import load_hub_dataset
 from playpen_tune.data.preferences import preference_pairs
 from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, episode_records
@@ -137,17 +139,39 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
 
 
 def source_kind(source: str) -> str:
-    """Classify a source as "file" (.json/.jsonl), "transcripts" (a directory) or "hub" (anything else)."""
-    path = Path(source).expanduser()
-    if path.suffix in FILE_SUFFIXES:
-        return "file"
+    """Classify a source as "file" (.json/.jsonl), "transcripts" (a directory) or "hub" (a dataset id).
+
+    Hub ids look like ``name`` or ``org/name``; anything that looks like a path (a trailing
+    separator, a data-file suffix, a leading '.', '/' or '~', or more than one '/') is local, so
+    a mistyped path is reported as missing rather than looked up on the Hub.
+    """
+    text = str(source)
+    if not text.strip():
+        raise PlaypenError("empty data source; pass a .json/.jsonl file, a results directory or a Hub dataset id")
+    path = Path(text).expanduser()
     if path.is_dir():
         return "transcripts"
+    if path.suffix in FILE_SUFFIXES:
+        return "file"  # a missing one is reported by read_rows
+    supported = f"supported: {', '.join(FILE_SUFFIXES)} files and clemcore results directories"
     if path.exists():
-        raise PlaypenError(f"{source}: unsupported data file type; use a .json or .jsonl file")
-    if str(source).startswith(("/", ".", "~")):
-        raise PlaypenError(f"{source}: no such file or directory; check the path")
+        raise PlaypenError(f"{source}: unsupported data file type{f' {path.suffix!r}' if path.suffix else ''} "
+                           f"({supported}); convert it to .jsonl (one JSON object per line)")
+    if _looks_local(text):
+        note = f" ({supported})" if path.suffix.lower() in _DATA_SUFFIXES else ""
+        raise PlaypenError(f"{source}: no such file or directory{note}; check the path")
     return "hub"
+
+
+_DATA_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt", ".tsv", ".arrow")
+_SEPARATORS = tuple(sep for sep in {"/", os.sep, os.altsep} if sep)
+
+
+def _looks_local(source: str) -> bool:
+    """True for sources that cannot be a Hub id (``name`` or ``org/name``)."""
+    return (source.endswith(_SEPARATORS) or source.startswith((".", "/", "~"))
+            or Path(source).suffix.lower() in _DATA_SUFFIXES or source.count("/") > 1
+            or (os.sep != "/" and os.sep in source))
 
 
 def _filters(games, roles, outcomes) -> dict:
@@ -172,13 +196,23 @@ def _transcripts(source: str, filters: dict) -> tuple[list[dict], _Part]:
     return conversations, part
 
 
-def _read(source: str, kind: str, split: str, column_sets) -> tuple[str, list[dict]]:
+def _read(source: str, kind: str, split: str, column_sets) -> tuple[str, Iterable[dict]]:
     if kind == "file":
         return source, read_rows(source, column_sets)
     name = f"{source} (split {split})"
-    rows = load_hub_dataset(source, split).to_list()
-    check_columns(rows, name, column_sets)
-    return name, rows
+    dataset = load_hub_dataset(source, split)
+    columns = next((list(c) for c in column_sets if all(col in dataset.column_names for col in c)), None)
+    if columns is None:
+        expected = " or ".join("+".join(repr(c) for c in column_set) for column_set in column_sets)
+        raise PlaypenError(f"{name}: has columns {sorted(dataset.column_names)} but needs {expected}; "
+                           "use another dataset or save it as a local .jsonl file with these columns")
+    return name, _hub_rows(dataset.select_columns(columns))
+
+
+def _hub_rows(dataset: datasets.Dataset, batch_size: int = 1000) -> Iterator[dict]:
+    """The rows of a Hub dataset as dicts, a batch at a time (not the whole table as Python objects)."""
+    for batch in dataset.iter(batch_size=batch_size):
+        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
 
 
 def _sft_row(row: dict, where: str) -> tuple[dict, str]:
@@ -234,12 +268,22 @@ def _dataset(parts: list[_Part]) -> tuple[datasets.Dataset, DataReport]:
         raise PlaypenError(f"cannot mix {first} rows ({first_source}) with {second} rows ({second_source}); "
                            "convert the data to one format or train on them separately")
     rows = [row for part in parts for row, _ in part.rows]
-    canonical = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     report = DataReport(
         sources=[{"source": p.source, "kind": p.kind, "examples": len(p.rows), "dropped": dict(p.dropped)}
                  for p in parts],
         format=next(iter(formats)),
         total=len(rows),
-        fingerprint=hashlib.sha256(canonical.encode("utf-8")).hexdigest(),
+        fingerprint=_fingerprint(rows),
     )
     return datasets.Dataset.from_list(rows), report
+
+
+def _fingerprint(rows: list[dict]) -> str:
+    """sha256 of the canonical JSON array of the rows, hashed row by row (no giant string in memory)."""
+    digest = hashlib.sha256(b"[")
+    for index, row in enumerate(rows):
+        if index:
+            digest.update(b",")
+        digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    digest.update(b"]")
+    return digest.hexdigest()

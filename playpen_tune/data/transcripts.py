@@ -45,7 +45,7 @@ def conversations_from_episode(record: dict) -> list[dict]:
     for name, player in record["players"].items():
         if name == "GM" or player["model_name"] == "programmatic":
             continue
-        messages = _messages(record["turns"], name)
+        messages = _messages(record["turns"], name, record.get("episode_dir"))
         if not messages:
             continue
         conversations.append({
@@ -81,9 +81,9 @@ def _record(path: Path, root: Path) -> dict:
             "players": players,
             "outcome": _outcome(episode),
             "main_score": _number(episode.get("Main Score")),
-            "turns": interactions["turns"],
+            "turns": _checked_turns(interactions["turns"], path),
         }
-    except (KeyError, TypeError) as error:
+    except (KeyError, TypeError, AttributeError) as error:
         raise PlaypenError(
             f"{path.parent}: not a clemcore 3.7 episode record ({type(error).__name__}: {error}); "
             "regenerate it with clemcore>=3.7 (clem run, then clem score)"
@@ -104,22 +104,69 @@ def _number(value) -> float | None:
     return float(value)
 
 
-def _messages(turns: list, player: str) -> list[dict]:
+def _checked_turns(turns, path: Path) -> list:
+    """Return ``turns`` if it is a list of rounds of events each with 'from', 'to' and an action type."""
+    def fail(problem: str):
+        raise PlaypenError(f"{path}: {problem}; fix or remove this episode")
+
+    if not isinstance(turns, list):
+        fail(f"'turns' is {_json_type(turns)}, not a list of rounds")
+    for t, round_events in enumerate(turns):
+        if not isinstance(round_events, list):
+            fail(f"turn {t} (0-based) is {_json_type(round_events)}, not a list of events")
+        for e, event in enumerate(round_events):
+            at = f"turn {t} event {e} (0-based)"
+            if not isinstance(event, dict):
+                fail(f"{at} is {_json_type(event)}, not an object")
+            for key in ("action", "from", "to"):
+                if key not in event:
+                    fail(f"{at} has no '{key}'")
+            if not isinstance(event["action"], dict):
+                fail(f"{at}: 'action' is {_json_type(event['action'])}, not an object")
+            if "type" not in event["action"]:
+                fail(f"{at}: action has no 'type'")
+            if not isinstance(event["action"]["type"], str):
+                fail(f"{at}: action 'type' is {_json_type(event['action']['type'])}, not a string")
+    return turns
+
+
+def _json_type(value) -> str:
+    """Name a JSON value's type for messages: null, a boolean, a number, a string, an array, an object."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _messages(turns: list, player: str, episode_dir: str | None = None) -> list[dict]:
     messages: list[dict] = []
-    for event in (event for round_events in turns for event in round_events):
-        action = event["action"]
-        if action.get("label") == "forget":
-            continue
-        if action["type"] == "send message" and event["to"] == player:
-            role = "user"
-        elif action["type"] == "get message" and event["from"] == player:
-            role = "assistant"
-        else:
-            continue
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"] += "\n\n" + action["content"]
-        else:
-            messages.append({"role": role, "content": action["content"]})
+    for t, round_events in enumerate(turns):
+        for e, event in enumerate(round_events):
+            action = event["action"]
+            if action.get("label") == "forget":
+                continue
+            if action["type"] == "send message" and event["to"] == player:
+                role = "user"
+            elif action["type"] == "get message" and event["from"] == player:
+                role = "assistant"
+            else:
+                continue
+            content = action.get("content")
+            if not isinstance(content, str):
+                where = f"{episode_dir}/interactions.json" if episode_dir else "episode"
+                raise PlaypenError(
+                    f"{where}: turn {t} event {e} (0-based): message content is {_json_type(content)}, "
+                    "not a string; fix or remove this episode"
+                )
+            if messages and messages[-1]["role"] == role:
+                messages[-1]["content"] += "\n\n" + content
+            else:
+                messages.append({"role": role, "content": content})
     while messages and messages[-1]["role"] == "user":
         messages.pop()
     return messages
