@@ -31,6 +31,20 @@ def plugin_backends() -> dict[str, str]:
     return backends
 
 
+def model_registry():
+    """clemcore's ModelRegistry (./model_registry.json first, then packaged entries).
+
+    clemcore silently skips a corrupt ./model_registry.json; this reports it instead, with
+    what to fix.
+    """
+    from clemcore.backends import ModelRegistry
+
+    from playpen.registry import read_entries
+
+    read_entries()
+    return ModelRegistry.from_packaged_and_cwd_files()
+
+
 def _load_backend_class(target: str):
     module_name, _, attr = target.partition(":")
     return getattr(importlib.import_module(module_name), attr)

@@ -8,6 +8,7 @@ failure tracking, ``<model>.val.json`` and the baseline comparison.
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from playpen.errors import PlaypenError
 from playpen.registry import atomic_write_text
+from playpen.secrets import without_secrets
 
 # benchmarks/eval_throughput.py: batch 16 played 6.8x the episodes/min of clemcore's sequential
 # runner (batch 8: 4.9x) with identical greedy responses. Models that cannot batch play sequentially.
@@ -71,55 +73,64 @@ def select_games(suite: str, game: str | None) -> dict[str, list]:
     return selected
 
 
-def played_instances(results_dir: Path, model: str, game: str) -> set[tuple[str, int]]:
-    """(experiment, game_id) of episodes already completed for ``model`` (resume)."""
-    done = set()
-    for interactions in (results_dir / model / game).glob("*/instance_*/interactions.json"):
-        try:
-            meta = json.loads(interactions.read_text(encoding="utf-8")).get("meta", {})
-        except json.JSONDecodeError:
-            continue  # a half-written episode is played again
-        if meta.get("completed", True) and (interactions.parent / "scores.json").is_file():
-            done.add((interactions.parent.parent.name, int(interactions.parent.name.split("_")[-1])))
-    return done
+def episode_key(row: dict) -> tuple[str, int]:
+    """(experiment, game_id) of one clemcore instance row."""
+    return row["experiment"]["name"], int(row["game_instance"]["game_id"])
 
 
-def play_game(model_spec, game_spec, results_dir: Path, gen_args: dict, experiment: str | None,
-              instances: str | None, batch_size: int) -> str | None:
-    """Play and score one game with clemcore; return an error message if it failed."""
-    import clemcore.cli as clem
-
-    done = played_instances(results_dir, model_spec.model_name, game_spec["game_name"])
-    keep = (lambda row: (row["experiment"]["name"], int(row["game_instance"]["game_id"])) not in done
-            and (experiment is None or row["experiment"]["name"] == experiment))
-    try:
-        if remaining_instances(game_spec, instances, keep):
-            # select by name: a GameSpec with a 'benchmark' key would unify with every game of that benchmark
-            clem.run(game_spec["game_name"], [model_spec], gen_args=gen_args, experiment_name=experiment,
-                     instances_filename=instances, results_dir_path=results_dir, instances_filter=keep,
-                     batch_size=batch_size)
-        else:
-            print(f"  all selected episodes of {game_spec['game_name']} were already played; scoring only")
-        clem.score(game_spec["game_name"], results_dir=str(results_dir / model_spec.model_name))
-    except SystemExit:
-        return "clemcore reported an error while playing or scoring (see the log above and clembench.log)"
-    except Exception as error:  # a broken game must not stop the other games
-        return f"{type(error).__name__}: {error}"
-    finally:
-        gc.collect()
-        _empty_cuda_cache()
-    if not any((results_dir / model_spec.model_name / game_spec["game_name"]).glob("*/instance_*/scores.json")):
-        return "no episode was played and scored"
-    return None
+def scored_episodes(results_dir: Path, model: str, game: str) -> set[tuple[str, int]]:
+    """(experiment, game_id) of the episodes of ``model`` that clemcore played and scored."""
+    return {(scores.parent.parent.name, int(scores.parent.name.split("_")[-1]))
+            for scores in (results_dir / model / game).glob("*/instance_*/scores.json")}
 
 
-def remaining_instances(game_spec, instances: str | None, keep) -> int:
-    """How many instances of the game are left to play after the resume/experiment filter."""
+def selected_episodes(game_spec, instances: str | None, experiment: str | None) -> set[tuple[str, int]]:
+    """The episodes ``-i``/``-e`` select from the game's instances file."""
     from clemcore.clemgame import GameInstances
 
     if instances:
         game_spec.instances = instances  # what clemcore.cli.run does with -i as well
-    return len(GameInstances.from_game_spec(game_spec).filter(keep))
+    rows = GameInstances.from_game_spec(game_spec).filter(
+        lambda row: experiment is None or row["experiment"]["name"] == experiment)
+    return {episode_key(row) for row in rows}
+
+
+def play_game(model_spec, game_spec, wanted: set, results_dir: Path, gen_args: dict, experiment: str | None,
+              instances: str | None, batch_size: int) -> str | None:
+    """Play the ``wanted`` episodes not played yet, score them with clemcore; return what failed, if anything.
+
+    clemcore logs and skips an episode that raises, so success is judged by counting: every
+    wanted episode must end up with a ``scores.json``.
+    """
+    import clemcore.cli as clem
+
+    name, model = game_spec["game_name"], model_spec.model_name
+    todo = wanted - scored_episodes(results_dir, model, name)
+    problem = None
+    try:
+        if todo:
+            # select by name: a GameSpec with a 'benchmark' key would unify with every game of that benchmark
+            clem.run(name, [model_spec], gen_args=gen_args, experiment_name=experiment, instances_filename=instances,
+                     results_dir_path=results_dir, instances_filter=lambda row: episode_key(row) in todo,
+                     batch_size=batch_size)
+        else:
+            print(f"  all {len(wanted)} selected episodes of {name} were already played; scoring only")
+    except SystemExit:
+        problem = "clemcore reported an error while playing"
+    except Exception as error:  # a broken game must not stop the other games
+        problem = f"{type(error).__name__}: {error}"
+    try:
+        clem.score(name, results_dir=str(results_dir / model))
+    except SystemExit:
+        problem = problem or "clemcore reported an error while scoring"
+    finally:
+        gc.collect()
+        _empty_cuda_cache()
+    missing = len(wanted - scored_episodes(results_dir, model, name))
+    if missing:
+        cause = f" ({problem})" if problem else ""
+        return f"{missing} of {len(wanted)} episodes were not played and scored{cause}; see clembench.log"
+    return problem
 
 
 def _empty_cuda_cache() -> None:
@@ -127,6 +138,37 @@ def _empty_cuda_cache() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+SETTINGS_FILE = "playpen_eval.json"
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def check_same_settings(results_dir: Path, model_spec, gen_args: dict, instances: dict) -> None:
+    """Refuse to resume into episodes played with another model, adapter or generation settings.
+
+    ``<results_dir>/<model>/playpen_eval.json`` records the registry entry, the adapter's run
+    manifest hash, the generation arguments and each game's instances file of the first run.
+    """
+    entry = model_spec.to_dict()
+    adapter = (entry.get("model_config") or {}).get("peft_model")
+    settings = {"model": without_secrets(entry), "gen_args": gen_args,
+                "adapter_manifest_sha256": _sha256(Path(adapter) / "playpen_run.json") if adapter else None}
+    path = results_dir / model_spec.model_name / SETTINGS_FILE
+    recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if recorded is not None:
+        changed = [key for key in settings if recorded.get(key) != settings[key]]
+        changed += [f"instances of {game}" for game, name in instances.items()
+                    if game in recorded.get("instances", {}) and recorded["instances"][game] != name]
+        if changed:
+            raise PlaypenError(f"{path.parent} holds episodes of '{model_spec.model_name}' played with a different "
+                               f"{', '.join(changed)}; pass another -r, or delete that directory to replay them")
+        instances = {**recorded.get("instances", {}), **instances}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({**settings, "instances": instances}, indent=2) + "\n")
 
 
 def clemcore_table(results_dir: Path):
@@ -175,12 +217,10 @@ def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path,
              experiment: str | None = None, instances: str | None = None, batch_size: int = 1,
              skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
     """Evaluate each model on the selected games into ``results_dir``; write ``<model>.val.json``."""
-    from clemcore.backends import ModelRegistry
-
-    from playpen.clemcore_bridge import install_plugin_backends
+    from playpen.clemcore_bridge import install_plugin_backends, model_registry
 
     install_plugin_backends()
-    registry = ModelRegistry.from_packaged_and_cwd_files()
+    registry = model_registry()
     specs = {}
     for name in models:
         matches = [spec for spec in registry if spec["model_name"] == name]
@@ -188,15 +228,23 @@ def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path,
             raise PlaypenError(f"unknown model '{name}'; see 'playpen list models'")
         specs[name] = matches[0]
     suites = select_games(suite, game)
+    games = {g["game_name"]: g for gs in suites.values() for g in gs}
+    wanted = {name: selected_episodes(spec, instances, experiment) for name, spec in games.items()}
+    if experiment and not any(wanted.values()):
+        raise PlaypenError(f"no instances of experiment '{experiment}' in {', '.join(games)}; check -e and -i")
     results_dir.mkdir(parents=True, exist_ok=True)
     failures: dict[str, dict] = {name: {} for name in models}
     if not skip_gameplay:
         for name, spec in specs.items():
-            for game_spec in {g["game_name"]: g for gs in suites.values() for g in gs}.values():
-                print(f"playpen eval: {name} plays {game_spec['game_name']} -> {results_dir}")
-                error = play_game(spec, game_spec, results_dir, gen_args, experiment, instances, batch_size)
+            check_same_settings(results_dir, spec, gen_args, {g: instances for g in games})
+            for game_name, game_spec in games.items():
+                if not wanted[game_name]:
+                    continue
+                print(f"playpen eval: {name} plays {game_name} -> {results_dir}")
+                error = play_game(spec, game_spec, wanted[game_name], results_dir, gen_args, experiment,
+                                  instances, batch_size)
                 if error:
-                    failures[name][game_spec["game_name"]] = error
+                    failures[name][game_name] = error
     table = clemcore_table(results_dir) if any(results_dir.rglob("scores.json")) else None
     evaluations = {}
     for name in models:

@@ -42,6 +42,17 @@ def playpen_register_backends():
 
 
 @hookspec
+def playpen_before_learn(learner_name, request):
+    """Called by ``playpen learn`` once learner, model, config, name and output directory are
+    resolved, before anything is loaded or written.
+
+    Raise :class:`playpen.errors.PlaypenError` to refuse the run with a message for the user
+    (the built-in plugin refuses a ``--name`` that would replace another model's registry
+    entry). Return value is ignored.
+    """
+
+
+@hookspec
 def playpen_after_learn(learner_name, request, result):
     """Called after a learner finished successfully (never after a failed run).
 

@@ -18,13 +18,9 @@ def resolve_model(name: str) -> dict:
     """
     if not name:
         raise PlaypenError("no model given; pass -m MODEL (see 'playpen list models')")
-    from clemcore.backends import ModelRegistry
+    from playpen.clemcore_bridge import model_registry
 
-    from playpen.registry import read_entries
-
-    read_entries()  # a corrupt ./model_registry.json is reported now, not after hours of training
-
-    registry = ModelRegistry.from_packaged_and_cwd_files()
+    registry = model_registry()  # a corrupt ./model_registry.json is reported now, not after training
     for spec in registry:
         if spec["model_name"] == name:
             return spec.to_dict()
@@ -88,11 +84,11 @@ def learn_from_cli(args) -> None:
     request = LearnRequest(model=model, config=config, output_dir=Path(output_dir), name=name,
                            command_line=list(args.argv), resume=args.resume, overwrite=args.overwrite)
 
-    print(f"playpen learn: learner={info.name} model={model['model_name']} -> {request.output_dir}")
-    result = learner_cls().learn(request)
-
     from playpen.plugins import pm
 
+    pm.hook.playpen_before_learn(learner_name=info.name, request=request)
+    print(f"playpen learn: learner={info.name} model={model['model_name']} -> {request.output_dir}")
+    result = learner_cls().learn(request)
     pm.hook.playpen_after_learn(learner_name=info.name, request=request, result=result)
     print(f"done: {result.output_dir}" + (f" (manifest {result.manifest_path})" if result.manifest_path else ""))
     for key, value in result.metrics.items():

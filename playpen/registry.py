@@ -71,8 +71,8 @@ def read_entries(path: Path | None = None) -> list[dict]:
     text = path.read_text(encoding="utf-8")
     entries = [entry for _, _, entry in _entry_spans(text, path)]
     for index, entry in enumerate(entries):
-        if not isinstance(entry, dict) or "model_name" not in entry:
-            raise PlaypenError(f"{path}: entry {index} has no 'model_name'; fix or remove it")
+        if not isinstance(entry, dict) or "model_name" not in entry or "backend" not in entry:
+            raise PlaypenError(f"{path}: entry {index} needs 'model_name' and 'backend'; fix or remove it")
     return entries
 
 
@@ -98,6 +98,10 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.fsync(handle.fileno())
         if path.exists():
             os.chmod(tmp_name, path.stat().st_mode & 0o7777)
+        else:  # mkstemp creates 0600; a new file gets the usual mode (0666 minus the umask)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

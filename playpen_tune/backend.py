@@ -17,6 +17,7 @@ from clemcore.backends.huggingface_local_api import (HuggingfaceLocalModel, _con
 from playpen.errors import PlaypenError
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files
+from playpen_tune.credentials import hub_token
 from playpen_tune.quantization import load_base_model, resolve_compute_dtype
 
 SHIM_FILE = "playpen_qlora_api.py"
@@ -50,7 +51,9 @@ def load_tuned_model(model_spec):
     check_adapter_files(adapter, allow_pickle)
     check_adapter_base(adapter, model_spec.huggingface_id)
     base, _ = load_base_model(model_spec.huggingface_id, recorded_quantization(model_spec),
-                              trust_remote_code=bool(config.get("trust_remote_code")), allow_pickle=allow_pickle)
+                              trust_remote_code=bool(config.get("trust_remote_code")), allow_pickle=allow_pickle,
+                              attn_implementation=config.get("attn_implementation"),
+                              token=hub_token(model_spec.to_dict()))
     model = PeftModel.from_pretrained(base, str(adapter), use_safetensors=not allow_pickle)
     model.eval()
     return model

@@ -12,7 +12,7 @@ def _register(args) -> None:
     from playpen_tune.registration import register_adapter
 
     action, entry = register_adapter(args.name, resolve_model(args.base), Path(args.adapter),
-                                     allow_pickle=args.allow_pickle)
+                                     allow_pickle=args.allow_pickle, overwrite=args.overwrite)
     print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json")
 
 
@@ -35,6 +35,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("--base", required=True, help="registry name of the base model")
     p.add_argument("--adapter", required=True, help="directory holding the LoRA adapter")
     p.add_argument("--allow_pickle", action="store_true", help="accept a .bin (pickle) adapter")
+    p.add_argument("--overwrite", action="store_true", help="replace a registered model of that name")
     p.set_defaults(handler=_register)
 
     p = subparsers.add_parser("install-backend",

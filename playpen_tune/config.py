@@ -83,6 +83,13 @@ class QLoRAConfig:
         if self.bnb_4bit_compute_dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise PlaypenError("--bnb_4bit_compute_dtype must be auto, bfloat16, float16 or float32, "
                                f"got {self.bnb_4bit_compute_dtype!r}")
+        from transformers.trainer_utils import SchedulerType
+        from transformers.training_args import OptimizerNames
+
+        for name, choices in (("optim", OptimizerNames), ("lr_scheduler_type", SchedulerType)):
+            if getattr(self, name) not in {choice.value for choice in choices}:
+                raise PlaypenError(f"--{name} {getattr(self, name)!r} is not known to transformers; use one of "
+                                   f"{', '.join(sorted(choice.value for choice in choices))}")
         if self.report_to not in ("none", "tensorboard", "wandb"):
             raise PlaypenError(f"--report_to must be none, tensorboard or wandb, got {self.report_to!r}")
 

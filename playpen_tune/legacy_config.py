@@ -37,6 +37,10 @@ def translate_legacy(raw: dict, tuning_type: str, dataset_section: str) -> tuple
     New-style keys may be mixed in; a key given both ways with different values is an error.
     """
     notices: list[str] = []
+    for section in LEGACY_SECTIONS & raw.keys():
+        if not isinstance(raw[section], dict):
+            raise PlaypenError(f"config key '{section}' must be a mapping in the legacy format (e.g. "
+                               f"'{section}:' followed by indented keys), got {raw[section]!r}")
     out = {key: value for key, value in raw.items() if key not in LEGACY_SECTIONS}
 
     def put(field: str, value, origin: str) -> None:

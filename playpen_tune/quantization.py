@@ -49,7 +49,7 @@ def _device_map():
 
 
 def load_base_model(model_id: str, settings: dict, *, trust_remote_code: bool = False,
-                    allow_pickle: bool = False, attn_implementation: str | None = None):
+                    allow_pickle: bool = False, attn_implementation: str | None = None, token: str | None = None):
     """Load a causal LM for QLoRA; return ``(model, effective_settings)``.
 
     A checkpoint whose config carries a bitsandbytes ``quantization_config`` (e.g.
@@ -61,11 +61,11 @@ def load_base_model(model_id: str, settings: dict, *, trust_remote_code: bool = 
     from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
-        hf_config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code)
+        hf_config = AutoConfig.from_pretrained(model_id, trust_remote_code=trust_remote_code, token=token)
     except OSError as error:
         raise PlaypenError(f"cannot load the base model '{model_id}': {error}".splitlines()[0]) from None
     stored = getattr(hf_config, "quantization_config", None)
-    kwargs = dict(device_map=_device_map(), trust_remote_code=trust_remote_code,
+    kwargs = dict(device_map=_device_map(), trust_remote_code=trust_remote_code, token=token,
                   use_safetensors=None if allow_pickle else True)
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
@@ -91,4 +91,7 @@ def load_base_model(model_id: str, settings: dict, *, trust_remote_code: bool = 
     except OSError as error:
         hint = " (pass --allow_pickle to accept .bin weights)" if "safetensors" in str(error) else ""
         raise PlaypenError(f"cannot load the base model '{model_id}'{hint}: {str(error).splitlines()[0]}") from None
+    except (ValueError, ImportError) as error:  # e.g. an unknown or unavailable --attn_implementation
+        raise PlaypenError(f"cannot load the base model '{model_id}' with these settings: "
+                           f"{str(error).splitlines()[0]}") from None
     return model, effective

@@ -1,6 +1,7 @@
 """Model-registry entries for tuned models (written after ``playpen learn`` and by ``playpen register``)."""
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,24 @@ from playpen_tune.plugin import BACKEND_NAME
 
 # metadata copied from the base entry, as clemcore's packaged registry spells it
 COPIED_KEYS = ["release_date", "open_weight", "parameters", "languages", "context_size", "license"]
+# base model_config keys that describe how to load weights: replaced for a tuned model
+REPLACED_CONFIG_KEYS = {"peft_model", "quantization", "load_in_4bit", "load_in_8bit", "allow_pickle"}
+
+
+def check_name_is_free(name: str, base: dict, overwrite: bool = False) -> None:
+    """Refuse a registry name that would replace the base or a model that is not a playpen result.
+
+    Re-registering a playpen result under its own name is allowed (re-running a learn updates
+    its entry); replacing anything else needs ``overwrite``.
+    """
+    if name == base["model_name"]:
+        raise PlaypenError(f"the name '{name}' is the model being tuned; choose another --name")
+    from clemcore.backends import ModelRegistry
+
+    for spec in ModelRegistry.from_packaged_and_cwd_files():
+        if spec["model_name"] == name and spec["backend"] != BACKEND_NAME and not overwrite:
+            raise PlaypenError(f"a model named '{name}' (backend {spec['backend']}, {spec['lookup_source']}) is "
+                               f"already registered; choose another --name, or pass --overwrite to replace it")
 
 
 def end_of_turn_token(adapter_dir: Path) -> str:
@@ -36,18 +55,18 @@ def build_entry(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = F
     if not quantization:
         quantization = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
                         "bnb_4bit_compute_dtype": "auto"}
-    model_config = {
+    # everything clemcore needs from the base (templates, reasoning settings, api key flag, ...) is
+    # kept; loading keys are replaced by the adapter and the quantization it was trained with
+    model_config = {k: copy.deepcopy(v) for k, v in base_config.items() if k not in REPLACED_CONFIG_KEYS}
+    model_config.update({
         "peft_model": str(adapter_dir),
         "quantization": quantization,
-        "premade_chat_template": True,
+        "premade_chat_template": base_config.get("premade_chat_template", True),
         "eos_to_cull": "(?s)" + re.escape(end_of_turn_token(adapter_dir)) + ".*",
         "padding_side": base_config.get("padding_side", "left"),
-    }
+    })
     if allow_pickle:
         model_config["allow_pickle"] = True
-    for key in ("trust_remote_code", "chat_template_kwargs"):
-        if key in base_config:
-            model_config[key] = base_config[key]
     entry = {"model_name": name, "backend": BACKEND_NAME, "huggingface_id": base["huggingface_id"]}
     entry.update({key: base[key] for key in COPIED_KEYS if key in base})
     entry["base_model"] = base.get("base_model", base["model_name"])
@@ -55,9 +74,11 @@ def build_entry(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = F
     return entry
 
 
-def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = False) -> tuple[str, dict]:
-    """Validate the adapter against its base and upsert its entry in ./model_registry.json."""
+def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = False,
+                     overwrite: bool = False) -> tuple[str, dict]:
+    """Validate name and adapter against the base and upsert its entry in ./model_registry.json."""
     registry.validate_model_name(name)
+    check_name_is_free(name, base, overwrite)
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
         raise PlaypenError(f"adapter directory {adapter_dir} does not exist")

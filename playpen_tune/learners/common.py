@@ -12,9 +12,12 @@ from pathlib import Path
 
 from playpen.config import config_to_dict
 from playpen.errors import PlaypenError
+from playpen.registry import atomic_write_text
 from playpen.learners import LearnerResult, LearnRequest
+from playpen.secrets import redact_command_line, without_secrets
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_files
+from playpen_tune.credentials import hub_token
 from playpen_tune.plugin import BACKEND_NAME
 from playpen_tune.quantization import load_base_model, quantization_settings
 
@@ -42,9 +45,45 @@ def check_output_dir(request: LearnRequest) -> Path | None:
         previous = manifest_io.read_manifest(out)
         what = f"a run of {previous['learner']['name']}" if previous else "files"
         raise PlaypenError(f"output_dir {out} already holds {what}; pass --resume to continue it, "
-                           f"--overwrite to train into it again (existing checkpoints are kept), "
+                           f"--overwrite to train into it again (the earlier files move to previous-*/), "
                            f"or choose another --output_dir / --name")
     return None
+
+
+RUN_IDENTITY_FILE = "playpen_run_identity.json"
+# fields that may change when a run is resumed (they do not change what is being trained)
+RESUMABLE_CHANGES = {"max_steps", "num_train_epochs", "save_steps", "save_total_limit", "logging_steps",
+                     "report_to", "output_dir"}
+
+
+def claim_output_dir(request: LearnRequest, learner: str, data_fingerprint: str) -> None:
+    """Create the output dir once setup succeeded, and tie it to this run.
+
+    ``--overwrite`` moves everything an earlier run left into ``previous-<time>/`` (nothing is
+    deleted). ``--resume`` checks that learner, data and config (but for the step/save/log
+    fields) are those of the run that wrote the checkpoints.
+    """
+    out = request.output_dir
+    identity = {"learner": learner, "model": request.model["model_name"], "data_fingerprint": data_fingerprint,
+                "config": {k: v for k, v in without_secrets(config_to_dict(request.config)).items()
+                           if k not in RESUMABLE_CHANGES}}
+    path = out / RUN_IDENTITY_FILE
+    if request.resume:
+        recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if recorded is not None and recorded != identity:
+            changed = sorted(k for k in identity if k != "config" and recorded.get(k) != identity[k])
+            changed += sorted(k for k in identity["config"] if recorded["config"].get(k) != identity["config"][k])
+            raise PlaypenError(f"--resume: {out} holds a run with a different {', '.join(changed)}; resume with "
+                               f"the same settings, or start a new run (--overwrite or another --name)")
+    elif request.overwrite and out.exists() and any(out.iterdir()):
+        archive = out / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+        archive.mkdir()
+        for child in list(out.iterdir()):
+            if not child.name.startswith("previous-"):
+                shutil.move(str(child), str(archive / child.name))
+        print(f"note: --overwrite: the earlier run's files were moved to {archive}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(identity, indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -52,16 +91,21 @@ def removed_if_setup_fails(output_dir: Path):
     """Remove ``output_dir`` again if it did not exist and setup (before training) fails.
 
     transformers' Trainer creates the directory on construction; a run that never started
-    training must not leave it behind. An existing directory is never touched.
+    training must not leave it behind. An existing directory is never touched; parents this run
+    created (``models/``) are removed too while they are empty.
     """
-    created = None if output_dir.exists() else output_dir.absolute()
-    while created is not None and not created.parent.exists():
-        created = created.parent  # also remove parents (models/) this run would have created
+    output_dir = output_dir.absolute()
+    missing = [output_dir, *(p for p in output_dir.parents if not p.exists())] if not output_dir.exists() else []
     try:
         yield
     except BaseException:
-        if created is not None and created.exists():
-            shutil.rmtree(created)
+        if missing and output_dir.exists():
+            shutil.rmtree(output_dir)
+            for parent in missing[1:]:  # models/ too, if this run created it, and only while empty
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
         raise
 
 
@@ -72,12 +116,18 @@ def parent_adapter(model: dict) -> Path | None:
     return Path(model["model_config"]["peft_model"])
 
 
-def load_tokenizer(model: dict, trust_remote_code: bool):
+def trusts_remote_code(model: dict, config) -> bool:
+    """Remote code runs only if the config or the registry entry asks for it."""
+    return bool(config.trust_remote_code or (model.get("model_config") or {}).get("trust_remote_code"))
+
+
+def load_tokenizer(model: dict, config):
     from transformers import AutoTokenizer
 
     source = parent_adapter(model) or model["huggingface_id"]
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trusts_remote_code(model, config),
+                                                  token=hub_token(model))
     except OSError as error:
         raise PlaypenError(f"cannot load the tokenizer of '{model['model_name']}' from {source}: "
                            f"{str(error).splitlines()[0]}") from None
@@ -105,26 +155,35 @@ def load_policy(request: LearnRequest, config, wrap_new_adapter: bool = True):
 
     set_seed(config.seed)  # the new adapter's initialisation must depend on --seed too
 
-    trust = config.trust_remote_code or bool(request.model.get("model_config", {}).get("trust_remote_code"))
     wanted = quantization_settings(config)
     parent = parent_adapter(request.model)
     if parent is not None:
+        check_adapter_files(parent, config.allow_pickle)
         recorded = (manifest_io.read_manifest(parent) or {}).get("quantization")
         wanted = {k: v for k, v in (recorded or wanted).items() if k != "prequantized"}
+        print(f"note: continuing the adapter of '{request.model['model_name']}' ({parent}): its LoRA and "
+              f"quantization settings are used, --lora_* and --bnb_4bit_* are ignored")
     base, quantization = load_base_model(request.model["huggingface_id"], wanted,
-                                         trust_remote_code=trust, allow_pickle=config.allow_pickle,
-                                         attn_implementation=config.attn_implementation)
-    base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing,
-                                           gradient_checkpointing_kwargs={"use_reentrant": False})
+                                         trust_remote_code=trusts_remote_code(request.model, config),
+                                         allow_pickle=config.allow_pickle,
+                                         attn_implementation=config.attn_implementation, token=hub_token(request.model))
+    if quantization["load_in_4bit"]:
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing,
+                                               gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif config.gradient_checkpointing:  # full precision: no fp32 upcast of every weight
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
     if parent is not None:
-        check_adapter_files(parent, config.allow_pickle)
         model = PeftModel.from_pretrained(base, str(parent), is_trainable=True)
         lora = {k: v for k, v in model.peft_config["default"].to_dict().items()
                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora")}
         lora["target_modules"] = sorted(lora["target_modules"]) if isinstance(lora["target_modules"], set) else lora["target_modules"]
     else:
         lora = lora_settings(config)
-        model = get_peft_model(base, LoraConfig(**lora)) if wrap_new_adapter else base
+        try:
+            model = get_peft_model(base, LoraConfig(**lora)) if wrap_new_adapter else base
+        except ValueError as error:  # e.g. --lora_target_modules that match nothing
+            raise PlaypenError(f"LoRA cannot be applied: {str(error).splitlines()[0]}; check --lora_target_modules") from None
     return model, quantization, lora
 
 
@@ -170,7 +229,7 @@ def loss_guard_callback():
 
         def on_step_end(self, args, state, control, model=None, **kwargs):
             trainable = [p for p in model.parameters() if p.requires_grad] if model is not None else []
-            if any(not torch.isfinite(p).all() for p in trainable):
+            if trainable and not torch.stack([torch.isfinite(p).all() for p in trainable]).all():  # one sync
                 self._stop(state, control, "trainable weights became NaN/inf")
             return control
 
@@ -265,8 +324,8 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
         "format": 1,
         "learner": {"name": record.learner, "version": manifest_io.library_versions()["playpen-tune"]},
         "name": request.name,
-        "base_model": manifest_io.public_model_spec(request.model),
-        "config": config_to_dict(request.config),
+        "base_model": without_secrets(request.model),
+        "config": without_secrets(config_to_dict(request.config)),
         "quantization": record.quantization,
         "lora": record.lora,
         "quantized_modules": quantized_modules(trainer.model),
@@ -276,7 +335,7 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
         "metrics": metrics,
         "loss_history": losses,
         "versions": manifest_io.library_versions(),
-        "command_line": manifest_io.redact_command_line(request.command_line),
+        "command_line": redact_command_line(request.command_line),
         **record.extra,
     }
     if not main_process:

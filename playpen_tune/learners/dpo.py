@@ -69,7 +69,7 @@ class DPOQLoRALearner(Learner):
                                                   min_score_gap=config.min_score_gap)
         for line in report.lines():
             print(line)
-        tokenizer = common.load_tokenizer(request.model, config.trust_remote_code)
+        tokenizer = common.load_tokenizer(request.model, config)
         dataset, data_format = as_conversations(dataset, report.format, tokenizer, request.model)
 
         parent = common.parent_adapter(request.model)
@@ -95,7 +95,7 @@ class DPOQLoRALearner(Learner):
             print(f"warning: {len(dataset) - kept} of {len(dataset)} pairs have prompts of --max_length "
                   f"{config.max_length} tokens or more and are skipped (raise --max_length or set "
                   f"--max_prompt_length)")
-        request.output_dir.mkdir(parents=True, exist_ok=True)
+        common.claim_output_dir(request, "dpo_qlora", report.fingerprint)
         data = dict(report.to_dict(), pairs_trained=kept, prompts_truncated=trainer.prompts_truncated)
         record = common.RunRecord(
             learner="dpo_qlora", request=request, data=data, quantization=quantization, lora=lora,

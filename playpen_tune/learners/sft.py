@@ -46,7 +46,7 @@ class SFTQLoRALearner(Learner):
         for line in report.lines():
             print(line)
         conversational = "messages" in dataset.column_names
-        tokenizer = common.load_tokenizer(request.model, config.trust_remote_code)
+        tokenizer = common.load_tokenizer(request.model, config)
         if conversational and config.assistant_only_loss and not has_generation_markers(tokenizer.chat_template or ""):
             try:
                 patched = get_training_chat_template(tokenizer) if tokenizer.chat_template else None
@@ -74,7 +74,7 @@ class SFTQLoRALearner(Learner):
         if kept < len(dataset):
             print(f"warning: {len(dataset) - kept} of {len(dataset)} examples have no trainable token within "
                   f"--max_length {config.max_length} and are skipped")
-        request.output_dir.mkdir(parents=True, exist_ok=True)
+        common.claim_output_dir(request, "sft_qlora", report.fingerprint)
         record = common.RunRecord(learner="sft_qlora", request=request, data=report.to_dict(),
                                   quantization=quantization, lora=lora, started=started,
                                   resumed_from=str(resume_from) if resume_from else None,
