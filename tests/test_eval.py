@@ -170,6 +170,48 @@ def test_failed_game_is_listed_never_dropped_or_zero(game_workdir, playpen):
     assert "brokenecho" in result.out and "FAILED" in result.out
 
 
+@pytest.fixture
+def flaky_workdir(workdir) -> Path:
+    """The demo game plus 'flakyecho', a copy that raises while setting up odd-numbered instances."""
+    from playpen_tune.games import DEMO_GAME_DIR, write_game_registry
+
+    write_game_registry(workdir)
+    flaky = workdir / "games" / "flakyecho"
+    shutil.copytree(DEMO_GAME_DIR, flaky)
+    spec = json.loads((flaky / "clemgame.json").read_text())
+    spec["game_name"] = "flakyecho"
+    (flaky / "clemgame.json").write_text(json.dumps(spec))
+    master = (flaky / "master.py").read_text()
+    (flaky / "master.py").write_text(master.replace(
+        "def _on_setup(self, **game_instance):",
+        "def _on_setup(self, **game_instance):\n        if game_instance['game_id'] % 2:\n"
+        "            raise RuntimeError('flaky instance')", 1))
+    entries = json.loads((workdir / "game_registry.json").read_text())
+    (workdir / "game_registry.json").write_text(json.dumps(entries + [{"benchmark_path": str(flaky)}]))
+    return workdir
+
+
+@pytest.mark.parametrize("batch_size", ["1", "16"])
+def test_partly_failing_game_is_reported_not_averaged(flaky_workdir, playpen, batch_size):
+    result = playpen("eval", "tiny", "-g", "flakyecho", "-i", "instances_heldout", "-L", "6", "-r", "ev",
+                     "-b", batch_size)
+    assert result.code == 2 and "some games failed" in result.err
+    val = json.loads((flaky_workdir / "ev" / "tiny.val.json").read_text())
+    assert "flakyecho" not in val["games"]
+    assert "of 12 episodes were not played and scored" in val["failed_games"]["flakyecho"]
+    assert "FAILED" in result.out
+
+
+def test_resuming_into_episodes_of_other_settings_is_refused(flaky_workdir, playpen):
+    args = ["eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "-r", "ev"]
+    assert playpen(*args, "-L", "6").code == 0
+    before = snapshot(flaky_workdir / "ev" / "tiny")
+    result = playpen(*args, "-L", "7")
+    assert result.code == 2 and "played with a different gen_args" in result.err
+    assert snapshot(flaky_workdir / "ev" / "tiny") == before
+    assert playpen(*args, "-L", "6").code == 0  # same settings: resumes (nothing left to play)
+
+
 def test_no_games_is_a_clear_error(workdir, playpen):
     before = snapshot(workdir)
     result = playpen("eval", "tiny")

@@ -64,14 +64,29 @@ def test_exception_mid_write_leaves_file_unchanged(tmp_path, monkeypatch):
     path = tmp_path / "model_registry.json"
     path.write_text(HAND_WRITTEN)
 
-    def failing_fsync(fd):
-        raise OSError("disk full")
+    calls = []
 
-    monkeypatch.setattr(registry.os, "fsync", failing_fsync)
+    def fsync_failing_on_the_registry_write(fd):
+        calls.append(fd)
+        if len(calls) == 3:  # 1: model_registry.json.bak, 2: its directory, 3: model_registry.json
+            raise OSError("disk full")
+
+    monkeypatch.setattr(registry.os, "fsync", fsync_failing_on_the_registry_write)
     with pytest.raises(OSError, match="disk full"):
         registry.upsert_entry(entry("tuned"), path)
     assert path.read_text() == HAND_WRITTEN
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["model_registry.json"]
+    assert len(calls) == 3
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
+    assert leftovers == ["model_registry.json", "model_registry.json.bak"]  # no temp file left
+
+
+def test_new_files_get_the_usual_mode(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        registry.upsert_entry(entry("tuned"), tmp_path / "model_registry.json")
+    finally:
+        os.umask(old_umask)
+    assert (tmp_path / "model_registry.json").stat().st_mode & 0o777 == 0o644
 
 
 @pytest.mark.parametrize("content, message", [

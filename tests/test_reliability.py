@@ -29,6 +29,7 @@ def prepare_inputs(d: Path) -> None:
     (d / "empty-results").mkdir()
     (d / "legacy.yaml").write_text(LEGACY_CONTRADICTION)
     (d / "bad.yaml").write_text("learning_rate: [1e-4\n")
+    (d / "legacy-flat.yaml").write_text("tuning:\n  type: sft\ntraining: 5\n")
     for name, base, files in (("wrongbase", "other/model", ["adapter_model.safetensors"]),
                               ("pickled", None, ["adapter_model.bin"])):
         adapter = d / name
@@ -65,7 +66,18 @@ CATALOGUE = [
     ("name with dots", ["register", "..", "--base", "tiny", "--adapter", "wrongbase"], "is not allowed"),
     ("output dir holds a run", [*LEARN, "--dataset", "ok.json", "--name", "existing-run"], "already holds a run of sft_qlora; pass --resume"),
     ("resume without checkpoint", [*LEARN, "--dataset", "ok.json", "--name", "fresh", "--resume"], "no complete checkpoint-* directory"),
-    ("eval unknown game", ["eval", "tiny", "-g", "nosuchgame"], "no clemgames found"),
+    ("eval without games", ["eval", "tiny"], "no clemgames found"),
+    ("eval unknown game", ["eval", "tiny", "-g", "nosuchgame", "--game_registry"], "no game matches 'nosuchgame'"),
+    ("eval unknown experiment", ["eval", "tiny", "-g", "wordecho", "-e", "nosuchexp", "--game_registry"],
+     "no instances of experiment 'nosuchexp'"),
+    ("name of the base", [*LEARN, "--dataset", "ok.json", "--name", "tiny"], "is the model being tuned"),
+    ("name of another model", [*LEARN, "--dataset", "ok.json", "--name", "tiny-bnb-4bit"],
+     "a model named 'tiny-bnb-4bit' (backend huggingface_local"),
+    ("register over a base", ["register", "tiny-bnb-4bit", "--base", "tiny", "--adapter", "wrongbase"],
+     "already registered; choose another --name"),
+    ("unknown optimizer", [*LEARN, "--dataset", "ok.json", "--optim", "adamw_fast"], "--optim 'adamw_fast' is not known"),
+    ("non-finite value", [*LEARN, "--dataset", "ok.json", "--learning_rate", "nan"], "--learning_rate expects a float"),
+    ("legacy section not a mapping", [*LEARN, "-c", "legacy-flat.yaml"], "config key 'training' must be a mapping"),
     ("eval unknown model", ["eval", "nosuchmodel"], "unknown model 'nosuchmodel'"),
     ("legacy contradiction", [*LEARN, "-c", "legacy.yaml"], "config sets learning_rate twice"),
     ("bad YAML", [*LEARN, "-c", "bad.yaml"], "is not valid YAML"),
@@ -77,6 +89,11 @@ CATALOGUE = [
 @pytest.mark.parametrize("case, argv, message", CATALOGUE, ids=[c[0] for c in CATALOGUE])
 def test_user_mistake_exits_2_with_one_line_and_changes_nothing(workdir, playpen, case, argv, message):
     prepare_inputs(workdir)
+    if "--game_registry" in argv:  # cases that need the demo game to be known
+        from playpen_tune.games import write_game_registry
+
+        write_game_registry(workdir)
+        argv = [a for a in argv if a != "--game_registry"]
     before = snapshot(workdir)
     result = playpen(*argv)
     assert result.code == 2, result
@@ -156,13 +173,13 @@ def test_secrets_never_reach_written_files(workdir, shared_data):
     _write_data(workdir, shared_data)
     (workdir / "key.json").write_text(json.dumps({"openai": {"api_key": FAKE_KEY},
                                                   "huggingface": {"api_key": FAKE_HF_TOKEN}}))
+    entries = json.loads((workdir / "model_registry.json").read_text())
+    entries[0]["model_config"]["requires_api_key"] = True  # learner, backend and clemcore read key.json
+    (workdir / "model_registry.json").write_text(json.dumps(entries))
     from playpen_tune.games import write_game_registry
 
     write_game_registry(workdir)
     env = dict(os.environ, HF_TOKEN=FAKE_HF_TOKEN, OPENAI_API_KEY=FAKE_KEY)
-    learn = subprocess.run(_learn_cmd("--max_steps", "2", "--hub_token_note", "x"), cwd=workdir, env=env,
-                           capture_output=True, text=True)
-    assert learn.returncode == 2  # unknown field: checked on the way
     learn = subprocess.run(_learn_cmd("--max_steps", "2"), cwd=workdir, env=env, capture_output=True, text=True)
     assert learn.returncode == 0, learn.stderr[-3000:]
     ev = subprocess.run([sys.executable, "-m", "playpen", "eval", "tiny-sft_qlora", "-g", "wordecho", "-i",
@@ -173,5 +190,7 @@ def test_secrets_never_reach_written_files(workdir, shared_data):
     for path in written:
         data = path.read_bytes()
         assert FAKE_KEY.encode() not in data and FAKE_HF_TOKEN.encode() not in data, path
+    tuned = json.loads((workdir / "model_registry.json").read_text())[-1]
+    assert tuned["model_config"]["requires_api_key"] is True  # the flag is kept, the key is not
     for stream in (learn.stdout, learn.stderr, ev.stdout, ev.stderr):
         assert FAKE_KEY not in stream and FAKE_HF_TOKEN not in stream

@@ -241,3 +241,28 @@ def test_register_command_writes_the_same_entry_as_after_learn(playpen, workdir,
     assert entries["again"] == dict(entries["tiny-sft_qlora"], model_name="again")
     assert playpen("register", "again", "--base", "tiny", "--adapter", adapter).code == 0  # idempotent
     assert [e["model_name"] for e in json.loads((workdir / "model_registry.json").read_text())].count("again") == 1
+
+
+def test_overwrite_moves_the_earlier_run_aside(playpen, workdir, sft_file):
+    args = ["learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "2", *FAST,
+            "--save_steps", "1"]
+    assert playpen(*args).code == 0
+    out = workdir / "models" / "tiny-sft_qlora"
+    first = (out / "adapter_model.safetensors").read_bytes()
+    assert playpen(*args, "--overwrite", "--learning_rate", "5e-3").code == 0
+    archived = list(out.glob("previous-*"))
+    assert len(archived) == 1
+    assert (archived[0] / "adapter_model.safetensors").read_bytes() == first  # nothing lost
+    assert sorted(p.name for p in archived[0].glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    assert json.loads((out / "playpen_run.json").read_text())["config"]["learning_rate"] == 5e-3
+
+
+def test_resume_refuses_other_settings_but_accepts_more_steps(playpen, workdir, sft_file):
+    args = ["learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, *FAST, "--save_steps", "2"]
+    assert playpen(*args, "--max_steps", "2").code == 0
+    other = playpen(*args, "--max_steps", "4", "--resume", "--lora_r", "8")
+    assert other.code == 2 and "holds a run with a different lora_r" in other.err
+    more = playpen(*args, "--max_steps", "4", "--resume")
+    assert more.code == 0, more
+    manifest = json.loads((workdir / "models" / "tiny-sft_qlora" / "playpen_run.json").read_text())
+    assert manifest["metrics"]["global_step"] == 4 and manifest["resumed_from"].endswith("checkpoint-2")
