@@ -48,8 +48,8 @@ def to_markdown(base, tuned, rows) -> str:
     if failed:
         lines += ["", "Failed games (not counted in the scores above):"]
         lines += [f"- {game} ({label}): {error}" for game, label, error in failed]
-    lines += ["", "Per-game values are % played x quality score / 100 as computed by clemcore; "
-                  "clemscore is the macro average over games."]
+    lines += ["", "Per-game values are % played x quality score / 100 from clemcore's table; clemscore is "
+                  "clemcore's formula over the games: mean % played x mean quality score / 100."]
     return "\n".join(lines) + "\n"
 
 
