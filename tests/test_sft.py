@@ -266,3 +266,26 @@ def test_resume_refuses_other_settings_but_accepts_more_steps(playpen, workdir, 
     assert more.code == 0, more
     manifest = json.loads((workdir / "models" / "tiny-sft_qlora" / "playpen_run.json").read_text())
     assert manifest["metrics"]["global_step"] == 4 and manifest["resumed_from"].endswith("checkpoint-2")
+
+
+def test_registry_chat_template_kwargs_reach_training(workdir, sft_file):
+    """The entry's chat_template_kwargs render the training rows, as clemcore renders prompts."""
+    from playpen.config import build_config
+    from playpen.learners import LearnRequest
+    from playpen.learning import resolve_model
+    from playpen_tune.config import SFTQLoRAConfig
+    from playpen_tune.learners.sft import SFTQLoRALearner
+
+    tokenizer_dir = workdir / "templated"
+    model = resolve_model("tiny")
+    import shutil
+
+    shutil.copytree(model["huggingface_id"], tokenizer_dir)
+    template = (tokenizer_dir / "chat_template.jinja").read_text()
+    (tokenizer_dir / "chat_template.jinja").write_text("{% if shout %}LOUD {% endif %}" + template)
+    model = dict(model, huggingface_id=str(tokenizer_dir),
+                 model_config=dict(model["model_config"], chat_template_kwargs={"shout": True}))
+    config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(sft_file)], "max_steps": "1", "max_length": "64"})
+    run = SFTQLoRALearner().prepare(LearnRequest(model=model, config=config, output_dir=workdir / "o", name="t"))
+    first = run.tokenizer.decode(run.trainer.train_dataset[0]["input_ids"])
+    assert first.startswith("LOUD ")

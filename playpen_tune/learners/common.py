@@ -136,6 +136,18 @@ def load_tokenizer(model: dict, config):
     return tokenizer
 
 
+def with_chat_template_kwargs(dataset, model: dict):
+    """Add the registry entry's ``chat_template_kwargs`` (e.g. ``enable_thinking``) to every row.
+
+    clemcore renders prompts with them at inference; TRL applies a row's ``chat_template_kwargs``
+    when it renders that row, so training sees the same template. Returns (dataset, kwargs).
+    """
+    kwargs = (model.get("model_config") or {}).get("chat_template_kwargs") or {}
+    if kwargs:
+        dataset = dataset.map(lambda row: {"chat_template_kwargs": dict(kwargs)})
+    return dataset, kwargs
+
+
 def lora_settings(config) -> dict:
     targets = config.lora_target_modules
     return {"r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,

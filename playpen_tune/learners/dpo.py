@@ -137,6 +137,8 @@ def as_conversations(dataset, data_format: str, tokenizer, model: dict):
     Returns the dataset and a description of the format for the manifest. The registry entry's
     ``chat_template_kwargs`` (e.g. ``enable_thinking``) are passed to the template, as clemcore does.
     """
+    from playpen_tune.learners import common
+
     name = model["model_name"]
     if not tokenizer.chat_template:
         if data_format == "preference (text)":
@@ -150,9 +152,8 @@ def as_conversations(dataset, data_format: str, tokenizer, model: dict):
         data_format = f"preference (text) wrapped as conversations: {TEXT_WRAPPING}"
     else:
         data_format = f"{data_format}, rendered with the model's chat template as at inference"
-    template_kwargs = (model.get("model_config") or {}).get("chat_template_kwargs") or {}
+    dataset, template_kwargs = common.with_chat_template_kwargs(dataset, model)
     if template_kwargs:
-        dataset = dataset.map(lambda row: {"chat_template_kwargs": dict(template_kwargs)})
         data_format += f" (chat_template_kwargs {template_kwargs})"
     return dataset, data_format
 

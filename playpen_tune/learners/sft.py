@@ -46,6 +46,8 @@ class SFTQLoRALearner(Learner):
         for line in report.lines():
             print(line)
         conversational = "messages" in dataset.column_names
+        if conversational:
+            dataset, _ = common.with_chat_template_kwargs(dataset, request.model)
         tokenizer = common.load_tokenizer(request.model, config)
         if conversational and config.assistant_only_loss and not has_generation_markers(tokenizer.chat_template or ""):
             try:
