@@ -138,21 +138,29 @@ def test_plain_clem_run_with_installed_shim(quickstart_dir, playpen, monkeypatch
 # ------------------------------------------------------------------ fast eval paths
 
 
-@pytest.fixture
-def game_workdir(workdir) -> Path:
+SETUP = "def _on_setup(self, **game_instance):"
+
+
+def add_game_variant(workdir: Path, name: str, setup_prefix: str) -> None:
+    """Register the demo game and a copy of it named ``name`` whose setup starts with ``setup_prefix``."""
     from playpen_tune.games import DEMO_GAME_DIR, write_game_registry
 
     write_game_registry(workdir)
-    broken = workdir / "games" / "brokenecho"
-    shutil.copytree(DEMO_GAME_DIR, broken)
-    spec = json.loads((broken / "clemgame.json").read_text())
-    spec["game_name"] = "brokenecho"
-    (broken / "clemgame.json").write_text(json.dumps(spec))
-    (broken / "master.py").write_text((broken / "master.py").read_text().replace(
-        "def _on_setup(self", "def _on_setup(self, *args, **kwargs):\n        raise RuntimeError('broken game')\n\n    def _unused(self", 1))
+    variant = workdir / "games" / name
+    shutil.copytree(DEMO_GAME_DIR, variant)
+    spec = json.loads((variant / "clemgame.json").read_text())
+    (variant / "clemgame.json").write_text(json.dumps(dict(spec, game_name=name)))
+    master = (variant / "master.py").read_text()
+    assert SETUP in master
+    (variant / "master.py").write_text(master.replace(SETUP, SETUP + "\n        " + setup_prefix, 1))
     entries = json.loads((workdir / "game_registry.json").read_text())
-    entries.append({"benchmark_path": str(broken)})
-    (workdir / "game_registry.json").write_text(json.dumps(entries))
+    (workdir / "game_registry.json").write_text(json.dumps(entries + [{"benchmark_path": str(variant)}]))
+
+
+@pytest.fixture
+def game_workdir(workdir) -> Path:
+    """The demo game plus 'brokenecho', a copy that raises while setting up any instance."""
+    add_game_variant(workdir, "brokenecho", "raise RuntimeError('broken game')")
     return workdir
 
 
@@ -173,21 +181,7 @@ def test_failed_game_is_listed_never_dropped_or_zero(game_workdir, playpen):
 @pytest.fixture
 def flaky_workdir(workdir) -> Path:
     """The demo game plus 'flakyecho', a copy that raises while setting up odd-numbered instances."""
-    from playpen_tune.games import DEMO_GAME_DIR, write_game_registry
-
-    write_game_registry(workdir)
-    flaky = workdir / "games" / "flakyecho"
-    shutil.copytree(DEMO_GAME_DIR, flaky)
-    spec = json.loads((flaky / "clemgame.json").read_text())
-    spec["game_name"] = "flakyecho"
-    (flaky / "clemgame.json").write_text(json.dumps(spec))
-    master = (flaky / "master.py").read_text()
-    (flaky / "master.py").write_text(master.replace(
-        "def _on_setup(self, **game_instance):",
-        "def _on_setup(self, **game_instance):\n        if game_instance['game_id'] % 2:\n"
-        "            raise RuntimeError('flaky instance')", 1))
-    entries = json.loads((workdir / "game_registry.json").read_text())
-    (workdir / "game_registry.json").write_text(json.dumps(entries + [{"benchmark_path": str(flaky)}]))
+    add_game_variant(workdir, "flakyecho", "if game_instance['game_id'] % 2: raise RuntimeError('flaky instance')")
     return workdir
 
 
