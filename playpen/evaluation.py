@@ -232,6 +232,8 @@ def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path,
     wanted = {name: selected_episodes(spec, instances, experiment) for name, spec in games.items()}
     if experiment and not any(wanted.values()):
         raise PlaypenError(f"no instances of experiment '{experiment}' in {', '.join(games)}; check -e and -i")
+    suites = {suite_name: [g for g in game_specs if wanted[g["game_name"]]]  # -e leaves some games nothing to play
+              for suite_name, game_specs in suites.items()}
     results_dir.mkdir(parents=True, exist_ok=True)
     failures: dict[str, dict] = {name: {} for name in models}
     if not skip_gameplay:
@@ -259,6 +261,8 @@ def evaluate_from_cli(args) -> None:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
+    if args.skip_gameplay and not args.results_dir:
+        raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
     results_dir = Path(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"))
     models = [args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else [])
     evaluations = evaluate(models, args.suite, args.game, results_dir,

@@ -83,6 +83,7 @@ CATALOGUE = [
     ("bad YAML", [*LEARN, "-c", "bad.yaml"], "is not valid YAML"),
     ("missing config file", [*LEARN, "-c", "nope.yaml"], "config file nope.yaml does not exist"),
     ("bad eval batch size", ["eval", "tiny", "-b", "0"], "--batch_size must be >= 1"),
+    ("skip gameplay without results", ["eval", "tiny", "--skip_gameplay"], "pass their directory with -r"),
 ]
 
 
