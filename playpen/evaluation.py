@@ -32,7 +32,7 @@ class ModelEvaluation:
     """One model's results: clemcore's numbers plus what failed."""
 
     model: str
-    games: dict = field(default_factory=dict)  # game -> {"% played", "quality score", "episodes"}
+    games: dict = field(default_factory=dict)  # game -> {"% played", "quality score", "score"}
     failed: dict = field(default_factory=dict)  # game -> error message
     clemscore: float | None = None
     statscore: float | None = None

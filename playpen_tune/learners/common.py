@@ -12,8 +12,8 @@ from pathlib import Path
 
 from playpen.config import config_to_dict
 from playpen.errors import PlaypenError
-from playpen.registry import atomic_write_text
 from playpen.learners import LearnerResult, LearnRequest
+from playpen.registry import atomic_write_text
 from playpen.secrets import redact_command_line, without_secrets
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_files
@@ -30,14 +30,21 @@ def _is_complete_checkpoint(path: Path) -> bool:
     return True
 
 
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The ``checkpoint-*`` dirs of a run, oldest step first, without ones a crash cut off.
+
+    transformers writes ``trainer_state.json`` last: a checkpoint without a readable one is incomplete.
+    """
+    return sorted((p for p in output_dir.glob("checkpoint-*") if _is_complete_checkpoint(p)),
+                  key=lambda p: int(p.name.split("-")[-1]))
+
+
 def check_output_dir(request: LearnRequest) -> Path | None:
     """Refuse to mix runs; return the checkpoint to resume from (``--resume``), if any."""
     out = request.output_dir
     busy = out.exists() and any(out.iterdir())
     if request.resume:
-        # trainer_state.json is written last: a checkpoint without it was cut off by a crash
-        checkpoints = sorted((p for p in out.glob("checkpoint-*") if _is_complete_checkpoint(p)),
-                             key=lambda p: int(p.name.split("-")[-1])) if busy else []
+        checkpoints = complete_checkpoints(out) if busy else []
         if not checkpoints:
             raise PlaypenError(f"--resume: no complete checkpoint-* directory in {out}; run without --resume")
         return checkpoints[-1]
@@ -257,8 +264,7 @@ def loss_guard_callback():
 def raise_if_diverged(guard, output_dir: Path) -> None:
     if guard.bad_step is None:
         return
-    checkpoints = sorted((p for p in output_dir.glob("checkpoint-*") if _is_complete_checkpoint(p)),
-                         key=lambda p: int(p.name.split("-")[-1]))
+    checkpoints = complete_checkpoints(output_dir)
     kept = f"the last good checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved before it"
     raise PlaypenError(f"{guard.reason} at step {guard.bad_step}; {kept}; no adapter was written. "
                        f"Lower --learning_rate or check the data")

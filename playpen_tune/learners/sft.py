@@ -80,7 +80,8 @@ class SFTQLoRALearner(Learner):
         record = common.RunRecord(learner="sft_qlora", request=request, data=report.to_dict(),
                                   quantization=quantization, lora=lora, started=started,
                                   resumed_from=str(resume_from) if resume_from else None,
-                                  extra={"examples_trained": kept, "parent_adapter": str(common.parent_adapter(request.model) or "") or None,
+                                  extra={"examples_trained": kept,
+                                         "parent_adapter": str(common.parent_adapter(request.model) or "") or None,
                                          "loss_masking": "assistant_only" if args.assistant_only_loss else
                                          ("completion_only" if args.completion_only_loss else "all_tokens")})
         return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
