@@ -26,12 +26,11 @@ SHIM_FILE = "playpen_qlora_api.py"
 def recorded_quantization(model_spec) -> dict:
     """The quantization the adapter was trained with: manifest first, then the registry entry."""
     config = model_spec.model_config
-    run = manifest_io.read_manifest(Path(config["peft_model"])) or {}
-    settings = run.get("quantization") or config.get("quantization")
+    settings = manifest_io.trained_quantization(Path(config["peft_model"])) or config.get("quantization")
     if not settings:
         raise PlaypenError(f"model '{model_spec.model_name}': no quantization recorded in the adapter's "
                            f"{manifest_io.MANIFEST_NAME} or in the registry entry's model_config.quantization")
-    settings = {k: v for k, v in settings.items() if k != "prequantized"}
+    settings = dict(settings)
     settings["bnb_4bit_compute_dtype"] = resolve_compute_dtype(settings.get("bnb_4bit_compute_dtype", "auto"))
     return settings
 

@@ -42,3 +42,12 @@ def read_manifest(directory: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+
+
+def trained_quantization(directory: Path) -> dict | None:
+    """The bitsandbytes settings a run trained with (as loading arguments), or None if unrecorded.
+
+    The manifest's ``prequantized`` flag describes the checkpoint, not a loading argument, and is left out.
+    """
+    settings = (read_manifest(directory) or {}).get("quantization")
+    return {k: v for k, v in settings.items() if k != "prequantized"} if settings else None

@@ -50,8 +50,7 @@ def build_entry(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = F
     """The registry entry of base + adapter: base metadata, our backend, exact quantization."""
     adapter_dir = Path(adapter_dir).resolve()
     base_config = base.get("model_config", {})
-    run = manifest_io.read_manifest(adapter_dir) or {}
-    quantization = {k: v for k, v in (run.get("quantization") or {}).items() if k != "prequantized"}
+    quantization = manifest_io.trained_quantization(adapter_dir)
     if not quantization:
         quantization = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
                         "bnb_4bit_compute_dtype": "auto"}

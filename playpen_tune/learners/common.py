@@ -178,8 +178,7 @@ def load_policy(request: LearnRequest, config, wrap_new_adapter: bool = True):
     parent = parent_adapter(request.model)
     if parent is not None:
         check_adapter_files(parent, config.allow_pickle)
-        recorded = (manifest_io.read_manifest(parent) or {}).get("quantization")
-        wanted = {k: v for k, v in (recorded or wanted).items() if k != "prequantized"}
+        wanted = manifest_io.trained_quantization(parent) or wanted
         print(f"note: continuing the adapter of '{request.model['model_name']}' ({parent}): its LoRA and "
               f"quantization settings are used, --lora_* and --bnb_4bit_* are ignored")
     base, quantization = load_base_model(request.model["huggingface_id"], wanted,
