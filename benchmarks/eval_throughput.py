@@ -4,8 +4,8 @@ A tiny chat model is built offline (``playpen_tune.tiny``, tokenizer trained on 
 as in ``playpen quickstart``) in a temporary directory, registered there as ``tiny-base``
 (backend ``huggingface_local``) next to a ``game_registry.json`` for the demo game, and the
 process ``chdir``s into it. Each run plays every instance of the chosen instances file with
-``playpen_tune.games.play`` (``clemcore.cli.run`` + ``clemcore.cli.score``: model loading,
-gameplay and scoring, exactly what ``playpen eval`` calls per game) into a fresh results
+``playpen_tune.games.play`` (``playpen.playing.play_games``: model loading, clemcore's runner
+and ``clemcore.cli.score``, exactly what ``playpen eval`` calls for each model) into a fresh results
 directory. Batch size 1 uses clemcore's sequential runner; larger sizes its batchwise runner.
 One warm-up round first (none with --quick), then the batch sizes interleaved.
 

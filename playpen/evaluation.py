@@ -1,13 +1,13 @@
 """``playpen eval``: play games with clemcore, score them with clemcore, write val.json, compare.
 
-Nothing here computes a game score: gameplay is ``clemcore.cli.run``, episode scoring is
+Nothing here computes a game score: gameplay is clemcore's runner (through
+:func:`playpen.playing.play_games`, which loads each model once for all games), episode scoring is
 ``clemcore.cli.score`` and the table (clemscore, % played, quality score) is
 ``clemcore.clemeval.perform_evaluation``. playpen adds plugin backends, resume, per-game
 failure tracking, ``<model>.val.json`` and the baseline comparison.
 """
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import math
@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from playpen.errors import PlaypenError
+from playpen.playing import play_games, selected_episodes
 from playpen.registry import atomic_write_text
 from playpen.secrets import without_secrets
 
@@ -71,73 +72,6 @@ def select_games(suite: str, game: str | None) -> dict[str, list]:
         raise PlaypenError(f"no games of benchmark 2.0 or static_1.0 in the game registry; pass -g GAME or "
                            f"{NO_GAMES_HELP}")
     return selected
-
-
-def episode_key(row: dict) -> tuple[str, int]:
-    """(experiment, game_id) of one clemcore instance row."""
-    return row["experiment"]["name"], int(row["game_instance"]["game_id"])
-
-
-def scored_episodes(results_dir: Path, model: str, game: str) -> set[tuple[str, int]]:
-    """(experiment, game_id) of the episodes of ``model`` that clemcore played and scored."""
-    return {(scores.parent.parent.name, int(scores.parent.name.split("_")[-1]))
-            for scores in (results_dir / model / game).glob("*/instance_*/scores.json")}
-
-
-def selected_episodes(game_spec, instances: str | None, experiment: str | None) -> set[tuple[str, int]]:
-    """The episodes ``-i``/``-e`` select from the game's instances file."""
-    from clemcore.clemgame import GameInstances
-
-    if instances:
-        game_spec.instances = instances  # what clemcore.cli.run does with -i as well
-    rows = GameInstances.from_game_spec(game_spec).filter(
-        lambda row: experiment is None or row["experiment"]["name"] == experiment)
-    return {episode_key(row) for row in rows}
-
-
-def play_game(model_spec, game_spec, wanted: set, results_dir: Path, gen_args: dict, experiment: str | None,
-              instances: str | None, batch_size: int) -> str | None:
-    """Play the ``wanted`` episodes not played yet, score them with clemcore; return what failed, if anything.
-
-    clemcore logs and skips an episode that raises, so success is judged by counting: every
-    wanted episode must end up with a ``scores.json``.
-    """
-    import clemcore.cli as clem
-
-    name, model = game_spec["game_name"], model_spec.model_name
-    todo = wanted - scored_episodes(results_dir, model, name)
-    problem = None
-    try:
-        if todo:
-            # select by name: a GameSpec with a 'benchmark' key would unify with every game of that benchmark
-            clem.run(name, [model_spec], gen_args=gen_args, experiment_name=experiment, instances_filename=instances,
-                     results_dir_path=results_dir, instances_filter=lambda row: episode_key(row) in todo,
-                     batch_size=batch_size)
-        else:
-            print(f"  all {len(wanted)} selected episodes of {name} were already played; scoring only")
-    except SystemExit:
-        problem = "clemcore reported an error while playing"
-    except Exception as error:  # a broken game must not stop the other games
-        problem = f"{type(error).__name__}: {error}"
-    try:
-        clem.score(name, results_dir=str(results_dir / model))
-    except SystemExit:
-        problem = problem or "clemcore reported an error while scoring"
-    finally:
-        gc.collect()
-        _empty_cuda_cache()
-    missing = len(wanted - scored_episodes(results_dir, model, name))
-    if missing:
-        cause = f" ({problem})" if problem else ""
-        return f"{missing} of {len(wanted)} episodes were not played and scored{cause}; see clembench.log"
-    return problem
-
-
-def _empty_cuda_cache() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 SETTINGS_FILE = "playpen_eval.json"
@@ -237,16 +171,13 @@ def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path,
     results_dir.mkdir(parents=True, exist_ok=True)
     failures: dict[str, dict] = {name: {} for name in models}
     if not skip_gameplay:
+        playable = [game_spec for name, game_spec in games.items() if wanted[name]]
         for name, spec in specs.items():
             check_same_settings(results_dir, spec, gen_args, {g: instances for g in games})
-            for game_name, game_spec in games.items():
-                if not wanted[game_name]:
-                    continue
-                print(f"playpen eval: {name} plays {game_name} -> {results_dir}")
-                error = play_game(spec, game_spec, wanted[game_name], results_dir, gen_args, experiment,
-                                  instances, batch_size)
-                if error:
-                    failures[name][game_name] = error
+            print(f"playpen eval: {name} plays {', '.join(g['game_name'] for g in playable)} -> {results_dir}")
+            problems = play_games([spec], playable, results_dir, gen_args, instances=instances,
+                                  experiment=experiment, batch_size=batch_size)
+            failures[name] = {game: problem for game, problem in problems.items() if problem}
     table = clemcore_table(results_dir) if any(results_dir.rglob("scores.json")) else None
     evaluations = {}
     for name in models:

@@ -20,7 +20,6 @@ The same works from the shell: ``clem run -g wordecho -m mock -i instances_train
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -89,7 +88,7 @@ def demo_corpus() -> list[str]:
 
 def play(model_names: Sequence[str], results_dir: str | Path, instances: str = "instances_train",
          game: str = DEMO_GAME_NAME, batch_size: int = 1, gen_args: dict | None = None) -> Path:
-    """Play ``game`` with clemcore (``clemcore.cli.run``), score it (``clemcore.cli.score``); return the results dir.
+    """Play ``game`` with clemcore's runner, score it (``clemcore.cli.score``); return the results dir.
 
     Args:
         model_names: one model per player (``["mock"]`` is the demo game's scripted expert); each
@@ -98,7 +97,7 @@ def play(model_names: Sequence[str], results_dir: str | Path, instances: str = "
         results_dir: root of clemcore's results tree (made absolute, so later ``chdir`` calls do not
             move it). Episodes land in ``<results_dir>/<model names joined by '--'>/<game>/
             <experiment>/instance_<game_id:05d>/`` with ``interactions.json`` and ``scores.json``.
-            Re-running the same models on the same instances overwrites those episodes.
+            Episodes already scored there are kept, not played again (delete them to replay).
         instances: instances file name in the game's ``in/`` folder, without ``.json``
             (the demo game has ``instances_train``, ``instances_heldout`` and ``instances``).
         game: a game name from clemcore's game registry.
@@ -112,50 +111,25 @@ def play(model_names: Sequence[str], results_dir: str | Path, instances: str = "
     process was in when ``clemcore`` was first imported.
 
     Raises:
-        PlaypenError: the game is not in clemcore's registry, clemcore reported a failure, or an
-            episode raised an exception (clemcore logs and skips such episodes).
+        PlaypenError: the game is not in clemcore's registry, a model could not be loaded, or an
+            episode was not played and scored (clemcore logs and skips episodes that raise).
     """
-    from clemcore import cli as clem_cli  # lazy: importing clemcore configures logging
     from clemcore.backends import ModelSpec
     from clemcore.clemgame import GameRegistry
 
+    from playpen.playing import play_games
+
     if not model_names:
         raise PlaypenError("play() needs at least one model name, e.g. ['mock']")
-    if GameRegistry.from_directories_and_cwd_files().find_game_spec(game) is None:
+    spec = GameRegistry.from_directories_and_cwd_files().find_game_spec(game)
+    if spec is None:
         hint = (f"call playpen_tune.games.write_game_registry({str(Path.cwd())!r}) first"
                 if game == DEMO_GAME_NAME else "add it to ./game_registry.json")
         raise PlaypenError(f"clemcore finds no game '{game}' from the working directory {Path.cwd()}; {hint}")
 
     results_dir = Path(results_dir).resolve()
-    started = time.time()
-    try:
-        clem_cli.run(game, ModelSpec.from_strings(list(model_names)),
-                     gen_args={**DEFAULT_GEN_ARGS, **(gen_args or {})},
-                     instances_filename=instances, results_dir_path=results_dir, batch_size=batch_size)
-        clem_cli.score(game, results_dir=str(results_dir))
-    except SystemExit:  # clemcore.cli.run/score log the exception, then sys.exit(1)
-        raise PlaypenError(f"clemcore failed to play or score '{game}' with {list(model_names)}; "
-                           "see clembench.log for the traceback") from None
-
-    failed = _unfinished_episodes(results_dir, game, since=started - 1)
-    if failed:
-        error_file = failed[0] / "error.json"
-        detail = ""
-        if error_file.exists():
-            error = json.loads(error_file.read_text(encoding="utf-8"))
-            detail = f" ({error.get('error')}: {error.get('message')})"
-        raise PlaypenError(f"{len(failed)} episode(s) of '{game}' raised an exception and were skipped by "
-                           f"clemcore, e.g. {failed[0]}{detail}; the traceback is in clembench.log")
+    problem = play_games(ModelSpec.from_strings(list(model_names)), [spec], results_dir,
+                         {**DEFAULT_GEN_ARGS, **(gen_args or {})}, instances=instances, batch_size=batch_size)[game]
+    if problem:
+        raise PlaypenError(f"'{game}' with {list(model_names)}: {problem}")
     return results_dir
-
-
-def _unfinished_episodes(results_dir: Path, game: str, since: float) -> list[Path]:
-    """Episode dirs started since ``since`` (epoch seconds) that clemcore did not mark completed.
-
-    clemcore writes ``instance.json`` when an episode starts and ``completed.json`` when it ends
-    normally. An exception inside the game master also leaves ``error.json``; one raised by the
-    model during the player's turn leaves neither (the runners log it and go on).
-    """
-    return sorted(path.parent for path in results_dir.rglob("instance.json")
-                  if game in path.parts and path.stat().st_mtime >= since
-                  and not (path.parent / "completed.json").exists())

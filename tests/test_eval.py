@@ -206,6 +206,54 @@ def test_resuming_into_episodes_of_other_settings_is_refused(flaky_workdir, play
     assert playpen(*args, "-L", "6").code == 0  # same settings: resumes (nothing left to play)
 
 
+@pytest.fixture
+def load_counter(monkeypatch) -> list:
+    """The player names of every ``clemcore.backends.load_models`` call (the real loader still runs)."""
+    from clemcore import backends
+
+    calls, load_models = [], backends.load_models
+
+    def counting_load_models(model_specs, gen_args=None):
+        calls.append([spec.model_name for spec in model_specs])
+        return load_models(model_specs, gen_args)
+
+    monkeypatch.setattr(backends, "load_models", counting_load_models)
+    return calls
+
+
+def test_each_model_loads_once_for_all_games(workdir, playpen, load_counter):
+    add_game_variant(workdir, "echotwo", "pass")
+    selector = json.dumps({"benchmark": ["playpen-demo"]})
+    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout",
+                     "-L", "4", "-r", "ev")
+    assert result.code == 0, result
+    assert load_counter == [["tiny"], ["tiny-bnb-4bit"]]
+    for model in ("tiny", "tiny-bnb-4bit"):
+        val = json.loads((workdir / "ev" / f"{model}.val.json").read_text())
+        assert set(val["games"]) == {"wordecho", "echotwo"} and val["failed_games"] == {}
+        for game in ("wordecho", "echotwo"):
+            assert len(list((workdir / "ev" / model / game / "heldout").glob("instance_*/scores.json"))) == 12
+    assert playpen("eval", "tiny", "-g", selector, "-i", "instances_heldout", "-L", "4", "-r", "ev").code == 0
+    assert load_counter == [["tiny"], ["tiny-bnb-4bit"]]  # everything was played: nothing to load
+
+
+def test_model_that_cannot_load_fails_its_games_not_the_baseline(workdir, playpen):
+    from playpen_tune.games import write_game_registry
+    from playpen_tune.tiny import registry_entry
+
+    write_game_registry(workdir)
+    entries = json.loads((workdir / "model_registry.json").read_text())
+    entries.append(registry_entry("ghost", workdir / "no-such-model"))
+    (workdir / "model_registry.json").write_text(json.dumps(entries))
+    result = playpen("eval", "ghost", "--baseline", "tiny", "-g", "wordecho", "-i", "instances_heldout",
+                     "-L", "4", "-r", "ev")
+    assert result.code == 2 and "some games failed" in result.err
+    ghost = json.loads((workdir / "ev" / "ghost.val.json").read_text())
+    assert ghost["games"] == {} and "could not load ghost" in ghost["failed_games"]["wordecho"]
+    tiny = json.loads((workdir / "ev" / "tiny.val.json").read_text())
+    assert tiny["failed_games"] == {} and tiny["games"]["wordecho"]["% played"] == 0.0
+
+
 def test_no_games_is_a_clear_error(workdir, playpen):
     before = snapshot(workdir)
     result = playpen("eval", "tiny")

@@ -1,0 +1,163 @@
+"""Playing clemgames through clemcore: the models load once, then each game is played, scored and checked.
+
+``clemcore.cli.run`` loads the models on every call, and given several games it reports only
+that *some* game failed. :func:`play_games` does what one ``run`` call does (clemcore's
+file-saving callbacks and its ``dispatch`` runner, then ``clemcore.cli.score``), with three
+differences:
+
+- the models are loaded once for all games (an 8B model is one load per model, not one per game);
+- a game that raises does not stop the others, and each game's problem is returned;
+- episodes that already have a ``scores.json`` are not played again (resume).
+
+clemcore logs and skips an episode that raises, so success is judged by counting: every
+selected episode must end up with a ``scores.json``.
+"""
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+
+
+def episode_key(row: dict) -> tuple[str, int]:
+    """(experiment, game_id) of one clemcore instance row."""
+    return row["experiment"]["name"], int(row["game_instance"]["game_id"])
+
+
+def scored_episodes(results_dir: Path, run_dir: str, game: str) -> set[tuple[str, int]]:
+    """(experiment, game_id) of the episodes under ``results_dir/run_dir/game`` that clemcore scored."""
+    return {(scores.parent.parent.name, int(scores.parent.name.split("_")[-1]))
+            for scores in (results_dir / run_dir / game).glob("*/instance_*/scores.json")}
+
+
+def selected_episodes(game_spec, instances: str | None, experiment: str | None) -> set[tuple[str, int]]:
+    """The episodes ``instances`` (file name in the game's ``in/``) and ``experiment`` select."""
+    from clemcore.clemgame import GameInstances
+
+    if instances:
+        game_spec.instances = instances  # what clemcore.cli.run does with -i as well
+    rows = GameInstances.from_game_spec(game_spec).filter(
+        lambda row: experiment is None or row["experiment"]["name"] == experiment)
+    return {episode_key(row) for row in rows}
+
+
+def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args: dict, *,
+               instances: str | None = None, experiment: str | None = None,
+               batch_size: int = 1) -> dict[str, str | None]:
+    """Play every selected, not yet scored episode of each game with the same loaded models; score them.
+
+    Args:
+        model_specs: one clemcore ``ModelSpec`` per player, as ``clemcore.cli.run`` takes them.
+        game_specs: clemcore ``GameSpec`` objects, played one after the other.
+        results_dir: root of clemcore's results tree; episodes land in
+            ``<results_dir>/<player model names joined by '--'>/<game>/<experiment>/instance_<id>/``.
+        gen_args: generation arguments for the models (``temperature``, ``max_tokens``).
+        instances: instances file name in each game's ``in/`` folder (None: the game's default).
+        experiment: play only this experiment's instances.
+        batch_size: episodes played at once (models that do not support batching play sequentially).
+
+    Returns:
+        ``{game name: None}`` for a game whose selected episodes were all played and scored,
+        ``{game name: what went wrong}`` otherwise. A model that cannot be loaded fails every game.
+    """
+    from clemcore.backends import Model
+
+    results_dir = Path(results_dir)
+    run_dir = Model.to_identifier([spec.model_name for spec in model_specs])  # clemcore's folder: ``a--b``
+    todo = {spec["game_name"]: selected_episodes(spec, instances, experiment)
+            - scored_episodes(results_dir, run_dir, spec["game_name"]) for spec in game_specs}
+    for name in (name for name, episodes in todo.items() if not episodes):
+        print(f"  all selected episodes of {name} were already played; scoring only")
+    played = {name: None for name in todo}
+    if any(todo.values()):
+        played = _play_all(model_specs, game_specs, todo, results_dir, run_dir, gen_args, batch_size)
+    return {spec["game_name"]: _score_and_count(spec, results_dir, run_dir, instances, experiment,
+                                                played[spec["game_name"]]) for spec in game_specs}
+
+
+def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results_dir: Path, run_dir: str,
+              gen_args: dict, batch_size: int) -> dict[str, str | None]:
+    """Load the models once, play each game's ``todo`` episodes; ``{game: exception raised, or None}``."""
+    from clemcore import backends
+
+    print(f"loading {run_dir} once for {sum(1 for episodes in todo.values() if episodes)} game(s)")
+    try:
+        player_models = backends.load_models(model_specs, gen_args)
+    except Exception as error:  # a model that cannot load fails its games, not the whole command
+        problem = f"could not load {run_dir}: {type(error).__name__}: {error}"
+        return {name: problem if episodes else None for name, episodes in todo.items()}
+    try:
+        callbacks = _file_savers(results_dir, run_dir, player_models)
+        return {spec["game_name"]: _play(spec, player_models, callbacks, todo[spec["game_name"]], batch_size)
+                if todo[spec["game_name"]] else None for spec in game_specs}
+    finally:
+        del player_models  # free the weights before the next model loads
+        gc.collect()
+        _empty_cuda_cache()
+
+
+def _file_savers(results_dir: Path, run_dir: str, player_models: list):
+    """The callbacks of ``clemcore.cli.run``: they write the episode files that ``clem score`` reads."""
+    from clemcore.backends import Model
+    from clemcore.clemgame import (ExperimentFileSaver, GameBenchmarkCallbackList, InstanceFileSaver,
+                                   InteractionsFileSaver, ResultsFolder, RunFileSaver)
+    from clemcore.clemgame.callbacks.files import PlayerFileSaver, SignalFileSaver
+
+    folder = ResultsFolder(results_dir, run_dir=run_dir)
+    infos = Model.to_infos(player_models)
+    return GameBenchmarkCallbackList([
+        InstanceFileSaver(folder), ExperimentFileSaver(folder, player_model_infos=infos),
+        InteractionsFileSaver(folder, player_model_infos=infos), RunFileSaver(folder, player_model_infos=infos),
+        PlayerFileSaver(folder), SignalFileSaver(folder)])
+
+
+def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: int) -> str | None:
+    """Play ``episodes`` of one game as ``clemcore.cli.run`` would; return the exception it raised, if any."""
+    from clemcore.clemgame import GameBenchmark, GameInstances
+    from clemcore.clemgame.runners import dispatch
+
+    print(f"  {game_spec['game_name']}: playing {len(episodes)} episode(s)")
+    try:
+        with GameBenchmark.load_from_spec(game_spec) as benchmark:
+            rows = GameInstances.from_game_spec(game_spec).filter(lambda row: episode_key(row) in episodes)
+            dispatch.run(benchmark, rows, player_models, callbacks=callbacks, batch_size=batch_size)
+    except Exception as error:  # a broken game must not stop the other games
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+def _score_and_count(game_spec, results_dir: Path, run_dir: str, instances: str | None, experiment: str | None,
+                     problem: str | None) -> str | None:
+    """Score the game's episodes with clemcore; return what failed, judged by the ``scores.json`` files."""
+    import clemcore.cli as clem
+
+    name = game_spec["game_name"]
+    try:
+        clem.score(name, results_dir=str(results_dir / run_dir))
+    except SystemExit:  # clemcore.cli.score logs the exception, then sys.exit(1)
+        problem = problem or "clemcore reported an error while scoring"
+    wanted = selected_episodes(game_spec, instances, experiment)
+    missing = sorted(wanted - scored_episodes(results_dir, run_dir, name))
+    if not missing:
+        return problem
+    cause = f" ({problem})" if problem else _episode_error(results_dir / run_dir / name, missing[0])
+    return f"{len(missing)} of {len(wanted)} episodes were not played and scored{cause}; see clembench.log"
+
+
+def _episode_error(game_dir: Path, episode: tuple[str, int]) -> str:
+    """`` (error: message)`` from the episode's ``error.json`` (an exception in the game master), if any."""
+    experiment, game_id = episode
+    error_file = game_dir / experiment / f"instance_{game_id:05d}" / "error.json"
+    if not error_file.is_file():
+        return ""
+    error = json.loads(error_file.read_text(encoding="utf-8"))
+    return f" ({error.get('error')}: {error.get('message')})"
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
