@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-e", "--experiment", default=None, help="only this experiment")
     p.add_argument("-i", "--instances", default=None, help="instances file name (without .json)")
     p.add_argument("-r", "--results_dir", default=None, help="Default: playpen-eval/<timestamp>")
-    p.add_argument("--skip_gameplay", action="store_true", help="only score what is in results_dir")
+    p.add_argument("--skip_gameplay", action="store_true",
+                   help="play nothing: score the episodes already in -r; missing ones fail their game")
     p.add_argument("-T", "--temperature", type=float, default=0.0, help="Default: 0.0")
     p.add_argument("-L", "--max_tokens", type=int, default=300, help="Default: 300")
     p.add_argument("-b", "--batch_size", type=int, default=None,

@@ -8,15 +8,19 @@ failure tracking, ``<model>.val.json`` and the baseline comparison.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import math
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from playpen.errors import PlaypenError
-from playpen.playing import play_games, selected_episodes
+from playpen.playing import play_games, scores_files, selected_episodes
 from playpen.registry import atomic_write_text
 from playpen.secrets import without_secrets
 
@@ -33,7 +37,7 @@ class ModelEvaluation:
     """One model's results: clemcore's numbers plus what failed."""
 
     model: str
-    games: dict = field(default_factory=dict)  # game -> {"% played", "quality score", "score"}
+    games: dict = field(default_factory=dict)  # game -> {"% played", "quality score", "score", "episodes"}
     failed: dict = field(default_factory=dict)  # game -> error message
     clemscore: float | None = None
     statscore: float | None = None
@@ -105,19 +109,42 @@ def check_same_settings(results_dir: Path, model_spec, gen_args: dict, instances
     atomic_write_text(path, json.dumps({**settings, "instances": instances}, indent=2) + "\n")
 
 
-def clemcore_table(results_dir: Path):
-    """clemcore's results table (one row per model directory) for everything in ``results_dir``."""
+def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]]):
+    """clemcore's results table over the selected episodes only, or None when none was scored.
+
+    ``selection`` is ``{model: {game: {(experiment, game_id): scores.json path}}}``. clemcore's
+    ``perform_evaluation`` counts every ``scores.json`` under a directory, so the selected ones
+    are copied into a temporary directory of the same layout first: episodes played into the
+    same ``-r`` by earlier runs with another ``-e`` do not count, and a model and its baseline
+    are scored on the same episodes. clemcore's raw.csv and results.csv/.html of the selection
+    are then copied into ``results_dir``.
+    """
     from clemcore import clemeval
 
-    return clemeval.perform_evaluation(str(results_dir), return_dataframe=True)
+    with tempfile.TemporaryDirectory(prefix="playpen-eval-") as view:
+        for scores in (path for games in selection.values() for episodes in games.values()
+                       for path in episodes.values()):
+            target = Path(view) / scores.relative_to(results_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(scores, target)
+        if not any(Path(view).rglob("scores.json")):
+            return None
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress lines name the temporary directory
+            table = clemeval.perform_evaluation(view, return_dataframe=True)
+        for name in ("raw.csv", "results.csv", "results.html"):
+            atomic_write_text(results_dir / name, (Path(view) / name).read_text(encoding="utf-8"))
+    return table
 
 
 def _number(value) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def summarize(model: str, table, suites: dict[str, list], failed: dict) -> ModelEvaluation:
-    """Read one model's row of clemcore's table into a ModelEvaluation (per game and per suite)."""
+def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: dict[str, dict]) -> ModelEvaluation:
+    """Read one model's row of clemcore's table into a ModelEvaluation (per game and per suite).
+
+    ``scored`` is ``{game: episodes counted}``, reported as each game's ``episodes``.
+    """
     evaluation = ModelEvaluation(model=model, failed=dict(failed))
     row = table.loc[model] if table is not None and model in table.index else None
     for suite, specs in suites.items():
@@ -132,7 +159,8 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict) -> Model
                 evaluation.failed.setdefault(name, "no scores found for this game")
                 continue
             evaluation.games[name] = {"% played": played, "quality score": quality,
-                                      "score": round(played / 100 * (quality or 0.0), 2)}
+                                      "score": round(played / 100 * (quality or 0.0), 2),
+                                      "episodes": len(scored[name])}
             scores.append(evaluation.games[name])
         if scores:  # clemscore formula of clemcore.clemeval, over this suite's games
             played = sum(s["% played"] for s in scores) / len(scores)
@@ -169,19 +197,22 @@ def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path,
     suites = {suite_name: [g for g in game_specs if wanted[g["game_name"]]]  # -e leaves some games nothing to play
               for suite_name, game_specs in suites.items()}
     results_dir.mkdir(parents=True, exist_ok=True)
-    failures: dict[str, dict] = {name: {} for name in models}
-    if not skip_gameplay:
-        playable = [game_spec for name, game_spec in games.items() if wanted[name]]
-        for name, spec in specs.items():
+    playable = [game_spec for name, game_spec in games.items() if wanted[name]]
+    failures: dict[str, dict] = {}
+    for name, spec in specs.items():
+        if not skip_gameplay:
             check_same_settings(results_dir, spec, gen_args, {g: instances for g in games})
-            print(f"playpen eval: {name} plays {', '.join(g['game_name'] for g in playable)} -> {results_dir}")
-            problems = play_games([spec], playable, results_dir, gen_args, instances=instances,
-                                  experiment=experiment, batch_size=batch_size)
-            failures[name] = {game: problem for game, problem in problems.items() if problem}
-    table = clemcore_table(results_dir) if any(results_dir.rglob("scores.json")) else None
+        print(f"playpen eval: {name} {'scores' if skip_gameplay else 'plays'} "
+              f"{', '.join(g['game_name'] for g in playable)} -> {results_dir}")
+        problems = play_games([spec], playable, results_dir, gen_args, instances=instances,
+                              experiment=experiment, batch_size=batch_size, play=not skip_gameplay)
+        failures[name] = {game: problem for game, problem in problems.items() if problem}
+    scored = {name: {game: {key: path for key, path in scores_files(results_dir, name, game).items() if key in episodes}
+                     for game, episodes in wanted.items()} for name in models}
+    table = clemcore_table(results_dir, scored)
     evaluations = {}
     for name in models:
-        evaluation = summarize(name, table, suites, failures[name])
+        evaluation = summarize(name, table, suites, failures[name], scored[name])
         atomic_write_text(results_dir / f"{name}.val.json", json.dumps(evaluation.to_json(), indent=2) + "\n")
         evaluations[name] = evaluation
     return evaluations

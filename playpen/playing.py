@@ -25,10 +25,15 @@ def episode_key(row: dict) -> tuple[str, int]:
     return row["experiment"]["name"], int(row["game_instance"]["game_id"])
 
 
+def scores_files(results_dir: Path, run_dir: str, game: str) -> dict[tuple[str, int], Path]:
+    """``{(experiment, game_id): scores.json}`` of the episodes under ``results_dir/run_dir/game`` clemcore scored."""
+    return {(scores.parent.parent.name, int(scores.parent.name.split("_")[-1])): scores
+            for scores in (results_dir / run_dir / game).glob("*/instance_*/scores.json")}
+
+
 def scored_episodes(results_dir: Path, run_dir: str, game: str) -> set[tuple[str, int]]:
     """(experiment, game_id) of the episodes under ``results_dir/run_dir/game`` that clemcore scored."""
-    return {(scores.parent.parent.name, int(scores.parent.name.split("_")[-1]))
-            for scores in (results_dir / run_dir / game).glob("*/instance_*/scores.json")}
+    return set(scores_files(results_dir, run_dir, game))
 
 
 def selected_episodes(game_spec, instances: str | None, experiment: str | None) -> set[tuple[str, int]]:
@@ -44,7 +49,7 @@ def selected_episodes(game_spec, instances: str | None, experiment: str | None) 
 
 def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args: dict, *,
                instances: str | None = None, experiment: str | None = None,
-               batch_size: int = 1) -> dict[str, str | None]:
+               batch_size: int = 1, play: bool = True) -> dict[str, str | None]:
     """Play every selected, not yet scored episode of each game with the same loaded models; score them.
 
     Args:
@@ -56,6 +61,7 @@ def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args:
         instances: instances file name in each game's ``in/`` folder (None: the game's default).
         experiment: play only this experiment's instances.
         batch_size: episodes played at once (models that do not support batching play sequentially).
+        play: False scores what is already in ``results_dir`` and reports the rest as missing.
 
     Returns:
         ``{game name: None}`` for a game whose selected episodes were all played and scored,
@@ -69,8 +75,8 @@ def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args:
             - scored_episodes(results_dir, run_dir, spec["game_name"]) for spec in game_specs}
     for name in (name for name, episodes in todo.items() if not episodes):
         print(f"  all selected episodes of {name} were already played; scoring only")
-    played = {name: None for name in todo}
-    if any(todo.values()):
+    played = {name: "gameplay was skipped" if episodes and not play else None for name, episodes in todo.items()}
+    if play and any(todo.values()):
         played = _play_all(model_specs, game_specs, todo, results_dir, run_dir, gen_args, batch_size)
     return {spec["game_name"]: _score_and_count(spec, results_dir, run_dir, instances, experiment,
                                                 played[spec["game_name"]]) for spec in game_specs}

@@ -254,6 +254,45 @@ def test_model_that_cannot_load_fails_its_games_not_the_baseline(workdir, plaype
     assert tiny["failed_games"] == {} and tiny["games"]["wordecho"]["% played"] == 0.0
 
 
+def test_scores_count_only_the_selected_experiment(workdir, playpen):
+    """Episodes of other experiments played into the same -r earlier are not in val.json or results.csv."""
+    add_game_variant(workdir, "twoecho", "pass")
+    instances_dir = workdir / "games" / "twoecho" / "in"
+    heldout = json.loads((instances_dir / "instances_heldout.json").read_text())
+    [experiment] = heldout["experiments"]
+    halves = [dict(experiment, name=name, game_instances=experiment["game_instances"][i::2])
+              for i, name in enumerate(("first", "second"))]
+    (instances_dir / "instances_two.json").write_text(json.dumps(dict(heldout, experiments=halves)))
+    args = ["eval", "tiny", "-g", "twoecho", "-i", "instances_two", "-L", "4", "-r", "ev"]
+    assert playpen(*args).code == 0
+    assert json.loads((workdir / "ev" / "tiny.val.json").read_text())["games"]["twoecho"]["episodes"] == 12
+    result = playpen(*args, "-e", "first")
+    assert result.code == 0, result
+    assert json.loads((workdir / "ev" / "tiny.val.json").read_text())["games"]["twoecho"]["episodes"] == 6
+    import pandas as pd
+
+    raw = pd.read_csv(workdir / "ev" / "raw.csv")
+    assert set(raw["experiment"]) == {"first"} and raw["episode"].nunique() == 6
+    assert len(list((workdir / "ev" / "tiny" / "twoecho").glob("*/instance_*/scores.json"))) == 12  # all kept
+
+
+def test_skip_gameplay_scores_what_is_there_and_fails_what_is_missing(workdir, playpen):
+    from playpen_tune.games import write_game_registry
+
+    write_game_registry(workdir)
+    args = ["eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "-L", "4", "-r", "ev"]
+    assert playpen(*args).code == 0
+    episodes = sorted((workdir / "ev" / "tiny" / "wordecho" / "heldout").glob("instance_*"))
+    (episodes[0] / "scores.json").unlink()  # played, not scored: --skip_gameplay scores it
+    shutil.rmtree(episodes[1])  # never played: missing
+    result = playpen(*args, "--skip_gameplay")
+    assert result.code == 2 and "some games failed" in result.err
+    assert (episodes[0] / "scores.json").is_file() and not episodes[1].exists()
+    val = json.loads((workdir / "ev" / "tiny.val.json").read_text())
+    assert val["failed_games"]["wordecho"].startswith("1 of 12 episodes were not played and scored "
+                                                      "(gameplay was skipped)")
+
+
 def test_no_games_is_a_clear_error(workdir, playpen):
     before = snapshot(workdir)
     result = playpen("eval", "tiny")
