@@ -24,6 +24,12 @@ class QLoRAConfig:
     dataset_split: str = _help("split of hub datasets", default="train")
     games: list[str] = _help("only transcripts of these games (comma-separated)", default_factory=list)
     roles: list[str] = _help("only transcripts of these game roles (comma-separated)", default_factory=list)
+    # held-out data: its loss is measured before, during (every eval_steps) and after training
+    eval_dataset: list[str] = _help("held-out data (repeatable), same kinds and filters as --dataset",
+                                    default_factory=list)
+    eval_fraction: float = _help("hold out this share of the --dataset examples instead (drawn with --seed; "
+                                 "0 = no held-out set)", default=0.0)
+    eval_steps: int = _help("measure the held-out loss every N steps", default=100)
     # quantization (bitsandbytes)
     load_in_4bit: bool = _help("load the base in 4 bit (bitsandbytes)", default=True)
     bnb_4bit_quant_type: str = _help("nf4 or fp4", default="nf4")
@@ -64,7 +70,7 @@ class QLoRAConfig:
 
     def __post_init__(self):
         positive = ["per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
-                    "lora_r", "lora_alpha", "logging_steps", "save_steps"]
+                    "lora_r", "lora_alpha", "logging_steps", "save_steps", "eval_steps"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise PlaypenError(f"--{name} must be > 0, got {getattr(self, name)}")
@@ -76,6 +82,10 @@ class QLoRAConfig:
             raise PlaypenError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.lora_dropout < 1:
             raise PlaypenError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not 0 <= self.eval_fraction < 1:
+            raise PlaypenError(f"--eval_fraction must be in [0, 1), got {self.eval_fraction}")
+        if self.eval_fraction and self.eval_dataset:
+            raise PlaypenError("--eval_fraction and --eval_dataset both choose the held-out set; pass only one")
         if self.warmup_steps < 0:
             raise PlaypenError(f"--warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.bnb_4bit_quant_type not in ("nf4", "fp4"):

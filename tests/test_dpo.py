@@ -94,6 +94,18 @@ def _dpo_loss(policy, reference, beta):
     return (-F.logsigmoid(beta * (chosen - rejected))).mean().item()
 
 
+def test_dpo_held_out_loss_starts_at_ln2(playpen, workdir, dpo_file):
+    """Before training the policy is its reference, so the held-out DPO loss is ln 2 exactly."""
+    result = playpen("learn", "-l", "dpo_qlora", "-m", "tiny", "--dataset", dpo_file, "--max_steps", "4",
+                     "--eval_fraction", "0.25", "--eval_steps", "2", *FAST)
+    assert result.code == 0, result
+    manifest = read_manifest(workdir, "tiny-dpo_qlora")
+    assert manifest["data"]["held_out"]["total"] == PAIRS // 4 and manifest["data"]["pairs_trained"] == PAIRS * 3 // 4
+    assert manifest["metrics"]["first_eval_loss"] == pytest.approx(LN2, abs=1e-4)
+    assert [entry["step"] for entry in manifest["eval_loss_history"]] == [2, 4]
+    assert manifest["metrics"]["final_eval_loss"] == manifest["eval_loss_history"][-1]["eval_loss"]
+
+
 def test_dpo_continues_the_sft_adapter_against_the_sft_policy(playpen, workdir, dpo_file, sft_file, monkeypatch):
     import torch
     from safetensors.torch import load_file

@@ -23,6 +23,7 @@ def prepare_inputs(d: Path) -> None:
     """Files the mistakes below point at."""
     (d / "ok.json").write_text(json.dumps([{"messages": [{"role": "user", "content": "hi"},
                                                          {"role": "assistant", "content": "hello"}]}]))
+    (d / "prompt-completion.json").write_text(json.dumps([{"prompt": "hi", "completion": "hello"}]))
     (d / "broken.json").write_text('[{"messages": [}]')
     (d / "broken.jsonl").write_text('{"messages": []}\n{"messages": [\n')
     (d / "nocols.json").write_text(json.dumps([{"text": "just text"}]))
@@ -84,6 +85,14 @@ CATALOGUE = [
     ("missing config file", [*LEARN, "-c", "nope.yaml"], "config file nope.yaml does not exist"),
     ("bad eval batch size", ["eval", "tiny", "-b", "0"], "--batch_size must be >= 1"),
     ("skip gameplay without results", ["eval", "tiny", "--skip_gameplay"], "pass their directory with -r"),
+    ("held-out fraction out of range", [*LEARN, "--dataset", "ok.json", "--eval_fraction", "1"],
+     "--eval_fraction must be in [0, 1)"),
+    ("two held-out sets", [*LEARN, "--dataset", "ok.json", "--eval_fraction", "0.2", "--eval_dataset", "ok.json"],
+     "pass only one"),
+    ("held-out fraction holds out nothing", [*LEARN, "--dataset", "ok.json", "--eval_fraction", "0.01"],
+     "holds out 0; choose a fraction"),
+    ("held-out rows of another format", [*LEARN, "--dataset", "ok.json", "--eval_dataset", "prompt-completion.json"],
+     "give both in one format"),
 ]
 
 

@@ -91,6 +91,39 @@ def test_sft_on_transcripts_dir(playpen, workdir, shared_data):
     assert manifest["examples_trained"] == 29
 
 
+def test_held_out_loss_is_measured_before_during_and_after_training(playpen, workdir, sft_file):
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "20", *FAST,
+                     "--eval_fraction", "0.25", "--eval_steps", "10")
+    assert result.code == 0, result
+    manifest = assert_trained(workdir, "tiny-sft_qlora", "tiny")
+    assert manifest["data"]["held_out"] == {"held_out_fraction": 0.25, "total": 12, "seed": 42,
+                                            "drawn_from": manifest["data"]["fingerprint"]}
+    assert manifest["examples_trained"] == 36  # the 12 held-out examples are never trained on
+    history = manifest["eval_loss_history"]
+    assert [entry["step"] for entry in history] == [10, 20]  # every --eval_steps; the last one is the final
+    metrics = manifest["metrics"]
+    assert metrics["final_eval_loss"] == history[-1]["eval_loss"]
+    best = min(history, key=lambda entry: entry["eval_loss"])
+    assert (metrics["best_eval_loss"], metrics["best_eval_step"]) == (best["eval_loss"], best["step"])
+    assert f"held-out loss: {metrics['first_eval_loss']:.4f} before training" in result.out
+    assert metrics["final_eval_loss"] < metrics["first_eval_loss"] - 0.1  # held-out loss went down too
+
+
+def test_held_out_dataset_is_loaded_like_the_training_data(playpen, workdir, sft_file, shared_data):
+    rows = json.loads((shared_data / "clembench-evaluation" / "sft_dataset_559.json").read_text())[48:60]
+    (workdir / "heldout.json").write_text(json.dumps(rows))
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "3", *FAST,
+                     "--eval_dataset", "heldout.json")
+    assert result.code == 0, result
+    manifest = json.loads((workdir / "models" / "tiny-sft_qlora" / "playpen_run.json").read_text())
+    held_out = manifest["data"]["held_out"]
+    assert held_out["total"] == 12 and held_out["sources"][0]["source"] == "heldout.json"
+    assert len(held_out["fingerprint"]) == 64 and held_out["fingerprint"] != manifest["data"]["fingerprint"]
+    assert manifest["examples_trained"] == 48
+    assert [entry["step"] for entry in manifest["eval_loss_history"]] == [3]  # measured once more at the end
+    assert math.isfinite(manifest["metrics"]["first_eval_loss"])
+
+
 def test_truncating_away_every_answer_is_a_user_error(playpen, workdir, shared_data):
     transcripts = shared_data / "clembench-transcripts" / "results"
     result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", transcripts, "--max_length", "32")

@@ -60,7 +60,7 @@ def check_output_dir(request: LearnRequest) -> Path | None:
 RUN_IDENTITY_FILE = "playpen_run_identity.json"
 # fields that may change when a run is resumed (they do not change what is being trained)
 RESUMABLE_CHANGES = {"max_steps", "num_train_epochs", "save_steps", "save_total_limit", "logging_steps",
-                     "report_to", "output_dir"}
+                     "eval_steps", "report_to", "output_dir"}
 
 
 def claim_output_dir(request: LearnRequest, learner: str, data_fingerprint: str) -> None:
@@ -155,6 +155,30 @@ def with_chat_template_kwargs(dataset, model: dict):
     return dataset, kwargs
 
 
+def held_out_split(config, dataset, report, load):
+    """Choose the held-out set: ``--eval_dataset`` or ``--eval_fraction`` of ``dataset``, or none.
+
+    ``load(sources)`` is the learner's own loader with the training filters, returning
+    ``(dataset, DataReport)``. Returns ``(train rows, held-out rows or None, manifest record or None)``;
+    the held-out rows are never trained on.
+    """
+    if config.eval_dataset:
+        held_out, held_out_report = load(config.eval_dataset)
+        if held_out_report.format != report.format:
+            raise PlaypenError(f"--eval_dataset rows are {held_out_report.format}, the --dataset rows "
+                               f"{report.format}; give both in one format")
+        return dataset, held_out, held_out_report.to_dict()
+    if not config.eval_fraction:
+        return dataset, None, None
+    size = round(len(dataset) * config.eval_fraction)
+    if not 0 < size < len(dataset):
+        raise PlaypenError(f"--eval_fraction {config.eval_fraction} of {len(dataset)} examples holds out {size}; "
+                           f"choose a fraction that holds out at least one and leaves some to train on")
+    split = dataset.train_test_split(test_size=size, seed=config.seed)
+    return split["train"], split["test"], {"held_out_fraction": config.eval_fraction, "total": size,
+                                           "seed": config.seed, "drawn_from": report.fingerprint}
+
+
 def lora_settings(config) -> dict:
     targets = config.lora_target_modules
     return {"r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
@@ -205,8 +229,8 @@ def load_policy(request: LearnRequest, config, wrap_new_adapter: bool = True):
     return model, quantization, lora
 
 
-def trainer_arguments(config, output_dir: Path, quantization: dict) -> dict:
-    """Keyword arguments shared by ``SFTConfig`` and ``DPOConfig``."""
+def trainer_arguments(config, output_dir: Path, quantization: dict, held_out: bool = False) -> dict:
+    """Keyword arguments shared by ``SFTConfig`` and ``DPOConfig``; ``held_out``: evaluate every eval_steps."""
     import torch
 
     on_gpu = torch.cuda.is_available()
@@ -223,6 +247,8 @@ def trainer_arguments(config, output_dir: Path, quantization: dict) -> dict:
         gradient_checkpointing_kwargs={"use_reentrant": False},
         bf16=on_gpu and dtype == "bfloat16", fp16=on_gpu and dtype == "float16",
         dataloader_num_workers=0, remove_unused_columns=True,
+        eval_strategy="steps" if held_out else "no", eval_steps=config.eval_steps,
+        per_device_eval_batch_size=config.per_device_train_batch_size,
     )
 
 
@@ -298,13 +324,35 @@ class PreparedRun:
 def train_and_finish(run: PreparedRun, before_save=None) -> LearnerResult:
     """Train (resuming if asked), stop on a non-finite loss, then save and write the manifest.
 
+    With a held-out set its loss is measured before training (not on ``--resume``: that would be
+    the checkpoint's) and after it, as ``first_eval_loss`` and ``final_eval_loss``.
     ``before_save(run)``, if given, runs after training and before anything is saved.
     """
+    held_out = run.trainer.eval_dataset is not None
+    if held_out and run.resume_from is None:
+        run.record.metrics["first_eval_loss"] = run.trainer.evaluate()["eval_loss"]
     run.trainer.train(resume_from_checkpoint=str(run.resume_from) if run.resume_from else None)
     raise_if_diverged(run.guard, run.record.request.output_dir)
+    if held_out:
+        report_held_out_loss(run)
     if before_save is not None:
         before_save(run)
     return finish_run(run.record, run.trainer, run.tokenizer)
+
+
+def report_held_out_loss(run: PreparedRun) -> None:
+    """Record the final and lowest held-out loss (evaluating once more unless the last step was) and print them."""
+    evaluated = [entry for entry in run.trainer.state.log_history if "eval_loss" in entry]
+    if not evaluated or evaluated[-1]["step"] != run.trainer.state.global_step:
+        run.trainer.evaluate()  # logged into log_history at the last step
+        evaluated = [entry for entry in run.trainer.state.log_history if "eval_loss" in entry]
+    best = min(evaluated, key=lambda entry: entry["eval_loss"])
+    metrics = run.record.metrics
+    metrics.update(final_eval_loss=evaluated[-1]["eval_loss"], best_eval_loss=best["eval_loss"],
+                   best_eval_step=best["step"])
+    before = f"{metrics['first_eval_loss']:.4f} before training, " if "first_eval_loss" in metrics else ""
+    print(f"held-out loss: {before}{metrics['final_eval_loss']:.4f} at the end (step {evaluated[-1]['step']}), "
+          f"lowest {best['eval_loss']:.4f} at step {best['step']}")
 
 
 def quantized_modules(model) -> dict:
@@ -351,6 +399,8 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
         "resumed_from": record.resumed_from,
         "metrics": metrics,
         "loss_history": losses,
+        "eval_loss_history": [{"step": entry["step"], "eval_loss": entry["eval_loss"]}
+                              for entry in trainer.state.log_history if "eval_loss" in entry],
         "versions": manifest_io.library_versions(),
         "command_line": redact_command_line(request.command_line),
         **record.extra,

@@ -64,13 +64,18 @@ class DPOQLoRALearner(Learner):
             raise PlaypenError(f"--max_prompt_length must be > 0 and smaller than --max_length ({config.max_length}) "
                                f"so that the completions keep tokens, got {config.max_prompt_length}")
         resume_from = common.check_output_dir(request)
-        dataset, report = load_preference_dataset(config.dataset, split=config.dataset_split,
-                                                  games=config.games or None, roles=config.roles or None,
-                                                  min_score_gap=config.min_score_gap)
+        def load(sources):
+            return load_preference_dataset(sources, split=config.dataset_split, games=config.games or None,
+                                           roles=config.roles or None, min_score_gap=config.min_score_gap)
+
+        dataset, report = load(config.dataset)
         for line in report.lines():
             print(line)
+        dataset, held_out, held_out_record = common.held_out_split(config, dataset, report, load)
         tokenizer = common.load_tokenizer(request.model, config)
         dataset, data_format = as_conversations(dataset, report.format, tokenizer, request.model)
+        if held_out is not None:
+            held_out, _ = as_conversations(held_out, report.format, tokenizer, request.model)
 
         parent = common.parent_adapter(request.model)
         model, quantization, lora = common.load_policy(request, config, wrap_new_adapter=False)
@@ -81,11 +86,12 @@ class DPOQLoRALearner(Learner):
             peft_config = None  # TRL copies the loaded (trainable) adapter into a frozen "ref" adapter
             reference = f"frozen copy of the parent adapter {parent} (TRL 'ref' adapter)"
         args = DPOConfig(
-            **common.trainer_arguments(config, request.output_dir, quantization),
+            **common.trainer_arguments(config, request.output_dir, quantization, held_out=held_out is not None),
             beta=config.beta, loss_type=loss_types, precompute_ref_log_probs=config.precompute_ref_log_probs,
         )
         guard = common.loss_guard_callback()
-        trainer = make_trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+        trainer = make_trainer(model=model, args=args, train_dataset=dataset, eval_dataset=held_out,
+                               processing_class=tokenizer,
                                peft_config=peft_config, callbacks=[guard],
                                max_prompt_length=config.max_prompt_length)
         if parent is not None:
@@ -96,7 +102,8 @@ class DPOQLoRALearner(Learner):
                   f"{config.max_length} tokens or more and are skipped (raise --max_length or set "
                   f"--max_prompt_length)")
         common.claim_output_dir(request, "dpo_qlora", report.fingerprint)
-        data = dict(report.to_dict(), pairs_trained=kept, prompts_truncated=trainer.prompts_truncated)
+        data = dict(report.to_dict(), pairs_trained=kept, prompts_truncated=trainer.prompts_truncated,
+                    held_out=held_out_record)
         record = common.RunRecord(
             learner="dpo_qlora", request=request, data=data, quantization=quantization, lora=lora,
             started=started, resumed_from=str(resume_from) if resume_from else None,
@@ -177,12 +184,15 @@ def make_trainer(*, max_prompt_length: int | None, **kwargs):
                 untruncated = copy.copy(args)
                 untruncated.max_length = None  # our truncation keeps every prompt below max_length
                 prepared = super()._prepare_dataset(dataset, processing_class, untruncated, dataset_name)
-                self.prompts_truncated = sum(len(ids) > max_prompt_length for ids in prepared["prompt_ids"])
+                if dataset_name == "train":  # the held-out set is prepared after it, as "eval"
+                    self.prompts_truncated = sum(len(ids) > max_prompt_length for ids in prepared["prompt_ids"])
                 prepared = prepared.map(lambda row: {"prompt_ids": row["prompt_ids"][-max_prompt_length:]},
                                         desc=f"Truncating prompts to {max_prompt_length} tokens")
             if len(prepared) == 0:
-                raise PlaypenError(f"all {total} preference pairs have prompts of --max_length {args.max_length} "
-                                   f"tokens or more, so no completion token is left to train on; raise --max_length "
+                which = "" if dataset_name == "train" else "held-out "
+                raise PlaypenError(f"all {total} {which}preference pairs have prompts of --max_length "
+                                   f"{args.max_length} tokens or more, so no completion token is left to train on; "
+                                   f"raise --max_length "
                                    f"or set --max_prompt_length to keep only the end of long prompts")
             return prepared
 

@@ -41,13 +41,19 @@ class SFTQLoRALearner(Learner):
             raise PlaypenError("--padding_free without --packing cannot truncate to --max_length in TRL 1.x; "
                                "pass --packing true as well, or drop --padding_free")
         resume_from = common.check_output_dir(request)
-        dataset, report = load_sft_dataset(config.dataset, split=config.dataset_split, games=config.games or None,
-                                           roles=config.roles or None, outcomes=config.outcomes)
+        def load(sources):
+            return load_sft_dataset(sources, split=config.dataset_split, games=config.games or None,
+                                    roles=config.roles or None, outcomes=config.outcomes)
+
+        dataset, report = load(config.dataset)
         for line in report.lines():
             print(line)
+        dataset, held_out, held_out_record = common.held_out_split(config, dataset, report, load)
         conversational = "messages" in dataset.column_names
         if conversational:
             dataset, _ = common.with_chat_template_kwargs(dataset, request.model)
+            if held_out is not None:
+                held_out, _ = common.with_chat_template_kwargs(held_out, request.model)
         tokenizer = common.load_tokenizer(request.model, config)
         if conversational and config.assistant_only_loss and not has_generation_markers(tokenizer.chat_template or ""):
             try:
@@ -61,23 +67,27 @@ class SFTQLoRALearner(Learner):
                     f"to the template or pass --assistant_only_loss false")
         model, quantization, lora = common.load_policy(request, config)
         args = SFTConfig(
-            **common.trainer_arguments(config, request.output_dir, quantization),
+            **common.trainer_arguments(config, request.output_dir, quantization, held_out=held_out is not None),
             packing=config.packing, padding_free=config.padding_free,
             assistant_only_loss=conversational and config.assistant_only_loss,
             completion_only_loss=(not conversational) and config.completion_only_loss,
         )
         guard = common.loss_guard_callback()
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             callbacks=[guard])
+        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=held_out,
+                             processing_class=tokenizer, callbacks=[guard])
         kept = len(trainer.train_dataset)
         if kept == 0:
             raise PlaypenError(f"none of the {len(dataset)} examples keeps a trainable token within "
                                f"--max_length {config.max_length}; raise --max_length")
+        if held_out is not None and len(trainer.eval_dataset) == 0:
+            raise PlaypenError(f"none of the {len(held_out)} held-out examples keeps a trainable token within "
+                               f"--max_length {config.max_length}; raise --max_length or choose other held-out data")
         if kept < len(dataset):
             print(f"warning: {len(dataset) - kept} of {len(dataset)} examples have no trainable token within "
                   f"--max_length {config.max_length} and are skipped")
         common.claim_output_dir(request, "sft_qlora", report.fingerprint)
-        record = common.RunRecord(learner="sft_qlora", request=request, data=report.to_dict(),
+        record = common.RunRecord(learner="sft_qlora", request=request,
+                                  data=dict(report.to_dict(), held_out=held_out_record),
                                   quantization=quantization, lora=lora, started=started,
                                   resumed_from=str(resume_from) if resume_from else None,
                                   extra={"examples_trained": kept,
