@@ -302,3 +302,15 @@ def test_bad_trainer_files_are_user_errors(playpen, tmp_path, source, message):
     result = playpen("run", _write_trainer(tmp_path, source), "-l", "tiny")
     assert result.code == 2 and message in result.err, result
     assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("learner, file", [("sft_qlora", "sft.yaml"), ("sft_qlora", "legacy_sft.yaml"),
+                                           ("dpo_qlora", "dpo.yaml")])
+def test_shipped_example_configs_build(learner, file):
+    """examples/configs/*.yaml stay valid for the learner they are written for (read as `-c` reads them)."""
+    from playpen.learners import get_learner
+
+    _, learner_cls = get_learner(learner)
+    values, _ = learner_cls.translate_config(cfg.read_yaml(REPO / "examples" / "configs" / file))
+    config = cfg.build_config(learner_cls.config_class, values)
+    assert config.dataset and config.max_steps > 0
