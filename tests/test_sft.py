@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -322,3 +325,25 @@ def test_registry_chat_template_kwargs_reach_training(workdir, sft_file):
     run = SFTQLoRALearner().prepare(LearnRequest(model=model, config=config, output_dir=workdir / "o", name="t"))
     first = run.tokenizer.decode(run.trainer.train_dataset[0]["input_ids"])
     assert first.startswith("LOUD ")
+
+
+@pytest.mark.slow
+def test_two_processes_save_and_register_once(workdir, sft_file):
+    """torchrun with 2 CPU processes (gloo DDP): the main process alone saves, writes the manifest and
+    registers; --overwrite moves the earlier run aside once, not once per process."""
+    command = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2",
+               "-m", "playpen", "learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", str(sft_file),
+               "--max_steps", "6", *FAST]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1")  # transformers runs DDP on CPU only when told to
+    for extra in ([], ["--overwrite"]):
+        run = subprocess.run(command + extra, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.count("done: ") == 2 and run.stdout.count("model registry: ") == 1, run.stdout
+    out = workdir / "models" / "tiny-sft_qlora"
+    manifest = json.loads((out / "playpen_run.json").read_text())
+    assert manifest["processes"] == 2 and manifest["metrics"]["global_step"] == 6
+    [previous] = out.glob("previous-*")
+    assert (previous / "playpen_run.json").is_file() and (previous / "adapter_model.safetensors").is_file()
+    assert not list(previous.glob("previous-*"))
+    names = [entry["model_name"] for entry in json.loads((workdir / "model_registry.json").read_text())]
+    assert names.count("tiny-sft_qlora") == 1

@@ -63,13 +63,22 @@ RESUMABLE_CHANGES = {"max_steps", "num_train_epochs", "save_steps", "save_total_
                      "eval_steps", "report_to", "output_dir"}
 
 
-def claim_output_dir(request: LearnRequest, learner: str, data_fingerprint: str) -> None:
+def claim_output_dir(request: LearnRequest, learner: str, data_fingerprint: str, accelerator) -> None:
     """Create the output dir once setup succeeded, and tie it to this run.
 
     ``--overwrite`` moves everything an earlier run left into ``previous-<time>/`` (nothing is
     deleted). ``--resume`` checks that learner, data and config (but for the step/save/log
-    fields) are those of the run that wrote the checkpoints.
+    fields) are those of the run that wrote the checkpoints. With several processes
+    (``accelerate launch``, ``torchrun``) the main process claims the directory once every
+    process has checked it (:func:`check_output_dir`); the others wait until it has.
     """
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _claim_output_dir(request, learner, data_fingerprint)
+    accelerator.wait_for_everyone()
+
+
+def _claim_output_dir(request: LearnRequest, learner: str, data_fingerprint: str) -> None:
     out = request.output_dir
     identity = {"learner": learner, "model": request.model["model_name"], "data_fingerprint": data_fingerprint,
                 "config": {k: v for k, v in without_secrets(config_to_dict(request.config)).items()
@@ -396,6 +405,7 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
         "quantized_modules": quantized_modules(trainer.model),
         "data": record.data,
         "seed": request.config.seed,
+        "processes": trainer.args.world_size,  # data-parallel processes (accelerate launch / torchrun)
         "resumed_from": record.resumed_from,
         "metrics": metrics,
         "loss_history": losses,

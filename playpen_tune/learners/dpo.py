@@ -101,7 +101,7 @@ class DPOQLoRALearner(Learner):
             print(f"warning: {len(dataset) - kept} of {len(dataset)} pairs have prompts of --max_length "
                   f"{config.max_length} tokens or more and are skipped (raise --max_length or set "
                   f"--max_prompt_length)")
-        common.claim_output_dir(request, "dpo_qlora", report.fingerprint)
+        common.claim_output_dir(request, "dpo_qlora", report.fingerprint, trainer.accelerator)
         data = dict(report.to_dict(), pairs_trained=kept, prompts_truncated=trainer.prompts_truncated,
                     held_out=held_out_record)
         record = common.RunRecord(

@@ -85,7 +85,7 @@ class SFTQLoRALearner(Learner):
         if kept < len(dataset):
             print(f"warning: {len(dataset) - kept} of {len(dataset)} examples have no trainable token within "
                   f"--max_length {config.max_length} and are skipped")
-        common.claim_output_dir(request, "sft_qlora", report.fingerprint)
+        common.claim_output_dir(request, "sft_qlora", report.fingerprint, trainer.accelerator)
         record = common.RunRecord(learner="sft_qlora", request=request,
                                   data=dict(report.to_dict(), held_out=held_out_record),
                                   quantization=quantization, lora=lora, started=started,
