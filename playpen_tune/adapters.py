@@ -16,7 +16,8 @@ def check_adapter_files(adapter_dir: Path, allow_pickle: bool) -> None:
             return
         raise PlaypenError(f"{adapter_dir} holds only adapter_model.bin (pickle, can run code); convert it "
                            f"to safetensors or pass --allow_pickle if you trust it")
-    raise PlaypenError(f"{adapter_dir} holds no adapter (adapter_model.safetensors); check the path")
+    raise PlaypenError(f"{adapter_dir} holds no adapter (adapter_model.safetensors): check the path, or train "
+                       f"that model again if its run did not finish")
 
 
 def _same_model(a: str, b: str) -> bool:

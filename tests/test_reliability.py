@@ -38,6 +38,14 @@ def prepare_inputs(d: Path) -> None:
         (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": base}))
         for file in files:
             (adapter / file).write_bytes(b"\0")
+    unfinished = d / "models" / "unfinished-run"  # a run that died before saving its adapter
+    unfinished.mkdir(parents=True)
+    (unfinished / "playpen_run_identity.json").write_text("{}")
+    entries = json.loads((d / "model_registry.json").read_text())
+    tiny = next(entry for entry in entries if entry["model_name"] == "tiny")
+    entries.append(dict(tiny, model_name="tiny-unfinished", backend="playpen_qlora", base_model="tiny",
+                        model_config=dict(tiny["model_config"], peft_model=str(unfinished))))
+    (d / "model_registry.json").write_text(json.dumps(entries, indent=2))
     run = d / "models" / "existing-run"
     run.mkdir(parents=True)
     (run / "playpen_run.json").write_text(json.dumps({"learner": {"name": "sft_qlora"}}))
@@ -85,6 +93,8 @@ CATALOGUE = [
     ("missing config file", [*LEARN, "-c", "nope.yaml"], "config file nope.yaml does not exist"),
     ("bad eval batch size", ["eval", "tiny", "-b", "0"], "--batch_size must be >= 1"),
     ("skip gameplay without results", ["eval", "tiny", "--skip_gameplay"], "pass their directory with -r"),
+    ("tuned model without adapter", ["learn", "-l", "sft_qlora", "-m", "tiny-unfinished", "--dataset", "ok.json"],
+     "holds no adapter (adapter_model.safetensors): check the path, or train that model again"),
     ("held-out fraction out of range", [*LEARN, "--dataset", "ok.json", "--eval_fraction", "1"],
      "--eval_fraction must be in [0, 1)"),
     ("two held-out sets", [*LEARN, "--dataset", "ok.json", "--eval_fraction", "0.2", "--eval_dataset", "ok.json"],

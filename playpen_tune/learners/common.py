@@ -140,7 +140,10 @@ def trusts_remote_code(model: dict, config) -> bool:
 def load_tokenizer(model: dict, config):
     from transformers import AutoTokenizer
 
-    source = parent_adapter(model) or model["huggingface_id"]
+    parent = parent_adapter(model)
+    if parent is not None:  # the tokenizer was saved with the adapter: an incomplete adapter dir is caught here
+        check_adapter_files(parent, config.allow_pickle)
+    source = parent or model["huggingface_id"]
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trusts_remote_code(model, config),
                                                   token=hub_token(model))
