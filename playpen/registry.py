@@ -1,6 +1,7 @@
 """``./model_registry.json``: read it, and add or replace one entry without losing anything.
 
-The file belongs to the user (clemcore reads it, people edit it by hand). Writing it:
+The file belongs to the user (clemcore reads it, people edit it by hand). Writing it (and
+appending to other JSON-list files users own, like ``game_registry.json``):
 
 * happens under an exclusive lock (``model_registry.json.lock``), so concurrent runs both land;
 * touches only the entry with the given ``model_name``: every other entry keeps its exact
@@ -49,7 +50,7 @@ def _entry_spans(text: str, path: Path) -> list[tuple[int, int, dict]]:
             f"{path} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno}); "
             f"fix it by hand or move it away, playpen will not overwrite it") from None
     if not isinstance(data, list):
-        raise PlaypenError(f"{path} must hold a JSON list of model entries, not a "
+        raise PlaypenError(f"{path} must hold a JSON list of entries, not a "
                            f"{type(data).__name__}; fix it or move it away")
     decoder = json.JSONDecoder()
     spans = []
@@ -129,33 +130,56 @@ def upsert_entry(entry: dict, path: Path | None = None) -> str:
     path = Path(path) if path else registry_path()
     with _locked(path):
         old_text = path.read_text(encoding="utf-8") if path.exists() else ""
-        if not old_text.strip():
-            new_text = "[\n  " + _render_entry(entry, "  ") + "\n]\n"
-            action = "added"
+        spans = _entry_spans(old_text, path) if old_text.strip() else []
+        matches = [(s, e, old) for s, e, old in spans
+                   if isinstance(old, dict) and old.get("model_name") == entry["model_name"]]
+        if matches:
+            start, end, old_entry = matches[0]
+            if old_entry == entry:
+                return "unchanged"
+            line_start = old_text.rfind("\n", 0, start) + 1
+            indent = re.match(r"[ \t]*", old_text[line_start:start]).group(0)
+            new_text = old_text[:start] + _render_entry(entry, indent) + old_text[end:]
+            action = "replaced"
         else:
-            spans = _entry_spans(old_text, path)
-            matches = [(s, e, old) for s, e, old in spans
-                       if isinstance(old, dict) and old.get("model_name") == entry["model_name"]]
-            if matches:
-                start, end, old_entry = matches[0]
-                if old_entry == entry:
-                    return "unchanged"
-                line_start = old_text.rfind("\n", 0, start) + 1
-                indent = re.match(r"[ \t]*", old_text[line_start:start]).group(0)
-                new_text = old_text[:start] + _render_entry(entry, indent) + old_text[end:]
-                action = "replaced"
-            else:
-                close = old_text.rindex("]")
-                if spans:
-                    last_end = spans[-1][1]
-                    line_start = old_text.rfind("\n", 0, spans[-1][0]) + 1
-                    indent = re.match(r"[ \t]*", old_text[line_start:spans[-1][0]]).group(0) or "  "
-                    new_text = (old_text[:last_end] + ",\n" + indent + _render_entry(entry, indent)
-                                + old_text[last_end:])
-                else:
-                    new_text = old_text[:close] + "\n  " + _render_entry(entry, "  ") + "\n" + old_text[close:]
-                action = "added"
-            atomic_write_text(path.with_name(path.name + ".bak"), old_text)
-        json.loads(new_text)  # never write something clemcore cannot read
-        atomic_write_text(path, new_text)
+            new_text = _appended(old_text, spans, entry)
+            action = "added"
+        _write_keeping_backup(path, old_text, new_text)
     return action
+
+
+def append_entry(entry: dict, path: Path) -> bool:
+    """Append ``entry`` to the JSON list in ``path`` (created if missing) unless an equal entry is there.
+
+    Every other byte of the file stays as it was; locking, atomic write, ``.bak`` and the refusal
+    of a file that is not a JSON list are those of :func:`upsert_entry`. Returns whether it was added.
+    """
+    path = Path(path)
+    with _locked(path):
+        old_text = path.read_text(encoding="utf-8") if path.exists() else ""
+        spans = _entry_spans(old_text, path) if old_text.strip() else []
+        if any(old == entry for _, _, old in spans):
+            return False
+        _write_keeping_backup(path, old_text, _appended(old_text, spans, entry))
+    return True
+
+
+def _appended(old_text: str, spans: list, entry: dict) -> str:
+    """``old_text`` with ``entry`` added as the last element, indented like the element before it."""
+    if not old_text.strip():
+        return "[\n  " + _render_entry(entry, "  ") + "\n]\n"
+    if not spans:
+        close = old_text.rindex("]")
+        return old_text[:close] + "\n  " + _render_entry(entry, "  ") + "\n" + old_text[close:]
+    last_start, last_end, _ = spans[-1]
+    line_start = old_text.rfind("\n", 0, last_start) + 1
+    indent = re.match(r"[ \t]*", old_text[line_start:last_start]).group(0) or "  "
+    return old_text[:last_end] + ",\n" + indent + _render_entry(entry, indent) + old_text[last_end:]
+
+
+def _write_keeping_backup(path: Path, old_text: str, new_text: str) -> None:
+    """Keep ``old_text`` (if any) as ``<file>.bak``, then write ``new_text`` atomically once it parses."""
+    json.loads(new_text)  # never write something clemcore cannot read
+    if old_text.strip():
+        atomic_write_text(path.with_name(path.name + ".bak"), old_text)
+    atomic_write_text(path, new_text)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from playpen.errors import PlaypenError
-from playpen.registry import atomic_write_text
+from playpen.registry import append_entry
 
 DEMO_GAME_NAME = "wordecho"
 DEMO_GAME_DIR = Path(__file__).resolve().parents[1] / "examples" / "games" / DEMO_GAME_NAME
@@ -46,26 +46,15 @@ def write_game_registry(directory: str | Path) -> Path:
     """Write ``directory/game_registry.json`` so that clemcore finds the demo game; return its path.
 
     The entry is ``{"benchmark_path": "<absolute DEMO_GAME_DIR>"}``, which clemcore expands to the
-    game's ``clemgame.json`` (with an absolute ``game_path``). An existing registry file is kept:
-    the entry is appended to its list unless it is already there. clemcore reads the file from
+    game's ``clemgame.json`` (with an absolute ``game_path``). An existing registry file is kept
+    byte for byte: the entry is appended to its list unless it is already there. clemcore reads the file from
     the working directory of the process that runs the game, so ``directory`` is normally the one
     you call :func:`play` (or ``clem run``) from.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / GAME_REGISTRY_FILE
-    entry = {"benchmark_path": str(_demo_game_dir())}
-    entries: list = []
-    if path.exists():
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise PlaypenError(f"{path} is not valid JSON ({error}); fix or delete it") from None
-        if not isinstance(entries, list):
-            raise PlaypenError(f"{path} must hold a JSON list of game entries, like [{json.dumps(entry)}]")
-    if entry not in entries:
-        entries.append(entry)
-    atomic_write_text(path, json.dumps(entries, indent=2) + "\n")
+    append_entry({"benchmark_path": str(_demo_game_dir())}, path)
     return path
 
 

@@ -68,11 +68,13 @@ def test_game_files_are_a_clemgame():
 def test_write_game_registry_keeps_other_entries(tmp_path):
     from clemcore.clemgame import GameRegistry
 
-    (tmp_path / "game_registry.json").write_text(json.dumps([{"benchmark_path": "/elsewhere/clembench"}]))
+    mine = '[{"benchmark_path": "/elsewhere/clembench",   "note": "mine"}'  # formatted by hand
+    (tmp_path / "game_registry.json").write_text(mine + "]\n")
     path = write_game_registry(tmp_path)
     write_game_registry(tmp_path)  # idempotent
-    assert _load_json(path) == [{"benchmark_path": "/elsewhere/clembench"},
+    assert _load_json(path) == [{"benchmark_path": "/elsewhere/clembench", "note": "mine"},
                                 {"benchmark_path": str(DEMO_GAME_DIR)}]
+    assert path.read_text().startswith(mine + ",")  # the user's bytes are kept as they were
     spec = GameRegistry.from_directories_and_cwd_files().get_game_spec(DEMO_GAME_NAME)
     assert Path(spec.game_path) == DEMO_GAME_DIR
 
