@@ -179,13 +179,16 @@ def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path,
              experiment: str | None = None, instances: str | None = None, batch_size: int = 1,
              skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
     """Evaluate each model on the selected games into ``results_dir``; write ``<model>.val.json``."""
+    from clemcore.backends import ModelSpec
+
     from playpen.clemcore_bridge import install_plugin_backends, model_registry
 
     install_plugin_backends()
     registry = model_registry()
     specs = {}
     for name in models:
-        matches = [spec for spec in registry if spec["model_name"] == name]
+        selector = ModelSpec.from_name(name)  # 'mock'/'programmatic': clemcore's scripted players, as in clem run
+        matches = [selector] if selector.is_programmatic() else [spec for spec in registry if spec["model_name"] == name]
         if not matches:
             raise PlaypenError(f"unknown model '{name}'; see 'playpen list models'")
         specs[name] = matches[0]

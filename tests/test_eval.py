@@ -293,6 +293,33 @@ def test_skip_gameplay_scores_what_is_there_and_fails_what_is_missing(workdir, p
                                                       "(gameplay was skipped)")
 
 
+def set_benchmark(workdir: Path, game: str, benchmark: str) -> None:
+    spec_file = workdir / "games" / game / "clemgame.json"
+    spec_file.write_text(json.dumps(dict(json.loads(spec_file.read_text()), benchmark=[benchmark])))
+
+
+def test_suite_all_reports_clemscore_and_statscore_from_their_own_games(workdir, playpen):
+    """clemscore comes from the benchmark 2.0 games, statscore from the static_1.0 games."""
+    add_game_variant(workdir, "clemecho", "pass")
+    # the static copy appends an 'x' to every word it asks for: the expert echoes it and fails round one
+    add_game_variant(workdir, "staticecho", "self.experiment = dict(self.experiment, "
+                     "round_prompt=self.experiment['round_prompt'].replace('$WORD$', '$WORD$x'))")
+    set_benchmark(workdir, "clemecho", "2.0")
+    set_benchmark(workdir, "staticecho", "static_1.0")
+    result = playpen("eval", "mock", "--suite", "all", "-i", "instances_heldout", "-r", "ev")
+    assert result.code == 0, result
+    val = json.loads((workdir / "ev" / "mock.val.json").read_text())
+    assert val["suites"]["clem"]["games"] == ["clemecho"] and val["suites"]["static"]["games"] == ["staticecho"]
+    assert val["games"]["clemecho"]["quality score"] == 100.0 and val["games"]["staticecho"]["% played"] == 100.0
+    assert val["games"]["staticecho"]["quality score"] == 0.0
+    assert (val["clemscore"], val["statscore"]) == (100.0, 0.0)
+    assert "wordecho" not in val["games"]  # benchmark playpen-demo is in neither suite
+    static = playpen("eval", "mock", "--suite", "static", "-i", "instances_heldout", "-r", "ev")
+    assert static.code == 0, static
+    val = json.loads((workdir / "ev" / "mock.val.json").read_text())
+    assert val["statscore"] == 0.0 and val["clemscore"] is None and list(val["games"]) == ["staticecho"]
+
+
 def test_no_games_is_a_clear_error(workdir, playpen):
     before = snapshot(workdir)
     result = playpen("eval", "tiny")
