@@ -19,7 +19,6 @@ import json
 from pathlib import Path
 
 
-
 def episode_key(row: dict) -> tuple[str, int]:
     """(experiment, game_id) of one clemcore instance row."""
     return row["experiment"]["name"], int(row["game_instance"]["game_id"])
@@ -71,14 +70,14 @@ def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args:
 
     results_dir = Path(results_dir)
     run_dir = Model.to_identifier([spec.model_name for spec in model_specs])  # clemcore's folder: ``a--b``
-    todo = {spec["game_name"]: selected_episodes(spec, instances, experiment)
-            - scored_episodes(results_dir, run_dir, spec["game_name"]) for spec in game_specs}
+    wanted = {spec["game_name"]: selected_episodes(spec, instances, experiment) for spec in game_specs}
+    todo = {name: episodes - scored_episodes(results_dir, run_dir, name) for name, episodes in wanted.items()}
     for name in (name for name, episodes in todo.items() if not episodes):
         print(f"  all selected episodes of {name} were already played; scoring only")
     played = {name: "gameplay was skipped" if episodes and not play else None for name, episodes in todo.items()}
     if play and any(todo.values()):
         played = _play_all(model_specs, game_specs, todo, results_dir, run_dir, gen_args, batch_size)
-    return {spec["game_name"]: _score_and_count(spec, results_dir, run_dir, instances, experiment,
+    return {spec["game_name"]: _score_and_count(spec["game_name"], results_dir, run_dir, wanted[spec["game_name"]],
                                                 played[spec["game_name"]]) for spec in game_specs}
 
 
@@ -133,17 +132,14 @@ def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: 
     return None
 
 
-def _score_and_count(game_spec, results_dir: Path, run_dir: str, instances: str | None, experiment: str | None,
-                     problem: str | None) -> str | None:
-    """Score the game's episodes with clemcore; return what failed, judged by the ``scores.json`` files."""
+def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, problem: str | None) -> str | None:
+    """Score the game's episodes with clemcore; return what failed, judged by the ``scores.json`` of ``wanted``."""
     import clemcore.cli as clem
 
-    name = game_spec["game_name"]
     try:
         clem.score(name, results_dir=str(results_dir / run_dir))
     except SystemExit:  # clemcore.cli.score logs the exception, then sys.exit(1)
         problem = problem or "clemcore reported an error while scoring"
-    wanted = selected_episodes(game_spec, instances, experiment)
     missing = sorted(wanted - scored_episodes(results_dir, run_dir, name))
     if not missing:
         return problem
