@@ -188,7 +188,8 @@ def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path,
     specs = {}
     for name in models:
         selector = ModelSpec.from_name(name)  # 'mock'/'programmatic': clemcore's scripted players, as in clem run
-        matches = [selector] if selector.is_programmatic() else [spec for spec in registry if spec["model_name"] == name]
+        matches = ([selector] if selector.is_programmatic()
+                   else [spec for spec in registry if spec["model_name"] == name])
         if not matches:
             raise PlaypenError(f"unknown model '{name}'; see 'playpen list models'")
         specs[name] = matches[0]
@@ -210,8 +211,8 @@ def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path,
         problems = play_games([spec], playable, results_dir, gen_args, instances=instances,
                               experiment=experiment, batch_size=batch_size, play=not skip_gameplay)
         failures[name] = {game: problem for game, problem in problems.items() if problem}
-    scored = {name: {game: {key: path for key, path in scores_files(results_dir, name, game).items() if key in episodes}
-                     for game, episodes in wanted.items()} for name in models}
+    scored = {name: {game: {key: path for key, path in scores_files(results_dir, name, game).items()
+                            if key in episodes} for game, episodes in wanted.items()} for name in models}
     table = clemcore_table(results_dir, scored)
     evaluations = {}
     for name in models:
