@@ -9,11 +9,16 @@ from pathlib import Path
 
 def _register(args) -> None:
     from playpen.learning import resolve_model
+    from playpen_tune.manifest import trained_quantization
     from playpen_tune.registration import register_adapter
 
     action, entry = register_adapter(args.name, resolve_model(args.base), Path(args.adapter),
                                      allow_pickle=args.allow_pickle, overwrite=args.overwrite)
     print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json")
+    if trained_quantization(Path(args.adapter)) is None:
+        print(f"note: {args.adapter} has no playpen_run.json saying how it was trained, so the entry loads the "
+              f"base as playpen trains it: {entry['model_config']['quantization']}; edit model_config.quantization "
+              f"in ./model_registry.json if the adapter was trained on another quantization")
 
 
 def _install_backend(args) -> None:

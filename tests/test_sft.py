@@ -279,6 +279,34 @@ def test_register_command_writes_the_same_entry_as_after_learn(playpen, workdir,
     assert [e["model_name"] for e in json.loads((workdir / "model_registry.json").read_text())].count("again") == 1
 
 
+def test_a_checkpoint_registers_with_the_quantization_it_was_trained_with(playpen, workdir, sft_file):
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "4", *FAST,
+                     "--save_steps", "2", "--bnb_4bit_quant_type", "fp4")
+    assert result.code == 0, result
+    run = workdir / "models" / "tiny-sft_qlora"
+    trained = json.loads((run / "playpen_run.json").read_text())["quantization"]
+    checkpoint = json.loads((run / "checkpoint-2" / "playpen_run.json").read_text())
+    assert checkpoint["checkpoint"] == {"step": 2, "run_dir": str(run)} and checkpoint["quantization"] == trained
+    assert playpen("register", "tiny-step2", "--base", "tiny", "--adapter", run / "checkpoint-2").code == 0
+    entries = {e["model_name"]: e for e in json.loads((workdir / "model_registry.json").read_text())}
+    expected = {k: v for k, v in trained.items() if k != "prequantized"}
+    assert entries["tiny-step2"]["model_config"]["quantization"] == expected
+    assert expected["bnb_4bit_quant_type"] == "fp4" and expected["bnb_4bit_compute_dtype"] == "float32"
+    assert isinstance(generate_with_backend("tiny-step2"), str)
+
+
+def test_registering_an_adapter_without_manifest_says_what_it_assumes(playpen, workdir, sft_file):
+    assert playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "2", *FAST).code == 0
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    for file in (workdir / "models" / "tiny-sft_qlora").glob("*"):
+        if file.is_file() and file.name != "playpen_run.json":
+            (elsewhere / file.name).write_bytes(file.read_bytes())
+    result = playpen("register", "foreign", "--base", "tiny", "--adapter", elsewhere)
+    assert result.code == 0, result
+    assert "has no playpen_run.json" in result.out and "'bnb_4bit_quant_type': 'nf4'" in result.out
+
+
 def test_overwrite_moves_the_earlier_run_aside(playpen, workdir, sft_file):
     args = ["learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "2", *FAST,
             "--save_steps", "1"]

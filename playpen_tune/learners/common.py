@@ -340,6 +340,7 @@ def train_and_finish(run: PreparedRun, before_save=None) -> LearnerResult:
     the checkpoint's) and after it, as ``first_eval_loss`` and ``final_eval_loss``.
     ``before_save(run)``, if given, runs after training and before anything is saved.
     """
+    run.trainer.add_callback(checkpoint_manifest_callback(run.record))
     held_out = run.trainer.eval_dataset is not None
     if held_out and run.resume_from is None:
         run.record.metrics["first_eval_loss"] = run.trainer.evaluate()["eval_loss"]
@@ -378,6 +379,38 @@ def quantized_modules(model) -> dict:
     return counts
 
 
+def _what_was_trained(record: RunRecord) -> dict:
+    """The manifest keys that say how to load what a run trained: learner, base, quantization, LoRA."""
+    return {
+        "format": 1,
+        "learner": {"name": record.learner, "version": manifest_io.library_versions()["playpen-tune"]},
+        "name": record.request.name,
+        "base_model": without_secrets(record.request.model),
+        "quantization": record.quantization,
+        "lora": record.lora,
+    }
+
+
+def checkpoint_manifest_callback(record: RunRecord):
+    """A TrainerCallback that writes a short manifest into every ``checkpoint-*`` it saves.
+
+    It holds what loading needs (base, quantization, LoRA) plus the step, so that a checkpoint
+    (``playpen register NAME --base MODEL --adapter RUN/checkpoint-N``, or ``-m`` of a later learn)
+    loads exactly as trained, even if the run never finished.
+    """
+    from transformers import TrainerCallback
+
+    class CheckpointManifest(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and checkpoint.is_dir():
+                manifest_io.write_manifest(checkpoint, {**_what_was_trained(record), "checkpoint": {
+                    "step": state.global_step, "run_dir": str(record.request.output_dir.resolve())}})
+            return control
+
+    return CheckpointManifest()
+
+
 def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
     """Save adapter + tokenizer into the output dir, write the manifest, build the result.
 
@@ -398,13 +431,8 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
     metrics.update(record.metrics)
     request = record.request
     manifest = {
-        "format": 1,
-        "learner": {"name": record.learner, "version": manifest_io.library_versions()["playpen-tune"]},
-        "name": request.name,
-        "base_model": without_secrets(request.model),
+        **_what_was_trained(record),
         "config": without_secrets(config_to_dict(request.config)),
-        "quantization": record.quantization,
-        "lora": record.lora,
         "quantized_modules": quantized_modules(trainer.model),
         "data": record.data,
         "seed": request.config.seed,
