@@ -109,6 +109,8 @@ def test_held_out_loss_is_measured_before_during_and_after_training(playpen, wor
     best = min(history, key=lambda entry: entry["eval_loss"])
     assert (metrics["best_eval_loss"], metrics["best_eval_step"]) == (best["eval_loss"], best["step"])
     assert f"held-out loss: {metrics['first_eval_loss']:.4f} before training" in result.out
+    hint = f"models/tiny-sft_qlora/checkpoint-{best['step']} holds the lowest; to play it: playpen register"
+    assert (hint in result.out) == (best["step"] != 20)  # checkpoints every 10 steps (FAST)
     assert metrics["final_eval_loss"] < metrics["first_eval_loss"] - 0.1  # held-out loss went down too
 
 

@@ -366,6 +366,10 @@ def report_held_out_loss(run: PreparedRun) -> None:
     before = f"{metrics['first_eval_loss']:.4f} before training, " if "first_eval_loss" in metrics else ""
     print(f"held-out loss: {before}{metrics['final_eval_loss']:.4f} at the end (step {evaluated[-1]['step']}), "
           f"lowest {best['eval_loss']:.4f} at step {best['step']}")
+    checkpoint = run.record.request.output_dir / f"checkpoint-{best['step']}"
+    if best["step"] != evaluated[-1]["step"] and checkpoint.is_dir():
+        print(f"  {checkpoint} holds the lowest; to play it: playpen register <name> --base "
+              f"{run.record.request.model['model_name']} --adapter {checkpoint}")
 
 
 def quantized_modules(model) -> dict:
