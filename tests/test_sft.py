@@ -102,6 +102,7 @@ def test_held_out_loss_is_measured_before_during_and_after_training(playpen, wor
     assert manifest["data"]["held_out"] == {"held_out_fraction": 0.25, "total": 12, "seed": 42,
                                             "drawn_from": manifest["data"]["fingerprint"]}
     assert manifest["examples_trained"] == 36  # the 12 held-out examples are never trained on
+    assert "held-out: 12 of the 48 examples (--eval_fraction 0.25, --seed 42)" in result.out
     history = manifest["eval_loss_history"]
     assert [entry["step"] for entry in history] == [10, 20]  # every --eval_steps; the last one is the final
     metrics = manifest["metrics"]
@@ -125,6 +126,7 @@ def test_held_out_dataset_is_loaded_like_the_training_data(playpen, workdir, sft
     assert held_out["total"] == 12 and held_out["sources"][0]["source"] == "heldout.json"
     assert len(held_out["fingerprint"]) == 64 and held_out["fingerprint"] != manifest["data"]["fingerprint"]
     assert manifest["examples_trained"] == 48
+    assert "held-out data: 12 examples" in result.out
     assert [entry["step"] for entry in manifest["eval_loss_history"]] == [3]  # measured once more at the end
     assert math.isfinite(manifest["metrics"]["first_eval_loss"])
 

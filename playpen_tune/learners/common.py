@@ -179,6 +179,8 @@ def held_out_split(config, dataset, report, load):
         if held_out_report.format != report.format:
             raise PlaypenError(f"--eval_dataset rows are {held_out_report.format}, the --dataset rows "
                                f"{report.format}; give both in one format")
+        for line in held_out_report.lines():
+            print(f"held-out {line}")
         return dataset, held_out, held_out_report.to_dict()
     if not config.eval_fraction:
         return dataset, None, None
@@ -187,6 +189,7 @@ def held_out_split(config, dataset, report, load):
         raise PlaypenError(f"--eval_fraction {config.eval_fraction} of {len(dataset)} examples holds out {size}; "
                            f"choose a fraction that holds out at least one and leaves some to train on")
     split = dataset.train_test_split(test_size=size, seed=config.seed)
+    print(f"held-out: {size} of the {len(dataset)} examples (--eval_fraction {config.eval_fraction}, --seed {config.seed})")
     return split["train"], split["test"], {"held_out_fraction": config.eval_fraction, "total": size,
                                            "seed": config.seed, "drawn_from": report.fingerprint}
 

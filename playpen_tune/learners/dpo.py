@@ -64,6 +64,7 @@ class DPOQLoRALearner(Learner):
             raise PlaypenError(f"--max_prompt_length must be > 0 and smaller than --max_length ({config.max_length}) "
                                f"so that the completions keep tokens, got {config.max_prompt_length}")
         resume_from = common.check_output_dir(request)
+
         def load(sources):
             return load_preference_dataset(sources, split=config.dataset_split, games=config.games or None,
                                            roles=config.roles or None, min_score_gap=config.min_score_gap)
