@@ -167,13 +167,22 @@ def with_chat_template_kwargs(dataset, model: dict):
     return dataset, kwargs
 
 
-def held_out_split(config, dataset, report, load):
-    """Choose the held-out set: ``--eval_dataset`` or ``--eval_fraction`` of ``dataset``, or none.
+def load_training_data(config, load):
+    """Load ``--dataset`` with ``load(sources) -> (dataset, DataReport)`` (the learner's loader with its
+    filters), print what went in, and set the held-out set aside.
 
-    ``load(sources)`` is the learner's own loader with the training filters, returning
-    ``(dataset, DataReport)``. Returns ``(train rows, held-out rows or None, manifest record or None)``;
-    the held-out rows are never trained on.
+    Returns ``(train rows, DataReport of --dataset, held-out rows or None, manifest record or None)``.
     """
+    dataset, report = load(config.dataset)
+    for line in report.lines():
+        print(line)
+    dataset, held_out, held_out_record = _held_out_split(config, dataset, report, load)
+    return dataset, report, held_out, held_out_record
+
+
+def _held_out_split(config, dataset, report, load):
+    """Choose the held-out set: ``--eval_dataset`` (loaded with ``load``) or ``--eval_fraction`` of
+    ``dataset``, or none. The held-out rows are never trained on."""
     if config.eval_dataset:
         held_out, held_out_report = load(config.eval_dataset)
         if held_out_report.format != report.format:

@@ -69,10 +69,7 @@ class DPOQLoRALearner(Learner):
             return load_preference_dataset(sources, split=config.dataset_split, games=config.games or None,
                                            roles=config.roles or None, min_score_gap=config.min_score_gap)
 
-        dataset, report = load(config.dataset)
-        for line in report.lines():
-            print(line)
-        dataset, held_out, held_out_record = common.held_out_split(config, dataset, report, load)
+        dataset, report, held_out, held_out_record = common.load_training_data(config, load)
         tokenizer = common.load_tokenizer(request.model, config)
         dataset, data_format = as_conversations(dataset, report.format, tokenizer, request.model)
         if held_out is not None:

@@ -41,14 +41,12 @@ class SFTQLoRALearner(Learner):
             raise PlaypenError("--padding_free without --packing cannot truncate to --max_length in TRL 1.x; "
                                "pass --packing true as well, or drop --padding_free")
         resume_from = common.check_output_dir(request)
+
         def load(sources):
             return load_sft_dataset(sources, split=config.dataset_split, games=config.games or None,
                                     roles=config.roles or None, outcomes=config.outcomes)
 
-        dataset, report = load(config.dataset)
-        for line in report.lines():
-            print(line)
-        dataset, held_out, held_out_record = common.held_out_split(config, dataset, report, load)
+        dataset, report, held_out, held_out_record = common.load_training_data(config, load)
         conversational = "messages" in dataset.column_names
         if conversational:
             dataset, _ = common.with_chat_template_kwargs(dataset, request.model)
