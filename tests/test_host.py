@@ -132,19 +132,18 @@ def test_every_config_field_has_help():
         assert field.metadata.get("help"), field.name
 
 
-def test_custom_learner_package_installs_and_runs(tmp_path, shared_data):
+def test_custom_learner_package_installs_and_runs(tmp_path, evaluation_files):
     """pip-installs examples/custom_learner into a target dir and drives it through the real CLI."""
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(REPO / "examples" / "custom_learner")], check=True)
-    env = dict(os.environ, PYTHONPATH=str(target))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH")) if p))
     run = lambda *a: subprocess.run([sys.executable, "-m", "playpen", *a], env=env, cwd=tmp_path,
                                     capture_output=True, text=True)
     listing = run("list", "learners")
     assert "wordcount" in listing.stdout and "playpen-wordcount 0.1.0" in listing.stdout
     data = tmp_path / "chats.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in json.loads(
-        (shared_data / "clembench-evaluation" / "sft_dataset_509.json").read_text())[:20]))
+    data.write_text("\n".join(json.dumps(r) for r in json.loads(evaluation_files["sft"].read_text())[:20]))
     model_dir = tmp_path / "somemodel"
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")

@@ -18,8 +18,8 @@ FAST = ["--max_length", "192", "--per_device_train_batch_size", "4", "--gradient
 
 
 @pytest.fixture
-def sft_file(workdir, shared_data) -> Path:
-    rows = json.loads((shared_data / "clembench-evaluation" / "sft_dataset_559.json").read_text())[:48]
+def sft_file(workdir, evaluation_files) -> Path:
+    rows = json.loads(evaluation_files["sft"].read_text())[:48]
     path = workdir / "sft.json"
     path.write_text(json.dumps(rows))
     return path
@@ -81,17 +81,20 @@ def test_sft_on_clembench_evaluation_file(playpen, workdir, sft_file, base):
     assert isinstance(generate_with_backend(f"{base}-sft_qlora"), str)
 
 
-def test_sft_on_transcripts_dir(playpen, workdir, shared_data):
-    transcripts = shared_data / "clembench-transcripts" / "results"
-    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", transcripts, "--max_steps", "20",
-                     "--roles", "InstructionGiver", *FAST, "--max_length", "1024")
+def test_sft_on_transcripts_dir(playpen, workdir, relay_results):
+    from tests.fixture_data import relay_instances
+
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", relay_results, "--max_steps", "20",
+                     "--roles", "Describer", *FAST, "--max_length", "1024")
     assert result.code == 0, result
     manifest = assert_trained(workdir, "tiny-sft_qlora", "tiny")
     source = manifest["data"]["sources"][0]
     assert source["kind"] == "transcripts"
-    assert source["examples"] == 29  # successful episodes, one giver conversation each
-    assert source["dropped"]["roles"] == 90 and source["dropped"]["outcomes"] == 61
-    assert manifest["examples_trained"] == 29
+    instances = relay_instances()  # the scripted guesser picks the first candidate with the target's letter
+    won = sum(next(c for c in i["candidates"] if c[0] == i["target"][0]) == i["target"] for i in instances)
+    assert source["examples"] == won  # successful episodes, one describer conversation each
+    assert source["dropped"]["roles"] == len(instances) and source["dropped"]["outcomes"] == len(instances) - won
+    assert manifest["examples_trained"] == won
 
 
 def test_held_out_loss_is_measured_before_during_and_after_training(playpen, workdir, sft_file):
@@ -115,8 +118,8 @@ def test_held_out_loss_is_measured_before_during_and_after_training(playpen, wor
     assert metrics["final_eval_loss"] < metrics["first_eval_loss"] - 0.1  # held-out loss went down too
 
 
-def test_held_out_dataset_is_loaded_like_the_training_data(playpen, workdir, sft_file, shared_data):
-    rows = json.loads((shared_data / "clembench-evaluation" / "sft_dataset_559.json").read_text())[48:60]
+def test_held_out_dataset_is_loaded_like_the_training_data(playpen, workdir, sft_file, evaluation_files):
+    rows = json.loads(evaluation_files["sft"].read_text())[48:60]
     (workdir / "heldout.json").write_text(json.dumps(rows))
     result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "3", *FAST,
                      "--eval_dataset", "heldout.json")
@@ -131,9 +134,8 @@ def test_held_out_dataset_is_loaded_like_the_training_data(playpen, workdir, sft
     assert math.isfinite(manifest["metrics"]["first_eval_loss"])
 
 
-def test_truncating_away_every_answer_is_a_user_error(playpen, workdir, shared_data):
-    transcripts = shared_data / "clembench-transcripts" / "results"
-    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", transcripts, "--max_length", "32")
+def test_truncating_away_every_answer_is_a_user_error(playpen, workdir, relay_results):
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", relay_results, "--max_length", "32")
     assert result.code == 2 and "raise --max_length" in result.err
     assert not (workdir / "models").exists()
 
@@ -216,17 +218,16 @@ def test_legacy_yaml_contradiction(playpen, workdir, sft_file):
 
 
 @pytest.mark.parametrize("make_args, message", [
-    (lambda d: ["--dataset", d / "sft.json", "--lora_rank", "8"], "unknown config field 'lora_rank' on the command line; did you mean 'lora_r'"),
-    (lambda d: ["--dataset", d / "sft.json", "--lora_r", "eight"], "--lora_r expects a int value"),
-    (lambda d: ["--dataset", d / "missing.json"], "missing.json"),
-    (lambda d: ["--dataset", d / "bad.jsonl"], "bad.jsonl:2"),
-    (lambda d: ["--dataset", Path(__file__).resolve().parents[2] / "shared/data/clembench-transcripts/results",
-                "--games", "wordle"], "games"),
+    (lambda d, r: ["--dataset", d / "sft.json", "--lora_rank", "8"], "unknown config field 'lora_rank' on the command line; did you mean 'lora_r'"),
+    (lambda d, r: ["--dataset", d / "sft.json", "--lora_r", "eight"], "--lora_r expects a int value"),
+    (lambda d, r: ["--dataset", d / "missing.json"], "missing.json"),
+    (lambda d, r: ["--dataset", d / "bad.jsonl"], "bad.jsonl:2"),
+    (lambda d, r: ["--dataset", r, "--games", "wordle"], "--games wordle dropped all"),
 ])
-def test_user_errors_exit_2_and_write_nothing(playpen, workdir, sft_file, make_args, message):
+def test_user_errors_exit_2_and_write_nothing(playpen, workdir, sft_file, relay_results, make_args, message):
     (workdir / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [\n')
     before = snapshot(workdir)
-    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--max_steps", "2", *make_args(workdir))
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--max_steps", "2", *make_args(workdir, relay_results))
     assert result.code == 2, result
     assert message in result.err and "Traceback" not in result.err
     assert len(result.err.strip().splitlines()) == 1
