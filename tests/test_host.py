@@ -303,13 +303,49 @@ def test_bad_trainer_files_are_user_errors(playpen, tmp_path, source, message):
     assert "Traceback" not in result.err
 
 
+# the legacy tuning.py keys and the fields they set (written out here, not imported from the translator)
+LEGACY_NAMES = {"max_seq_length.length": "max_length", "low_rank_matrice.size": "lora_r",
+                "influence.rate": "lora_alpha", "dropout.rate": "lora_dropout",
+                "training.learning_rate": "learning_rate", "training.batch_size": "per_device_train_batch_size",
+                "training.grad_acc_steps": "gradient_accumulation_steps", "training.max_training_steps": "max_steps",
+                "training.warmup_steps": "warmup_steps", "sft_dataset.name": "dataset"}
+# legacy keys that only describe the run (the model comes from -m; SFT has no beta)
+LEGACY_INFORMATIONAL = {"tuning.type", "base_model.name", "sft_model.name", "preference_dataset.name", "training.beta"}
+
+
+def _leaves(raw: dict) -> dict:
+    """``{"section.key": value}`` for nested legacy sections, ``{key: value}`` for flat keys."""
+    return {f"{key}.{sub}" if isinstance(value, dict) else key: leaf
+            for key, value in raw.items() for sub, leaf in (value.items() if isinstance(value, dict) else [(None, value)])}
+
+
 @pytest.mark.parametrize("learner, file", [("sft_qlora", "sft.yaml"), ("sft_qlora", "legacy_sft.yaml"),
                                            ("dpo_qlora", "dpo.yaml")])
 def test_shipped_example_configs_build(learner, file):
-    """examples/configs/*.yaml stay valid for the learner they are written for (read as `-c` reads them)."""
+    """examples/configs/*.yaml stay valid for the learner they are written for (read as `-c` reads them):
+    every key lands in the built config with its value (legacy keys under their new names), and a
+    key the learner does not know is refused."""
     from playpen.learners import get_learner
 
     _, learner_cls = get_learner(learner)
-    values, _ = learner_cls.translate_config(cfg.read_yaml(REPO / "examples" / "configs" / file))
+    raw = cfg.read_yaml(REPO / "examples" / "configs" / file)
+    values, _ = learner_cls.translate_config(raw)
     config = cfg.build_config(learner_cls.config_class, values)
-    assert config.dataset and config.max_steps > 0
+    leaves = _leaves(raw)
+    assert leaves
+    for key, value in leaves.items():
+        if file.startswith("legacy") and key in LEGACY_INFORMATIONAL:
+            continue
+        field = LEGACY_NAMES[key] if file.startswith("legacy") else key
+        built = getattr(config, field)
+        if field == "dataset":
+            assert [str(source) for source in built] == (value if isinstance(value, list) else [value]), key
+        elif isinstance(built, float):
+            assert built == pytest.approx(float(value)), key
+        else:
+            assert built == value, key
+
+    typo = ({**raw, "training": {**raw["training"], "batchsize": 4}} if file.startswith("legacy")
+            else {**raw, "lora_rank": 8})
+    with pytest.raises(PlaypenError, match="unknown (legacy )?config (key|field) '(training.batchsize|lora_rank)'"):
+        cfg.build_config(learner_cls.config_class, learner_cls.translate_config(typo)[0])
