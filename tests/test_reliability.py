@@ -30,6 +30,7 @@ def prepare_inputs(d: Path) -> None:
     (d / "legacy.yaml").write_text(LEGACY_CONTRADICTION)
     (d / "bad.yaml").write_text("learning_rate: [1e-4\n")
     (d / "legacy-flat.yaml").write_text("tuning:\n  type: sft\ntraining: 5\n")
+    (d / "legacy-typo.yaml").write_text("tuning:\n  type: sft\ntraining:\n  batchsize: 4\n")
     for name, base, files in (("wrongbase", "other/model", ["adapter_model.safetensors"]),
                               ("pickled", None, ["adapter_model.bin"])):
         adapter = d / name
@@ -86,6 +87,8 @@ CATALOGUE = [
     ("unknown optimizer", [*LEARN, "--dataset", "ok.json", "--optim", "adamw_fast"], "--optim 'adamw_fast' is not known"),
     ("non-finite value", [*LEARN, "--dataset", "ok.json", "--learning_rate", "nan"], "--learning_rate expects a float"),
     ("legacy section not a mapping", [*LEARN, "-c", "legacy-flat.yaml"], "config key 'training' must be a mapping"),
+    ("legacy key typo", [*LEARN, "-c", "legacy-typo.yaml"],
+     "unknown legacy config key 'training.batchsize'; did you mean 'training.batch_size'?"),
     ("eval unknown model", ["eval", "nosuchmodel"], "unknown model 'nosuchmodel'"),
     ("legacy contradiction", [*LEARN, "-c", "legacy.yaml"], "config sets learning_rate twice"),
     ("bad YAML", [*LEARN, "-c", "bad.yaml"], "is not valid YAML"),

@@ -56,16 +56,19 @@ def assert_trained(workdir: Path, name: str, base: str) -> dict:
 PROBE = [{"role": "user", "content": "List three words that start with the letter A."}]
 
 
-def load_directly(base: str, quantization: dict, adapter: Path | None):
+def load_directly(base: str, quantization: dict, adapter: Path | None, device):
     """The base in 4 bit (transformers + bitsandbytes), with the adapter on top (peft) unless None."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from playpen_tune.quantization import resolve_compute_dtype
+
+    dtype = getattr(torch, resolve_compute_dtype(quantization["bnb_4bit_compute_dtype"]))  # "auto": by device
     prequantized = "quantization_config" in json.loads((Path(base) / "config.json").read_text())
-    settings = dict(quantization, bnb_4bit_compute_dtype=getattr(torch, quantization["bnb_4bit_compute_dtype"]))
-    model = AutoModelForCausalLM.from_pretrained(
-        base, quantization_config=None if prequantized else BitsAndBytesConfig(**settings))
+    settings = {} if prequantized else {"quantization_config": BitsAndBytesConfig(
+        **dict(quantization, bnb_4bit_compute_dtype=dtype))}  # a pre-quantized checkpoint brings its own
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, device_map={"": str(device)}, **settings)
     return (PeftModel.from_pretrained(model, str(adapter)) if adapter else model).eval()
 
 
@@ -88,14 +91,15 @@ def assert_backend_plays_the_adapter(name: str) -> str:
 
     adapter, quantization = Path(spec.model_config["peft_model"]), spec.model_config["quantization"]
     tokenizer = AutoTokenizer.from_pretrained(adapter)
-    probe = tokenizer.apply_chat_template(PROBE, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    direct = load_directly(spec.huggingface_id, quantization, adapter)
-    bare = load_directly(spec.huggingface_id, quantization, None)
+    probe = tokenizer.apply_chat_template(PROBE, add_generation_prompt=True, return_tensors="pt",
+                                          return_dict=True).to(model.model.device)
+    direct = load_directly(spec.huggingface_id, quantization, adapter, model.model.device)
+    bare = load_directly(spec.huggingface_id, quantization, None, model.model.device)
     with torch.no_grad():
         logits = {label: m(**probe).logits for label, m in (("backend", model.model), ("direct", direct),
                                                               ("bare", bare))}
         greedy = direct.generate(**probe, do_sample=False, max_new_tokens=5)[0, probe["input_ids"].shape[1]:]
-    assert torch.equal(logits["backend"], logits["direct"])
+    assert torch.allclose(logits["backend"], logits["direct"], rtol=0, atol=1e-5)
     assert (logits["bare"] - logits["direct"]).abs().max() > 1e-3  # the adapter changes what the model says
     eot = tokenizer.eos_token
     assert text == tokenizer.decode(greedy).split(eot)[0].strip()  # clemcore culls from eos_to_cull on
@@ -353,9 +357,10 @@ def test_registering_an_adapter_without_manifest_says_what_it_assumes(playpen, w
     assert result.code == 0, result
     assert "has no playpen_run.json" in result.out and "'bnb_4bit_quant_type': 'nf4'" in result.out
     entry = {e["model_name"]: e for e in json.loads((workdir / "model_registry.json").read_text())}["foreign"]
-    assert entry["model_config"]["quantization"] == {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
-                                                     "bnb_4bit_use_double_quant": True,
-                                                     "bnb_4bit_compute_dtype": "float32"}
+    assumed = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+               "bnb_4bit_compute_dtype": "auto"}  # the learner's defaults; "auto" resolves on the device
+    assert entry["model_config"]["quantization"] == assumed
+    assert all(f"{key!r}: {value!r}" in result.out for key, value in assumed.items())
     assert_backend_plays_the_adapter("foreign")
 
 
