@@ -195,7 +195,7 @@ def fake_site(root: Path, dist: str, entry_points: str, modules: dict[str, str])
 
 
 def run_with_site(site: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(site))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
     return subprocess.run([sys.executable, "-m", "playpen", *argv], env=env, cwd=site,
                           capture_output=True, text=True)
 
