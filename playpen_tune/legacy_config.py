@@ -23,6 +23,8 @@ LEGACY_FIELDS = {
 }
 LEGACY_SECTIONS = {"tuning", "base_model", "sft_dataset", "sft_model", "preference_dataset",
                    *(section for section, _ in LEGACY_FIELDS)}
+LEGACY_KEYS = {*LEGACY_FIELDS, ("tuning", "type"), ("base_model", "name"), ("sft_dataset", "name"),
+               ("sft_model", "name"), ("preference_dataset", "name")}
 UNUSED = {None, "", "not_used", "none"}
 
 
@@ -41,6 +43,7 @@ def translate_legacy(raw: dict, tuning_type: str, dataset_section: str) -> tuple
         if not isinstance(raw[section], dict):
             raise PlaypenError(f"config key '{section}' must be a mapping in the legacy format (e.g. "
                                f"'{section}:' followed by indented keys), got {raw[section]!r}")
+    _refuse_unknown_keys(raw)
     out = {key: value for key, value in raw.items() if key not in LEGACY_SECTIONS}
 
     def put(field: str, value, origin: str) -> None:
@@ -69,3 +72,17 @@ def translate_legacy(raw: dict, tuning_type: str, dataset_section: str) -> tuple
     if "lora_dropout" in out and isinstance(out["lora_dropout"], float):
         notices.append("dropout.rate is used as a float (the old script truncated it to an int)")
     return out, notices
+
+
+def _refuse_unknown_keys(raw: dict) -> None:
+    """A key inside a legacy section that the old script did not read is a typo, not something to drop."""
+    import difflib
+
+    known = {f"{section}.{key}" for section, key in LEGACY_KEYS}
+    for section in sorted(LEGACY_SECTIONS & raw.keys()):
+        for key in raw[section]:
+            name = f"{section}.{key}"
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known))}"
+                raise PlaypenError(f"unknown legacy config key '{name}'; {hint}")

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny offline models (full precision and pre-quantized bnb-4bit), a working
+"""Shared fixtures: tiny offline models (full precision and pre-quantized bnb-4bit), test data made
+by code (clembench-evaluation style files, a results directory played by clemcore), a working
 directory with a model registry, and a helper that runs the real ``playpen`` CLI in-process."""
 from __future__ import annotations
 
@@ -12,14 +13,30 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SFT_ROWS = 60  # rows of the generated clembench-evaluation files
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    return SHARED_DATA
+def evaluation_files(tmp_path_factory) -> dict[str, Path]:
+    """``{"sft": sft.json, "dpo": dpo.json}``: SFT_ROWS rows each, in the clembench-evaluation formats."""
+    from tests.fixture_data import preference_rows, sft_rows, write_json
+
+    directory = tmp_path_factory.mktemp("clembench-evaluation")
+    return {"sft": write_json(directory / "sft.json", sft_rows(SFT_ROWS)),
+            "dpo": write_json(directory / "dpo.json", preference_rows(SFT_ROWS))}
+
+
+@pytest.fixture(scope="session")
+def relay_results(tmp_path_factory) -> Path:
+    """A clemcore results directory: every instance of the two-player test game ``relay``, played
+    and scored by clemcore with two ``mock`` players (see tests/data/games/relay/master.py).
+    Read only: tests that change episodes copy them first."""
+    from tests.fixture_data import play_relay
+
+    workdir = tmp_path_factory.mktemp("relay")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(workdir)  # clemcore reads game_registry.json from the working directory
+        return play_relay(workdir)
 
 
 @pytest.fixture(scope="session")

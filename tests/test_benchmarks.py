@@ -1,12 +1,15 @@
 """The benchmark scripts run (``--quick``, tiny inputs, in a subprocess) and write well-formed JSON.
 
 No timing is asserted: only that every script finishes, the keys are there, the numbers are
-finite and the ratios were computed. The statistics helpers are unit-tested directly.
+finite, and every reported summary, ratio and verdict is what the stored per-run values give
+(recomputed here with ``statistics``, not with the scripts' helpers). The statistics helpers are
+unit-tested directly.
 """
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +17,6 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _load_common():
@@ -30,10 +32,10 @@ def _load_common():
 common = _load_common()
 
 
-def run_script(name: str, tmp_path: Path, *args: str, timeout: int = 300) -> dict:
+def run_script(name: str, tmp_path: Path, *args: str, timeout: int = 300, env: dict | None = None) -> dict:
     out = tmp_path / f"{name}.json"
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"{name}.py"), "--out", str(out), *args],
-                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=timeout, cwd=tmp_path, env=env)
     assert done.returncode == 0, f"{name} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     document = json.loads(out.read_text())
     assert document["benchmark"] == name
@@ -58,6 +60,23 @@ def assert_ratio(comparison: dict) -> None:
     assert finite(comparison["ratio"]) and comparison["ratio"] > 0, comparison
     assert finite(comparison["paired_min"]) and finite(comparison["paired_max"]), comparison
     assert comparison["paired_min"] <= comparison["paired_max"]
+
+
+def assert_summary_of(stats: dict, values: list) -> None:
+    """``stats`` summarises exactly ``values`` (the per-run numbers stored next to it)."""
+    assert_summary(stats)
+    assert stats["values"] == values and stats["n"] == len(values)
+    assert stats["median"] == pytest.approx(statistics.median(values))
+    assert (stats["min"], stats["max"]) == (min(values), max(values))
+
+
+def assert_ratio_of(comparison: dict, numerator: list, denominator: list) -> None:
+    """``comparison`` is median over median of the per-run values, with the paired per-round min/max."""
+    assert_ratio(comparison)
+    paired = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    assert comparison["ratio"] == pytest.approx(statistics.median(numerator) / statistics.median(denominator))
+    assert (comparison["paired_min"], comparison["paired_max"]) == pytest.approx((min(paired), max(paired)))
+    assert comparison["pairs"] == len(paired)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -92,16 +111,17 @@ def test_json_has_no_nan(tmp_path):
 # ----------------------------------------------------------------------------- scripts
 
 def test_cli_latency(tmp_path):
-    document = run_script("cli_latency", tmp_path, "--quick", "--runs", "1")
-    seconds = document["results"]["seconds"]
+    document = run_script("cli_latency", tmp_path, "--quick", "--runs", "2")
+    results = document["results"]
+    seconds = results["seconds"]
     assert set(seconds) == {"playpen --help", "playpen list learners", "clem --help"}
     for stats in seconds.values():
-        assert_summary(stats)
-    assert set(document["results"]["ratios"]) == {"clem --help / playpen --help",
-                                                   "clem --help / playpen list learners"}
-    for comparison in document["results"]["ratios"].values():
-        assert_ratio(comparison)
-    assert isinstance(document["results"]["target_met"], bool)
+        assert len(stats["values"]) == 2
+        assert_summary_of(stats, stats["values"])
+    assert set(results["ratios"]) == {"clem --help / playpen --help", "clem --help / playpen list learners"}
+    for name, comparison in results["ratios"].items():
+        assert_ratio_of(comparison, seconds["clem --help"]["values"], seconds[name.split(" / ")[1]]["values"])
+    assert results["target_met"] is all(c["ratio"] >= results["target_ratio"] for c in results["ratios"].values())
 
 
 def test_gpu_qlora_skips_without_cuda(tmp_path):
@@ -132,21 +152,35 @@ def test_gpu_qlora_smoke(tmp_path):
 def test_learner_overhead(tmp_path):
     document = run_script("learner_overhead", tmp_path, "--quick", "--steps", "3", "--examples", "12")
     results = document["results"]
+    runs = results["runs"]
+    per_run = {variant: {m: [run[m] for run in runs[variant]] for m in ("end_to_end_s", "train_s", "setup_s",
+                                                                         "finish_s")} for variant in runs}
+    assert set(runs) == {"playpen", "trl"} and len(runs["playpen"]) == len(runs["trl"]) >= 1
     for variant in ("playpen", "trl"):
-        for measure in ("end_to_end_s", "train_s", "setup_s", "finish_s"):
-            assert_summary(results["seconds"][variant][measure])
+        for measure, values in per_run[variant].items():
+            assert_summary_of(results["seconds"][variant][measure], values)
+        assert results["losses_first_run"][variant] == runs[variant][0]["losses"]
         assert len(results["losses_first_run"][variant]) >= 1
     for measure in ("end_to_end_s", "train_s"):
-        assert_ratio(results["ratios"][measure])
-    assert finite(results["overhead_s"]["median"])
+        assert_ratio_of(results["ratios"][measure], per_run["playpen"][measure], per_run["trl"][measure])
+        assert results["target_met"][measure] is (results["ratios"][measure]["ratio"] <= results["target_ratio"])
+    differences = [p - t for p, t in zip(per_run["playpen"]["end_to_end_s"], per_run["trl"]["end_to_end_s"])]
+    assert results["overhead_s"]["median"] == pytest.approx(statistics.median(differences))
     assert document["config"]["max_steps"] == 3
 
 
 @pytest.mark.slow
-def test_packing(tmp_path):
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA}")
-    document = run_script("packing", tmp_path, "--quick", "--limit", "40", "--max_length", "320")
+def test_packing(tmp_path, evaluation_files, relay_results):
+    """On the fixtures' data, laid out as the benchmark expects its data directory."""
+    import os
+    import shutil
+
+    data = tmp_path / "data"
+    (data / "clembench-evaluation").mkdir(parents=True)
+    shutil.copyfile(evaluation_files["sft"], data / "clembench-evaluation" / "sft_dataset_559.json")
+    shutil.copytree(relay_results, data / "clembench-transcripts" / "results")
+    document = run_script("packing", tmp_path, "--quick", "--limit", "40", "--max_length", "320",
+                          env=dict(os.environ, PLAYPEN_SHARED_DATA=str(data)))
     results = document["results"]
     assert set(results["stats"]) == {"padded", "packing", "padding_free"}
     for stats in results["stats"].values():
@@ -169,10 +203,13 @@ def test_packing(tmp_path):
 def test_eval_throughput(tmp_path):
     document = run_script("eval_throughput", tmp_path, "--quick", "--batch_sizes", "1,4")
     results = document["results"]
-    assert set(results["stats"]) == {"batch 1", "batch 4"}
-    for stats in results["stats"].values():
-        assert_summary(stats["episodes_per_min"])
+    rates = {name: [run["episodes_per_min"] for run in runs] for name, runs in results["runs"].items()}
+    assert set(results["stats"]) == set(rates) == {"batch 1", "batch 4"} and results["baseline"] == "batch 1"
+    for name, stats in results["stats"].items():
+        assert_summary_of(stats["episodes_per_min"], rates[name])
         assert stats["episodes"]["median"] == 12  # instances_heldout
-    assert_ratio(results["ratios_vs_baseline"]["batch 4"])
+    assert_ratio_of(results["ratios_vs_baseline"]["batch 4"], rates["batch 4"], rates["batch 1"])
     assert 0 <= results["identical_responses_vs_baseline"]["batch 4"] <= 1
-    assert results["recommended_batch_size"] in (1, 4)
+    # the smallest batch size whose median rate is within 5% of the fastest median
+    medians = {int(name.split()[-1]): statistics.median(values) for name, values in rates.items()}
+    assert results["recommended_batch_size"] == min(b for b, m in medians.items() if m >= 0.95 * max(medians.values()))

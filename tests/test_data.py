@@ -1,4 +1,5 @@
-"""playpen_tune.data on the real shared data (offline, fast)."""
+"""playpen_tune.data on clembench-evaluation files and a clemcore results directory made by the
+fixtures (the two-player test game ``relay`` played by clemcore's scripted players; offline, fast)."""
 
 import hashlib
 import json
@@ -21,56 +22,73 @@ from playpen_tune.data import (
     source_kind,
 )
 from playpen_tune.data import sources
+from tests.conftest import SFT_ROWS
+from tests.fixture_data import RELAY_RUN_DIR, relay_instances
 
-DATA = Path("/work/shared/data")
-SFT_FILE = DATA / "clembench-evaluation/sft_dataset_559.json"
-DPO_FILE = DATA / "clembench-evaluation/dpo_dataset_559.json"
-RESULTS = DATA / "clembench-transcripts/results"
-EPISODES = RESULTS / "mock--mock/referencegame/number_grids"
+# What the scripted relay players do, computed from the instance file (not from the transcripts):
+# the guesser picks the first candidate with the target's first letter.
+INSTANCES = relay_instances()
+WON = [next(c for c in i["candidates"] if c[0] == i["target"][0]) == i["target"] for i in INSTANCES]
+EPISODES_PLAYED, SUCCESSES = len(INSTANCES), sum(WON)
+FAILURES = EPISODES_PLAYED - SUCCESSES
+ROLES = ("Describer", "Guesser")  # both players are models (mock); only the GM is programmatic
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared data not available")
+
+@pytest.fixture
+def sft_file(evaluation_files):
+    return evaluation_files["sft"]
 
 
-def test_clembench_evaluation_sft_file_loads_as_is():
-    dataset, report = load_sft_dataset([str(SFT_FILE)])
-    assert dataset.num_rows == 559 and dataset.column_names == ["messages"]
+@pytest.fixture
+def episodes(relay_results):
+    return relay_results / RELAY_RUN_DIR / "relay" / "distinct_letters"
+
+
+def test_fixture_game_has_successes_and_failures():
+    assert SUCCESSES >= 2 and FAILURES >= 2  # the outcome filters below have something to drop and keep
+    assert len({i["experiment"] for i in INSTANCES}) == 2
+
+
+def test_clembench_evaluation_sft_file_loads_as_is(sft_file):
+    dataset, report = load_sft_dataset([str(sft_file)])
+    assert dataset.num_rows == SFT_ROWS and dataset.column_names == ["messages"]
     assert [m["role"] for m in dataset[0]["messages"]] == ["user", "assistant"]
-    assert report.total == 559 and report.format == "messages"
-    assert report.sources == [{"source": str(SFT_FILE), "kind": "file", "examples": 559, "dropped": {}}]
+    assert report.total == SFT_ROWS and report.format == "messages"
+    assert report.sources == [{"source": str(sft_file), "kind": "file", "examples": SFT_ROWS, "dropped": {}}]
     assert len(report.fingerprint) == 64
-    assert report.fingerprint == load_sft_dataset([str(SFT_FILE)])[1].fingerprint
-    assert json.loads(json.dumps(report.to_dict()))["total"] == 559
-    assert "559 examples" in report.lines()[0]
+    assert report.fingerprint == load_sft_dataset([str(sft_file)])[1].fingerprint
+    assert json.loads(json.dumps(report.to_dict()))["total"] == SFT_ROWS
+    assert f"{SFT_ROWS} examples" in report.lines()[0]
 
 
-def test_clembench_evaluation_dpo_file_loads_as_is():
-    dataset, report = load_preference_dataset([str(DPO_FILE)])
-    assert dataset.num_rows == 559 and sorted(dataset.column_names) == ["chosen", "prompt", "rejected"]
+def test_clembench_evaluation_dpo_file_loads_as_is(evaluation_files):
+    dataset, report = load_preference_dataset([str(evaluation_files["dpo"])])
+    assert dataset.num_rows == SFT_ROWS and sorted(dataset.column_names) == ["chosen", "prompt", "rejected"]
     assert all(isinstance(dataset[0][c], str) for c in ("prompt", "chosen", "rejected"))
     assert report.format == "preference (text)"
 
 
-def test_episode_records_read_outcomes_and_scores():
-    records = list(episode_records(RESULTS))
-    assert len(records) == 90
-    assert {r["game"] for r in records} == {"referencegame"}
-    assert len({r["experiment"] for r in records}) == 5
-    assert Counter(r["outcome"] for r in records) == {"failure": 61, "success": 29}
+def test_episode_records_read_outcomes_and_scores(relay_results):
+    records = list(episode_records(relay_results))
+    assert len(records) == EPISODES_PLAYED
+    assert {r["game"] for r in records} == {"relay"}
+    assert {r["experiment"] for r in records} == {i["experiment"] for i in INSTANCES}
+    assert Counter(r["outcome"] for r in records) == {"failure": FAILURES, "success": SUCCESSES}
     assert all((r["main_score"] == 100.0) == (r["outcome"] == "success") for r in records)
 
 
-def test_conversations_one_per_model_player_with_metadata():
-    records = list(episode_records(RESULTS))
+def test_conversations_one_per_model_player_with_metadata(relay_results):
+    records = list(episode_records(relay_results))
     conversations = [c for r in records for c in conversations_from_episode(r)]
     assert len(conversations) == 2 * len(records)  # mock players are models, only the GM is programmatic
-    assert Counter(c["role"] for c in conversations) == {"InstructionGiver": 90, "InstructionFollower": 90}
+    assert Counter(c["role"] for c in conversations) == {role: EPISODES_PLAYED for role in ROLES}
     giver, follower = conversations_from_episode(records[0])
     assert giver["player"] == "Player 1" and giver["model"] == "mock"
-    assert {k: giver[k] for k in ("game", "outcome")} == {"game": "referencegame", "outcome": records[0]["outcome"]}
+    assert {k: giver[k] for k in ("game", "outcome")} == {"game": "relay", "outcome": records[0]["outcome"]}
     assert giver["instance"] == records[0]["instance"] and giver["main_score"] == records[0]["main_score"]
     # clemcore 3.7.2 logs one merged context per call: nothing to merge, user/assistant alternate
     assert all([m["role"] for m in c["messages"]] == ["user", "assistant"] for c in conversations)
-    # the follower is prompted with the giver's expression
+    # the guesser is prompted with the describer's clue
     assert giver["messages"][1]["content"] in follower["messages"][0]["content"]
 
 
@@ -98,33 +116,34 @@ def test_conversation_merges_repeated_roles_and_skips_scripted_players():
     assert conversation["role"] == "Guesser" and conversation["outcome"] == "aborted"
 
 
-def test_outcome_filter_drops_failures_and_reports_it():
-    dataset, report = load_sft_dataset([str(RESULTS)])
-    assert dataset.num_rows == 58
+def test_outcome_filter_drops_failures_and_reports_it(relay_results):
+    dataset, report = load_sft_dataset([str(relay_results)])
+    assert dataset.num_rows == 2 * SUCCESSES
     assert report.sources[0]["kind"] == "transcripts"
-    assert report.sources[0]["dropped"] == {"outcomes": 122}
-    assert "dropped: outcomes 122" in report.lines()[1]
-    dataset, _ = load_sft_dataset([str(RESULTS)], outcomes=["success", "failure"], roles=["InstructionGiver"])
-    assert dataset.num_rows == 90
+    assert report.sources[0]["dropped"] == {"outcomes": 2 * FAILURES}
+    assert f"dropped: outcomes {2 * FAILURES}" in report.lines()[1]
+    dataset, _ = load_sft_dataset([str(relay_results)], outcomes=["success", "failure"], roles=["Describer"])
+    assert dataset.num_rows == EPISODES_PLAYED
 
 
-def test_empty_after_filter_names_the_filter():
-    with pytest.raises(PlaypenError, match=r"--outcomes aborted dropped all 180 .*use --outcomes success,failure,aborted"):
-        load_sft_dataset([str(RESULTS)], outcomes=["aborted"])
-    with pytest.raises(PlaypenError, match=r"--games taboo .*use --games referencegame"):
-        load_sft_dataset([str(RESULTS)], games=["taboo"])
+def test_empty_after_filter_names_the_filter(relay_results):
+    with pytest.raises(PlaypenError, match=rf"--outcomes aborted dropped all {2 * EPISODES_PLAYED} .*"
+                                           r"use --outcomes success,failure,aborted"):
+        load_sft_dataset([str(relay_results)], outcomes=["aborted"])
+    with pytest.raises(PlaypenError, match=r"--games taboo .*use --games relay"):
+        load_sft_dataset([str(relay_results)], games=["taboo"])
 
 
-def test_transcripts_and_file_rows_combine_but_formats_must_match(tmp_path):
-    dataset, report = load_sft_dataset([str(SFT_FILE), str(RESULTS)])
-    assert dataset.num_rows == 559 + 58 and [s["kind"] for s in report.sources] == ["file", "transcripts"]
+def test_transcripts_and_file_rows_combine_but_formats_must_match(tmp_path, sft_file, relay_results):
+    dataset, report = load_sft_dataset([str(sft_file), str(relay_results)])
+    assert dataset.num_rows == SFT_ROWS + 2 * SUCCESSES and [s["kind"] for s in report.sources] == ["file", "transcripts"]
     completions = tmp_path / "pc.jsonl"
     completions.write_text(json.dumps({"prompt": [{"role": "user", "content": "hi"}],
                                        "completion": [{"role": "assistant", "content": "yo"}], "id": 1}) + "\n")
     dataset, report = load_sft_dataset([str(completions)])
     assert dataset.column_names == ["prompt", "completion"] and report.format == "prompt-completion (messages)"
     with pytest.raises(PlaypenError, match="cannot mix messages rows .* with prompt-completion"):
-        load_sft_dataset([str(SFT_FILE), str(completions)])
+        load_sft_dataset([str(sft_file), str(completions)])
 
 
 def test_malformed_jsonl_names_file_and_line(tmp_path):
@@ -141,7 +160,7 @@ def test_malformed_json_names_file_line_and_column(tmp_path):
         load_sft_dataset([str(path)])
 
 
-def test_missing_file_and_missing_columns(tmp_path):
+def test_missing_file_and_missing_columns(tmp_path, sft_file):
     with pytest.raises(PlaypenError, match="no such file"):
         load_sft_dataset([str(tmp_path / "absent.jsonl")])
     path = tmp_path / "rows.jsonl"
@@ -149,7 +168,7 @@ def test_missing_file_and_missing_columns(tmp_path):
     with pytest.raises(PlaypenError, match=rf"{path}: row 1 .*'messages' or 'prompt'\+'completion'"):
         load_sft_dataset([str(path)])
     with pytest.raises(PlaypenError, match="row 0 .*'prompt'\\+'chosen'\\+'rejected'"):
-        load_preference_dataset([str(SFT_FILE)])
+        load_preference_dataset([str(sft_file)])
 
 
 def test_hub_offline_suggests_a_local_file(monkeypatch):
@@ -158,55 +177,55 @@ def test_hub_offline_suggests_a_local_file(monkeypatch):
         load_sft_dataset(["allenai/tulu-3-sft-personas-instruction-following"])
 
 
-def test_results_dir_errors(tmp_path):
+def test_results_dir_errors(tmp_path, episodes):
     with pytest.raises(PlaypenError, match="no interactions.json"):
         load_sft_dataset([str(tmp_path)])
-    episode = tmp_path / "m--m/referencegame/number_grids/instance_00000"
-    shutil.copytree(EPISODES / "instance_00000", episode)
+    episode = tmp_path / "m--m/relay/distinct_letters/instance_00000"
+    shutil.copytree(episodes / "instance_00000", episode)
     (episode / "scores.json").unlink()
     with pytest.raises(PlaypenError, match="no scores.json; score the run first: clem score"):
         load_sft_dataset([str(tmp_path)])
 
 
-def _copy_episode(results: Path, model_dir: str, instance: str, success: bool) -> Path:
-    episode = results / model_dir / "referencegame/number_grids" / instance
-    shutil.copytree(EPISODES / instance, episode)
+def _copy_episode(episodes: Path, results: Path, model_dir: str, instance: str, success: bool) -> Path:
+    episode = results / model_dir / "relay/distinct_letters" / instance
+    shutil.copytree(episodes / instance, episode)
     scores = json.loads((episode / "scores.json").read_text())
     scores["episode scores"].update({"Success": int(success), "Lose": int(not success), "Main Score": 100 * success})
     (episode / "scores.json").write_text(json.dumps(scores))
     return episode
 
 
-def test_preference_pairs_from_two_model_folders(tmp_path):
+def test_preference_pairs_from_two_model_folders(tmp_path, episodes):
     results = tmp_path / "results"
     for instance in ("instance_00000", "instance_00001", "instance_00002"):
-        _copy_episode(results, "a--a", instance, success=False)
-    _copy_episode(results, "b--b", "instance_00001", success=False)
-    better = _copy_episode(results, "b--b", "instance_00000", success=True)
+        _copy_episode(episodes, results, "a--a", instance, success=False)
+    _copy_episode(episodes, results, "b--b", "instance_00001", success=False)
+    better = _copy_episode(episodes, results, "b--b", "instance_00000", success=True)
     interactions = json.loads((better / "interactions.json").read_text())
     answer = next(e for e in interactions["turns"][0] if e["from"] == "Player 2" and e["action"]["type"] == "get message")
-    worse_answer, answer["action"]["content"] = answer["action"]["content"], "Answer: second"
+    worse_answer, answer["action"]["content"] = answer["action"]["content"], "GUESS: river"
     (better / "interactions.json").write_text(json.dumps(interactions))
 
     dataset, report = load_preference_dataset([str(results)])
     assert dataset.num_rows == 1
     pair = dataset[0]
-    assert [m["role"] for m in pair["prompt"]] == ["user"] and "Which grid" in pair["prompt"][0]["content"]
-    assert pair["chosen"] == [{"role": "assistant", "content": "Answer: second"}]
+    assert [m["role"] for m in pair["prompt"]] == ["user"] and "Which word is the target" in pair["prompt"][0]["content"]
+    assert pair["chosen"] == [{"role": "assistant", "content": "GUESS: river"}]
     assert pair["rejected"] == [{"role": "assistant", "content": worse_answer}]
     assert report.format == "preference (messages)"
-    # giver answers of instance 0 are identical; instance 1 scored the same; instance 2 ran once (two roles each)
+    # describer answers of instance 0 are identical; instance 1 scored the same; instance 2 ran once (two roles each)
     assert report.sources[0]["dropped"] == {"identical answers": 1, "equal scores": 2, "single episode": 2}
 
-    _, report = load_preference_dataset([str(results)], roles=["InstructionFollower"])
+    _, report = load_preference_dataset([str(results)], roles=["Guesser"])
     assert report.sources[0]["dropped"] == {"roles": 5, "equal scores": 1, "single episode": 1}
     with pytest.raises(PlaypenError, match=r"0 preference pairs .*score gap below min_score_gap 2.*lower min_score_gap"):
         load_preference_dataset([str(results)], min_score_gap=150)
 
 
-def _tamper(results: Path, change) -> Path:
-    """Copy one episode into ``results`` and apply ``change`` to its interactions (a dict)."""
-    episode = _copy_episode(results, "a--a", "instance_00000", success=True)
+def _tamper(episodes: Path, results: Path, change) -> Path:
+    """Copy one episode of ``episodes`` into ``results`` and apply ``change`` to its interactions (a dict)."""
+    episode = _copy_episode(episodes, results, "a--a", "instance_00000", success=True)
     interactions = json.loads((episode / "interactions.json").read_text())
     change(interactions)
     (episode / "interactions.json").write_text(json.dumps(interactions))
@@ -240,14 +259,14 @@ _DELETE = object()
     (_set("content", {"text": "hi"}), r"turn 0 event 1 \(0-based\): message content is an object, not a string"),
     (_set("content", ["hi"], event=3), r"turn 0 event 3 \(0-based\): message content is an array, not a string"),
 ])
-def test_malformed_transcript_names_episode_and_problem(tmp_path, change, problem):
-    episode = _tamper(tmp_path / "results", change)
+def test_malformed_transcript_names_episode_and_problem(tmp_path, episodes, change, problem):
+    episode = _tamper(episodes, tmp_path / "results", change)
     with pytest.raises(PlaypenError, match=rf"^{re.escape(str(episode))}/interactions.json: {problem}; fix or remove this episode$"):
         load_sft_dataset([str(tmp_path / "results")], outcomes=None)
 
 
-def test_malformed_players_is_a_playpen_error(tmp_path):
-    _tamper(tmp_path / "results", lambda i: i.update(players=["Player 1"]))
+def test_malformed_players_is_a_playpen_error(tmp_path, episodes):
+    _tamper(episodes, tmp_path / "results", lambda i: i.update(players=["Player 1"]))
     with pytest.raises(PlaypenError, match="instance_00000: not a clemcore 3.7 episode record"):
         list(episode_records(tmp_path / "results"))
 
@@ -279,9 +298,9 @@ def _canonical_sha256(rows: list) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def test_fingerprint_is_the_sha256_of_the_canonical_rows():
-    _, report = load_sft_dataset([str(SFT_FILE)])
-    assert report.fingerprint == _canonical_sha256(read_rows(SFT_FILE))
+def test_fingerprint_is_the_sha256_of_the_canonical_rows(sft_file):
+    _, report = load_sft_dataset([str(sft_file)])
+    assert report.fingerprint == _canonical_sha256(read_rows(sft_file))
     assert sources._fingerprint([]) == _canonical_sha256([])
 
 

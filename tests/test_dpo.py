@@ -14,22 +14,21 @@ FAST = ["--max_length", "96", "--per_device_train_batch_size", "4", "--gradient_
 PAIRS = 24
 
 
-def shared_subset(shared_data: Path, file_name: str, target: Path) -> Path:
-    """The first PAIRS rows of a clembench-evaluation file, written to ``target``."""
-    rows = json.loads((shared_data / "clembench-evaluation" / file_name).read_text())[:PAIRS]
-    target.write_text(json.dumps(rows))
+def subset(source: Path, target: Path) -> Path:
+    """The first PAIRS rows of a clembench-evaluation style file, written to ``target``."""
+    target.write_text(json.dumps(json.loads(source.read_text())[:PAIRS]))
     return target
 
 
 @pytest.fixture
-def dpo_file(workdir, shared_data) -> Path:
-    return shared_subset(shared_data, "dpo_dataset_559.json", workdir / "dpo.json")
+def dpo_file(workdir, evaluation_files) -> Path:
+    return subset(evaluation_files["dpo"], workdir / "dpo.json")
 
 
 @pytest.fixture
-def sft_file(workdir, shared_data) -> Path:
-    """The first PAIRS rows of the clembench-evaluation SFT file."""
-    return shared_subset(shared_data, "sft_dataset_559.json", workdir / "sft.json")
+def sft_file(workdir, evaluation_files) -> Path:
+    """The first PAIRS rows of the generated SFT file."""
+    return subset(evaluation_files["sft"], workdir / "sft.json")
 
 
 
@@ -247,9 +246,8 @@ def test_rows_without_rejected_are_a_user_error(playpen, workdir):
     assert not (workdir / "models").exists()
 
 
-def test_results_without_pairs_are_a_user_error(playpen, workdir, shared_data):
-    results = shared_data / "clembench-transcripts" / "results"
-    result = playpen("learn", "-l", "dpo_qlora", "-m", "tiny", "--dataset", results)
+def test_results_without_pairs_are_a_user_error(playpen, workdir, relay_results):
+    result = playpen("learn", "-l", "dpo_qlora", "-m", "tiny", "--dataset", relay_results)
     assert_user_error(result, "0 preference pairs", "single episode")
     assert not (workdir / "models").exists()
 

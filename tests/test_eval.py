@@ -2,12 +2,15 @@
 playpen_qlora backend, the `clem run` shim, resume, failed games and missing games."""
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -16,18 +19,47 @@ from tests.conftest import snapshot
 BASE, TUNED = "tiny-base", "tiny-base-sft_qlora"
 
 
+CHART_BARS: list[dict] = []  # the bars matplotlib drew for comparison.png during the quickstart
+
+
 @pytest.fixture(scope="module")
-def quickstart_dir(tmp_path_factory) -> Path:
-    """One real quickstart run (tiny model, wordecho, SFT, eval with baseline), shared by the tests."""
+def quickstart_dir(tmp_path_factory) -> Iterator[Path]:
+    """One real quickstart run (tiny model, wordecho, SFT, eval with baseline), shared by the tests.
+
+    Read only: a test that changes files there works on its own copy (see ``quickstart_copy``), so
+    results do not depend on the order the tests run in. matplotlib's ``Axes.bar`` is watched (and
+    still draws) to record the numbers comparison.png is drawn from.
+    """
+    from matplotlib.axes import Axes
+
     from playpen_tune.quickstart import run_quickstart
 
     directory = tmp_path_factory.mktemp("qs") / "run"
     cwd = os.getcwd()
+    draw = Axes.bar
+
+    def bar(self, labels, heights, *args, **kwargs):
+        CHART_BARS.append(dict(zip(labels, heights)))
+        return draw(self, labels, heights, *args, **kwargs)
+
     try:
-        run_quickstart(directory)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(Axes, "bar", bar)
+            run_quickstart(directory)
     finally:
         os.chdir(cwd)
-    return directory
+    before = snapshot(directory)
+    yield directory
+    assert snapshot(directory) == before, "a test changed the shared quickstart directory; give it quickstart_copy"
+
+
+@pytest.fixture
+def quickstart_copy(quickstart_dir, tmp_path) -> Path:
+    """A copy of the quickstart directory for a test that writes there (absolute paths in its
+    registry point at the original's adapter, which is only read)."""
+    copy = tmp_path / "run"
+    shutil.copytree(quickstart_dir, copy, symlinks=True)
+    return copy
 
 
 @pytest.mark.slow
@@ -73,13 +105,37 @@ def test_registry_entry_written_after_learn(quickstart_dir):
     }
 
 
+def _expected_cells(base: dict, tuned: dict) -> dict[str, tuple[float, float, float]]:
+    """``{row: (base, tuned, tuned - base)}`` from the two val.json documents."""
+    games = {game: (base["games"][game]["score"], tuned["games"][game]["score"]) for game in base["games"]}
+    games.update({key: (base[key], tuned[key]) for key in ("clemscore", "statscore") if base[key] is not None})
+    return {row: (b, t, t - b) for row, (b, t) in games.items()}
+
+
 @pytest.mark.slow
 def test_comparison_files(quickstart_dir):
+    base = json.loads((quickstart_dir / "eval" / f"{BASE}.val.json").read_text())
+    tuned = json.loads((quickstart_dir / "eval" / f"{TUNED}.val.json").read_text())
+    expected = _expected_cells(base, tuned)
+    assert set(expected) == {"wordecho", "clemscore"} and expected["wordecho"][2] > 0
+
     markdown = (quickstart_dir / "eval" / "comparison.md").read_text()
     assert f"| game | {BASE} (base) | {TUNED} (tuned) | delta |" in markdown
-    assert "| wordecho |" in markdown and "| clemscore |" in markdown
-    assert "<table" in (quickstart_dir / "eval" / "comparison.html").read_text()
+    md_rows = {cells[0]: cells[1:] for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:] if line.startswith("| "))}
+    page = (quickstart_dir / "eval" / "comparison.html").read_text()
+    html_rows = {cells[0]: cells[1:] for cells in (
+        [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)] for row in re.findall(r"<tr>(.*?)</tr>", page))
+        if cells}
+    for rows in (md_rows, html_rows):
+        assert set(rows) == set(expected) | {"statscore"}  # statscore: '-' without static games
+        assert rows["statscore"] == ["-", "-", "-"]
+        for row, (b, t, delta) in expected.items():
+            assert [float(cell) for cell in rows[row]] == pytest.approx([b, t, delta], abs=0.006), row
+
+    # the chart: one bar per game, its height the tuned - base difference of the val.json scores
     assert (quickstart_dir / "eval" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(CHART_BARS) == 1 and CHART_BARS[0] == pytest.approx({"wordecho": expected["wordecho"][2]}, abs=0.006)
 
 
 @pytest.mark.slow
@@ -107,7 +163,8 @@ def test_backend_loads_4bit_base_and_adapter(quickstart_dir, monkeypatch):
 
 
 @pytest.mark.slow
-def test_eval_rerun_resumes_played_episodes(quickstart_dir, monkeypatch, playpen):
+def test_eval_rerun_resumes_played_episodes(quickstart_copy, monkeypatch, playpen):
+    quickstart_dir = quickstart_copy  # the rerun rewrites val.json: not in the shared directory
     monkeypatch.chdir(quickstart_dir)
     episodes = sorted((quickstart_dir / "eval" / TUNED).rglob("interactions.json"))
     before = {p: p.stat().st_mtime_ns for p in episodes}
@@ -119,7 +176,8 @@ def test_eval_rerun_resumes_played_episodes(quickstart_dir, monkeypatch, playpen
 
 
 @pytest.mark.slow
-def test_plain_clem_run_with_installed_shim(quickstart_dir, playpen, monkeypatch):
+def test_plain_clem_run_with_installed_shim(quickstart_copy, playpen, monkeypatch):
+    quickstart_dir = quickstart_copy  # install-backend and clem run write there: not in the shared directory
     monkeypatch.chdir(quickstart_dir)
     assert playpen("install-backend").code == 0
     assert (quickstart_dir / "playpen_qlora_api.py").is_file()
@@ -192,7 +250,11 @@ def test_partly_failing_game_is_reported_not_averaged(flaky_workdir, playpen, ba
     assert result.code == 2 and "some games failed" in result.err
     val = json.loads((flaky_workdir / "ev" / "tiny.val.json").read_text())
     assert "flakyecho" not in val["games"]
-    assert "of 12 episodes were not played and scored" in val["failed_games"]["flakyecho"]
+    heldout = json.loads((flaky_workdir / "games" / "flakyecho" / "in" / "instances_heldout.json").read_text())
+    ids = [i["game_id"] for e in heldout["experiments"] for i in e["game_instances"]]
+    odd = sum(game_id % 2 for game_id in ids)  # the instances flakyecho raises on
+    assert odd and odd < len(ids)
+    assert f"{odd} of {len(ids)} episodes were not played and scored" in val["failed_games"]["flakyecho"]
     assert "FAILED" in result.out
 
 

@@ -132,19 +132,18 @@ def test_every_config_field_has_help():
         assert field.metadata.get("help"), field.name
 
 
-def test_custom_learner_package_installs_and_runs(tmp_path, shared_data):
+def test_custom_learner_package_installs_and_runs(tmp_path, evaluation_files):
     """pip-installs examples/custom_learner into a target dir and drives it through the real CLI."""
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(REPO / "examples" / "custom_learner")], check=True)
-    env = dict(os.environ, PYTHONPATH=str(target))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH")) if p))
     run = lambda *a: subprocess.run([sys.executable, "-m", "playpen", *a], env=env, cwd=tmp_path,
                                     capture_output=True, text=True)
     listing = run("list", "learners")
     assert "wordcount" in listing.stdout and "playpen-wordcount 0.1.0" in listing.stdout
     data = tmp_path / "chats.jsonl"
-    data.write_text("\n".join(json.dumps(r) for r in json.loads(
-        (shared_data / "clembench-evaluation" / "sft_dataset_509.json").read_text())[:20]))
+    data.write_text("\n".join(json.dumps(r) for r in json.loads(evaluation_files["sft"].read_text())[:20]))
     model_dir = tmp_path / "somemodel"
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
@@ -196,7 +195,7 @@ def fake_site(root: Path, dist: str, entry_points: str, modules: dict[str, str])
 
 
 def run_with_site(site: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(site))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
     return subprocess.run([sys.executable, "-m", "playpen", *argv], env=env, cwd=site,
                           capture_output=True, text=True)
 
@@ -304,13 +303,49 @@ def test_bad_trainer_files_are_user_errors(playpen, tmp_path, source, message):
     assert "Traceback" not in result.err
 
 
+# the legacy tuning.py keys and the fields they set (written out here, not imported from the translator)
+LEGACY_NAMES = {"max_seq_length.length": "max_length", "low_rank_matrice.size": "lora_r",
+                "influence.rate": "lora_alpha", "dropout.rate": "lora_dropout",
+                "training.learning_rate": "learning_rate", "training.batch_size": "per_device_train_batch_size",
+                "training.grad_acc_steps": "gradient_accumulation_steps", "training.max_training_steps": "max_steps",
+                "training.warmup_steps": "warmup_steps", "sft_dataset.name": "dataset"}
+# legacy keys that only describe the run (the model comes from -m; SFT has no beta)
+LEGACY_INFORMATIONAL = {"tuning.type", "base_model.name", "sft_model.name", "preference_dataset.name", "training.beta"}
+
+
+def _leaves(raw: dict) -> dict:
+    """``{"section.key": value}`` for nested legacy sections, ``{key: value}`` for flat keys."""
+    return {f"{key}.{sub}" if isinstance(value, dict) else key: leaf
+            for key, value in raw.items() for sub, leaf in (value.items() if isinstance(value, dict) else [(None, value)])}
+
+
 @pytest.mark.parametrize("learner, file", [("sft_qlora", "sft.yaml"), ("sft_qlora", "legacy_sft.yaml"),
                                            ("dpo_qlora", "dpo.yaml")])
 def test_shipped_example_configs_build(learner, file):
-    """examples/configs/*.yaml stay valid for the learner they are written for (read as `-c` reads them)."""
+    """examples/configs/*.yaml stay valid for the learner they are written for (read as `-c` reads them):
+    every key lands in the built config with its value (legacy keys under their new names), and a
+    key the learner does not know is refused."""
     from playpen.learners import get_learner
 
     _, learner_cls = get_learner(learner)
-    values, _ = learner_cls.translate_config(cfg.read_yaml(REPO / "examples" / "configs" / file))
+    raw = cfg.read_yaml(REPO / "examples" / "configs" / file)
+    values, _ = learner_cls.translate_config(raw)
     config = cfg.build_config(learner_cls.config_class, values)
-    assert config.dataset and config.max_steps > 0
+    leaves = _leaves(raw)
+    assert leaves
+    for key, value in leaves.items():
+        if file.startswith("legacy") and key in LEGACY_INFORMATIONAL:
+            continue
+        field = LEGACY_NAMES[key] if file.startswith("legacy") else key
+        built = getattr(config, field)
+        if field == "dataset":
+            assert [str(source) for source in built] == (value if isinstance(value, list) else [value]), key
+        elif isinstance(built, float):
+            assert built == pytest.approx(float(value)), key
+        else:
+            assert built == value, key
+
+    typo = ({**raw, "training": {**raw["training"], "batchsize": 4}} if file.startswith("legacy")
+            else {**raw, "lora_rank": 8})
+    with pytest.raises(PlaypenError, match="unknown (legacy )?config (key|field) '(training.batchsize|lora_rank)'"):
+        cfg.build_config(learner_cls.config_class, learner_cls.translate_config(typo)[0])

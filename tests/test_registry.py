@@ -111,28 +111,69 @@ WRITER = """
 import sys
 from playpen import registry
 path = sys.argv[1]
+print("writing", flush=True)
 for i in range(1000000):
     registry.upsert_entry({"model_name": "tuned", "backend": "playpen_qlora", "step": i,
                            "payload": "x" * 20000}, path)
 """
 
 
+# the same writer with the registry's atomic write swapped for an in-place one (truncate, then
+# write in pieces): the control that shows the harness below can see a torn file
+NON_ATOMIC_WRITER = """
+from playpen import registry
+
+def in_place(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        for start in range(0, len(text), 4096):
+            f.write(text[start:start + 4096])
+            f.flush()
+
+registry.atomic_write_text = in_place
+""" + WRITER
+
+
+def corruption(path: Path) -> str | None:
+    """What is wrong with the registry after a killed write (None: a complete old or new file)."""
+    try:
+        entries = json.loads(path.read_text())
+    except ValueError as error:
+        return f"not valid JSON: {error}"
+    if [e.get("model_name") for e in entries][:2] != ["gpt-x", "hand-edited"]:
+        return "the hand-written entries are gone"
+    if not path.read_text().startswith(HAND_WRITTEN[:HAND_WRITTEN.rindex("}") + 1]):
+        return "the hand-written bytes changed"
+    if len(entries) == 3 and entries[2].get("payload") != "x" * 20000:
+        return "the new entry is partial"
+    return None
+
+
+def kill_during_writes(path: Path, writer: str, trials: int = 60):
+    """Start ``writer`` (rewrites ``path`` in a loop), SIGKILL it at a random point of its loop,
+    ``trials`` times; yield :func:`corruption` after each kill."""
+    path.write_text(HAND_WRITTEN)
+    rng = random.Random(0)
+    for _ in range(trials):
+        proc = subprocess.Popen([sys.executable, "-c", writer, str(path)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
+        assert proc.stdout.readline() == b"writing\n"  # started: the kill lands in the loop, not in start-up
+        time.sleep(0.05 + rng.random() * 0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        yield corruption(path)
+
+
 def test_sigkill_during_writes_never_corrupts_the_file(tmp_path):
     """Kill a process that rewrites the registry in a loop, 60 times at random points."""
     path = tmp_path / "model_registry.json"
-    path.write_text(HAND_WRITTEN)
-    rng = random.Random(0)
-    for trial in range(60):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)])
-        time.sleep(0.15 + rng.random() * 0.3)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        entries = json.loads(path.read_text())  # always complete JSON
-        assert [e["model_name"] for e in entries][:2] == ["gpt-x", "hand-edited"], trial
-        assert path.read_text().startswith(HAND_WRITTEN[:HAND_WRITTEN.rindex("}") + 1])
-        if len(entries) == 3:
-            assert entries[2]["payload"] == "x" * 20000  # the new entry is whole
+    assert list(kill_during_writes(path, WRITER)) == [None] * 60
     assert len(json.loads(path.read_text())) == 3  # some writes landed
+
+
+def test_sigkill_harness_catches_a_non_atomic_writer(tmp_path):
+    """The harness above is able to fail: with an in-place writer it finds a torn file."""
+    assert any(kill_during_writes(tmp_path / "model_registry.json", NON_ATOMIC_WRITER))
 
 
 CONCURRENT = """

@@ -14,8 +14,7 @@ import pytest
 
 from tests.conftest import snapshot
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TRANSCRIPTS = SHARED / "clembench-transcripts" / "results"
+RELAY_RESULTS = "<relay results>"  # replaced by the relay_results fixture's directory
 LEGACY_CONTRADICTION = "tuning:\n  type: sft\nlearning_rate: 1e-4\ntraining:\n  learning_rate: 2e-4\n"
 
 
@@ -31,6 +30,7 @@ def prepare_inputs(d: Path) -> None:
     (d / "legacy.yaml").write_text(LEGACY_CONTRADICTION)
     (d / "bad.yaml").write_text("learning_rate: [1e-4\n")
     (d / "legacy-flat.yaml").write_text("tuning:\n  type: sft\ntraining: 5\n")
+    (d / "legacy-typo.yaml").write_text("tuning:\n  type: sft\ntraining:\n  batchsize: 4\n")
     for name, base, files in (("wrongbase", "other/model", ["adapter_model.safetensors"]),
                               ("pickled", None, ["adapter_model.bin"])):
         adapter = d / name
@@ -67,7 +67,7 @@ CATALOGUE = [
     ("malformed JSON", [*LEARN, "--dataset", "broken.json"], "broken.json"),
     ("malformed JSONL line", [*LEARN, "--dataset", "broken.jsonl"], "broken.jsonl:2"),
     ("missing columns", [*LEARN, "--dataset", "nocols.json"], "nocols.json"),
-    ("empty after filters", [*LEARN, "--dataset", str(TRANSCRIPTS), "--outcomes", "aborted"], "outcomes"),
+    ("empty after filters", [*LEARN, "--dataset", RELAY_RESULTS, "--outcomes", "aborted"], "--outcomes aborted dropped all"),
     ("no interactions.json", [*LEARN, "--dataset", "empty-results"], "interactions.json"),
     ("adapter of another base", ["register", "mine", "--base", "tiny", "--adapter", "wrongbase"], "was trained on 'other/model'"),
     ("pickle adapter", ["register", "mine", "--base", "tiny", "--adapter", "pickled"], "--allow_pickle"),
@@ -87,6 +87,8 @@ CATALOGUE = [
     ("unknown optimizer", [*LEARN, "--dataset", "ok.json", "--optim", "adamw_fast"], "--optim 'adamw_fast' is not known"),
     ("non-finite value", [*LEARN, "--dataset", "ok.json", "--learning_rate", "nan"], "--learning_rate expects a float"),
     ("legacy section not a mapping", [*LEARN, "-c", "legacy-flat.yaml"], "config key 'training' must be a mapping"),
+    ("legacy key typo", [*LEARN, "-c", "legacy-typo.yaml"],
+     "unknown legacy config key 'training.batchsize'; did you mean 'training.batch_size'?"),
     ("eval unknown model", ["eval", "nosuchmodel"], "unknown model 'nosuchmodel'"),
     ("legacy contradiction", [*LEARN, "-c", "legacy.yaml"], "config sets learning_rate twice"),
     ("bad YAML", [*LEARN, "-c", "bad.yaml"], "is not valid YAML"),
@@ -107,8 +109,11 @@ CATALOGUE = [
 
 
 @pytest.mark.parametrize("case, argv, message", CATALOGUE, ids=[c[0] for c in CATALOGUE])
-def test_user_mistake_exits_2_with_one_line_and_changes_nothing(workdir, playpen, case, argv, message):
+def test_user_mistake_exits_2_with_one_line_and_changes_nothing(workdir, playpen, request, case, argv, message):
     prepare_inputs(workdir)
+    if RELAY_RESULTS in argv:  # cases that need a clemcore results directory
+        results = str(request.getfixturevalue("relay_results"))
+        argv = [results if a == RELAY_RESULTS else a for a in argv]
     if "--game_registry" in argv:  # cases that need the demo game to be known
         from playpen_tune.games import write_game_registry
 
@@ -139,14 +144,15 @@ def _learn_cmd(*extra: str) -> list[str]:
             *extra]
 
 
-def _write_data(workdir: Path, shared_data: Path) -> None:
-    rows = json.loads((shared_data / "clembench-evaluation" / "sft_dataset_509.json").read_text())[:32]
-    (workdir / "data.json").write_text(json.dumps(rows))
+def _write_data(workdir: Path) -> None:
+    from tests.fixture_data import sft_rows, write_json
+
+    write_json(workdir / "data.json", sft_rows(32))
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_from_last_checkpoint(workdir, shared_data):
-    _write_data(workdir, shared_data)
+def test_killed_run_resumes_from_last_checkpoint(workdir):
+    _write_data(workdir)
     out = workdir / "models" / "tiny-sft_qlora"
     proc = subprocess.Popen(_learn_cmd("--max_steps", "200", "--save_steps", "20"), cwd=workdir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -173,8 +179,8 @@ def test_killed_run_resumes_from_last_checkpoint(workdir, shared_data):
 
 
 @pytest.mark.slow
-def test_two_concurrent_learns_both_land_in_registry(workdir, shared_data):
-    _write_data(workdir, shared_data)
+def test_two_concurrent_learns_both_land_in_registry(workdir):
+    _write_data(workdir)
     procs = [subprocess.Popen(_learn_cmd("--max_steps", "3", "--name", name), cwd=workdir,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
              for name in ("run-a", "run-b")]
@@ -189,8 +195,8 @@ FAKE_HF_TOKEN = "hf_FAKEtoken0123456789SECRET"
 
 
 @pytest.mark.slow
-def test_secrets_never_reach_written_files(workdir, shared_data):
-    _write_data(workdir, shared_data)
+def test_secrets_never_reach_written_files(workdir):
+    _write_data(workdir)
     (workdir / "key.json").write_text(json.dumps({"openai": {"api_key": FAKE_KEY},
                                                   "huggingface": {"api_key": FAKE_HF_TOKEN}}))
     entries = json.loads((workdir / "model_registry.json").read_text())

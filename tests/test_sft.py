@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +19,8 @@ FAST = ["--max_length", "192", "--per_device_train_batch_size", "4", "--gradient
 
 
 @pytest.fixture
-def sft_file(workdir, shared_data) -> Path:
-    rows = json.loads((shared_data / "clembench-evaluation" / "sft_dataset_559.json").read_text())[:48]
+def sft_file(workdir, evaluation_files) -> Path:
+    rows = json.loads(evaluation_files["sft"].read_text())[:48]
     path = workdir / "sft.json"
     path.write_text(json.dumps(rows))
     return path
@@ -52,9 +53,32 @@ def assert_trained(workdir: Path, name: str, base: str) -> dict:
     return manifest
 
 
-def generate_with_backend(name: str) -> str:
-    """Load the registered tuned model through the playpen_qlora clemcore backend and generate."""
+PROBE = [{"role": "user", "content": "List three words that start with the letter A."}]
+
+
+def load_directly(base: str, quantization: dict, adapter: Path | None, device):
+    """The base in 4 bit (transformers + bitsandbytes), with the adapter on top (peft) unless None."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from playpen_tune.quantization import resolve_compute_dtype
+
+    dtype = getattr(torch, resolve_compute_dtype(quantization["bnb_4bit_compute_dtype"]))  # "auto": by device
+    prequantized = "quantization_config" in json.loads((Path(base) / "config.json").read_text())
+    settings = {} if prequantized else {"quantization_config": BitsAndBytesConfig(
+        **dict(quantization, bnb_4bit_compute_dtype=dtype))}  # a pre-quantized checkpoint brings its own
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, device_map={"": str(device)}, **settings)
+    return (PeftModel.from_pretrained(model, str(adapter)) if adapter else model).eval()
+
+
+def assert_backend_plays_the_adapter(name: str) -> str:
+    """Through the playpen_qlora clemcore backend, the registered model ``name`` computes what its
+    adapter loaded directly on the 4-bit base computes (same logits, same greedy answer), and not
+    what the bare base computes. Returns the backend's answer."""
+    import torch
     from clemcore.backends import ModelRegistry
+    from transformers import AutoTokenizer
 
     from playpen_tune.backend import QLoRABackend
 
@@ -63,7 +87,22 @@ def generate_with_backend(name: str) -> str:
     model.set_gen_args(temperature=0.0, max_tokens=5)
     assert type(model.model.base_model.model.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
     assert "default" in model.model.peft_config
-    _, _, text = model.generate_response([{"role": "user", "content": "Describe the target grid."}])
+    _, _, text = model.generate_response(PROBE)
+
+    adapter, quantization = Path(spec.model_config["peft_model"]), spec.model_config["quantization"]
+    tokenizer = AutoTokenizer.from_pretrained(adapter)
+    probe = tokenizer.apply_chat_template(PROBE, add_generation_prompt=True, return_tensors="pt",
+                                          return_dict=True).to(model.model.device)
+    direct = load_directly(spec.huggingface_id, quantization, adapter, model.model.device)
+    bare = load_directly(spec.huggingface_id, quantization, None, model.model.device)
+    with torch.no_grad():
+        logits = {label: m(**probe).logits for label, m in (("backend", model.model), ("direct", direct),
+                                                              ("bare", bare))}
+        greedy = direct.generate(**probe, do_sample=False, max_new_tokens=5)[0, probe["input_ids"].shape[1]:]
+    assert torch.allclose(logits["backend"], logits["direct"], rtol=0, atol=1e-5)
+    assert (logits["bare"] - logits["direct"]).abs().max() > 1e-3  # the adapter changes what the model says
+    eot = tokenizer.eos_token
+    assert text == tokenizer.decode(greedy).split(eot)[0].strip()  # clemcore culls from eos_to_cull on
     return text
 
 
@@ -78,20 +117,23 @@ def test_sft_on_clembench_evaluation_file(playpen, workdir, sft_file, base):
     entry = {e["model_name"]: e for e in json.loads((workdir / "model_registry.json").read_text())}[f"{base}-sft_qlora"]
     assert entry["backend"] == "playpen_qlora"
     assert entry["model_config"]["peft_model"] == str((workdir / "models" / f"{base}-sft_qlora").resolve())
-    assert isinstance(generate_with_backend(f"{base}-sft_qlora"), str)
+    assert_backend_plays_the_adapter(f"{base}-sft_qlora")
 
 
-def test_sft_on_transcripts_dir(playpen, workdir, shared_data):
-    transcripts = shared_data / "clembench-transcripts" / "results"
-    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", transcripts, "--max_steps", "20",
-                     "--roles", "InstructionGiver", *FAST, "--max_length", "1024")
+def test_sft_on_transcripts_dir(playpen, workdir, relay_results):
+    from tests.fixture_data import relay_instances
+
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", relay_results, "--max_steps", "20",
+                     "--roles", "Describer", *FAST, "--max_length", "1024")
     assert result.code == 0, result
     manifest = assert_trained(workdir, "tiny-sft_qlora", "tiny")
     source = manifest["data"]["sources"][0]
     assert source["kind"] == "transcripts"
-    assert source["examples"] == 29  # successful episodes, one giver conversation each
-    assert source["dropped"]["roles"] == 90 and source["dropped"]["outcomes"] == 61
-    assert manifest["examples_trained"] == 29
+    instances = relay_instances()  # the scripted guesser picks the first candidate with the target's letter
+    won = sum(next(c for c in i["candidates"] if c[0] == i["target"][0]) == i["target"] for i in instances)
+    assert source["examples"] == won  # successful episodes, one describer conversation each
+    assert source["dropped"]["roles"] == len(instances) and source["dropped"]["outcomes"] == len(instances) - won
+    assert manifest["examples_trained"] == won
 
 
 def test_held_out_loss_is_measured_before_during_and_after_training(playpen, workdir, sft_file):
@@ -115,8 +157,8 @@ def test_held_out_loss_is_measured_before_during_and_after_training(playpen, wor
     assert metrics["final_eval_loss"] < metrics["first_eval_loss"] - 0.1  # held-out loss went down too
 
 
-def test_held_out_dataset_is_loaded_like_the_training_data(playpen, workdir, sft_file, shared_data):
-    rows = json.loads((shared_data / "clembench-evaluation" / "sft_dataset_559.json").read_text())[48:60]
+def test_held_out_dataset_is_loaded_like_the_training_data(playpen, workdir, sft_file, evaluation_files):
+    rows = json.loads(evaluation_files["sft"].read_text())[48:60]
     (workdir / "heldout.json").write_text(json.dumps(rows))
     result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "3", *FAST,
                      "--eval_dataset", "heldout.json")
@@ -131,9 +173,8 @@ def test_held_out_dataset_is_loaded_like_the_training_data(playpen, workdir, sft
     assert math.isfinite(manifest["metrics"]["first_eval_loss"])
 
 
-def test_truncating_away_every_answer_is_a_user_error(playpen, workdir, shared_data):
-    transcripts = shared_data / "clembench-transcripts" / "results"
-    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", transcripts, "--max_length", "32")
+def test_truncating_away_every_answer_is_a_user_error(playpen, workdir, relay_results):
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", relay_results, "--max_length", "32")
     assert result.code == 2 and "raise --max_length" in result.err
     assert not (workdir / "models").exists()
 
@@ -216,17 +257,16 @@ def test_legacy_yaml_contradiction(playpen, workdir, sft_file):
 
 
 @pytest.mark.parametrize("make_args, message", [
-    (lambda d: ["--dataset", d / "sft.json", "--lora_rank", "8"], "unknown config field 'lora_rank' on the command line; did you mean 'lora_r'"),
-    (lambda d: ["--dataset", d / "sft.json", "--lora_r", "eight"], "--lora_r expects a int value"),
-    (lambda d: ["--dataset", d / "missing.json"], "missing.json"),
-    (lambda d: ["--dataset", d / "bad.jsonl"], "bad.jsonl:2"),
-    (lambda d: ["--dataset", Path(__file__).resolve().parents[2] / "shared/data/clembench-transcripts/results",
-                "--games", "wordle"], "games"),
+    (lambda d, r: ["--dataset", d / "sft.json", "--lora_rank", "8"], "unknown config field 'lora_rank' on the command line; did you mean 'lora_r'"),
+    (lambda d, r: ["--dataset", d / "sft.json", "--lora_r", "eight"], "--lora_r expects a int value"),
+    (lambda d, r: ["--dataset", d / "missing.json"], "missing.json"),
+    (lambda d, r: ["--dataset", d / "bad.jsonl"], "bad.jsonl:2"),
+    (lambda d, r: ["--dataset", r, "--games", "wordle"], "--games wordle dropped all"),
 ])
-def test_user_errors_exit_2_and_write_nothing(playpen, workdir, sft_file, make_args, message):
+def test_user_errors_exit_2_and_write_nothing(playpen, workdir, sft_file, relay_results, make_args, message):
     (workdir / "bad.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [\n')
     before = snapshot(workdir)
-    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--max_steps", "2", *make_args(workdir))
+    result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--max_steps", "2", *make_args(workdir, relay_results))
     assert result.code == 2, result
     assert message in result.err and "Traceback" not in result.err
     assert len(result.err.strip().splitlines()) == 1
@@ -234,18 +274,25 @@ def test_user_errors_exit_2_and_write_nothing(playpen, workdir, sft_file, make_a
 
 
 def test_divergence_stops_keeps_good_checkpoints_and_writes_no_adapter(playpen, workdir, sft_file):
+    # linear warm-up: the first optimizer step runs at learning rate 0, the next ones at 1e25 / 4 and up
     result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, "--max_steps", "30",
-                     *FAST, "--learning_rate", "1e25", "--save_steps", "1", "--warmup_steps", "0")
+                     *FAST, "--learning_rate", "1e25", "--save_steps", "1", "--warmup_steps", "4")
     assert result.code == 2, result
-    assert "became NaN/inf at step" in result.err and "no adapter was written" in result.err
+    message = re.search(r"became NaN/inf at step (\d+); the last good checkpoint is (\S+); no adapter was written",
+                        result.err)
+    assert message, result.err
+    bad_step, named = int(message[1]), Path(message[2])
     out = workdir / "models" / "tiny-sft_qlora"
     assert not (out / "adapter_model.safetensors").exists() and not (out / "playpen_run.json").exists()
     assert "tiny-sft_qlora" not in (workdir / "model_registry.json").read_text()
+    steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert steps and all(step < bad_step for step in steps), (steps, bad_step)  # none of the bad step or later
+    assert named.name == f"checkpoint-{steps[-1]}"  # the one named is the highest kept
     from safetensors.torch import load_file
 
-    for checkpoint in out.glob("checkpoint-*"):  # every checkpoint kept is finite
-        tensors = load_file(str(checkpoint / "adapter_model.safetensors"))
-        assert all(t.isfinite().all() for t in tensors.values()), checkpoint
+    for step in steps:  # every checkpoint kept is finite
+        tensors = load_file(str(out / f"checkpoint-{step}" / "adapter_model.safetensors"))
+        assert all(t.isfinite().all() for t in tensors.values()), step
 
 
 def test_seed_fixes_the_initial_adapter(workdir, sft_file):
@@ -296,7 +343,7 @@ def test_a_checkpoint_registers_with_the_quantization_it_was_trained_with(plaype
     expected = {k: v for k, v in trained.items() if k != "prequantized"}
     assert entries["tiny-step2"]["model_config"]["quantization"] == expected
     assert expected["bnb_4bit_quant_type"] == "fp4" and expected["bnb_4bit_compute_dtype"] == "float32"
-    assert isinstance(generate_with_backend("tiny-step2"), str)
+    assert_backend_plays_the_adapter("tiny-step2")  # with fp4, as trained (nf4 gives other logits)
 
 
 def test_registering_an_adapter_without_manifest_says_what_it_assumes(playpen, workdir, sft_file):
@@ -309,6 +356,12 @@ def test_registering_an_adapter_without_manifest_says_what_it_assumes(playpen, w
     result = playpen("register", "foreign", "--base", "tiny", "--adapter", elsewhere)
     assert result.code == 0, result
     assert "has no playpen_run.json" in result.out and "'bnb_4bit_quant_type': 'nf4'" in result.out
+    entry = {e["model_name"]: e for e in json.loads((workdir / "model_registry.json").read_text())}["foreign"]
+    assumed = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+               "bnb_4bit_compute_dtype": "auto"}  # the learner's defaults; "auto" resolves on the device
+    assert entry["model_config"]["quantization"] == assumed
+    assert all(f"{key!r}: {value!r}" in result.out for key, value in assumed.items())
+    assert_backend_plays_the_adapter("foreign")
 
 
 def test_overwrite_moves_the_earlier_run_aside(playpen, workdir, sft_file):
