@@ -56,6 +56,9 @@ def add_arguments(parser):
     parser.add_argument("--profile", type=Path, help="length profile (.jsonl: game, outcome, turns [[role, chars]])")
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help="comma-separated subset of the variants to run (padded, the baseline, always runs)")
+    parser.add_argument("--padding_only", action="store_true",
+                        help="only count the padding of random and length-grouped batches over the whole profile "
+                             "(tokenized, no training) and exit")
     parser.add_argument("--examples", type=int, default=160,
                         help="conversations drawn from the profile (0 = all; 24 with --quick)")
 
@@ -101,6 +104,29 @@ def characters_per_token(workspace: Path, rows: list[dict]) -> float:
     return sum(map(len, texts)) / sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
 
+def profile_padding(workspace: Path, rows: list[dict], max_length: int, batch: int, group: int) -> dict:
+    """Padding share and positions / real tokens of random and of length-grouped batches of ``batch`` rows
+    over all ``rows`` (the samplers the Trainer uses: ``RandomSampler``, ``LengthGroupedSampler`` with
+    groups built for ``group`` rows per optimizer step); no training, so it covers the whole profile."""
+    import torch
+    from transformers import AutoTokenizer
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    tokenizer = AutoTokenizer.from_pretrained(json.loads((workspace / "setup.json").read_text())["model"]["huggingface_id"])
+    lengths = [min(max_length, len(tokenizer.apply_chat_template(row["messages"], tokenize=True,
+                                                                 return_dict=True)["input_ids"])) for row in rows]
+    generator = torch.Generator().manual_seed(0)
+    orders = {"random": torch.randperm(len(lengths), generator=generator).tolist(),
+              "grouped": get_length_grouped_indices(lengths, group, generator=generator)}
+    result = {}
+    for name, order in orders.items():
+        slots = sum(len(order[k:k + batch]) * max(lengths[i] for i in order[k:k + batch])
+                    for k in range(0, len(order), batch))
+        result[name] = {"padding_fraction": 1 - sum(lengths) / slots, "positions_per_real_token": slots / sum(lengths)}
+    result["conversations"], result["real_tokens"] = len(lengths), sum(lengths)
+    return result
+
+
 def main(argv=None) -> dict:
     args = common.parse_args(__doc__.splitlines()[0], quick_runs=1, add_arguments=add_arguments, argv=argv)
     if args.worker:
@@ -117,6 +143,18 @@ def main(argv=None) -> dict:
     common.log(f"workspace {workspace}")
     rows = synthesise(args.profile, examples)
     setup = prepare_workspace(workspace, rows, args.hidden_size, args.num_layers)
+    if args.padding_only:
+        everything = synthesise(args.profile, 0)
+        padding = {f"batch {b} x accumulation {a}": profile_padding(workspace, everything, args.max_length, b, b * a)
+                   for b, a in ((args.batch_size, 1), (4, 4))}
+        common.print_table(f"Whole profile ({len(everything)} conversations, --max_length {args.max_length}): padding",
+                           ["batches", "random", "grouped", "ideal (random positions / real tokens)"],
+                           [[k, common.fmt(v["random"]["padding_fraction"], 3), common.fmt(v["grouped"]["padding_fraction"], 3),
+                             common.fmt(v["random"]["positions_per_real_token"], 2)] for k, v in padding.items()])
+        document = common.write_json(args.out, "length_profile", args, {"profile": str(args.profile),
+                                     "max_length": args.max_length}, {"profile_padding": padding})
+        shutil.rmtree(workspace, ignore_errors=True)
+        return document
     lengths = packing.token_lengths(workspace, args.max_length)
     chosen = {v: VARIANTS[v] for v in VARIANTS if v == "padded" or v in args.variants.split(",")}
     raw = packing.run_variants(Path(__file__), workspace, args, chosen)
