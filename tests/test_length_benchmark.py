@@ -77,3 +77,16 @@ def test_a_missing_profile_or_unknown_variant_is_an_error(tmp_path, profile):
     assert done.returncode != 0 and "--profile" in done.stderr
     done = run(tmp_path, "--profile", profile, "--variants", "padded,sorted")
     assert done.returncode != 0 and "unknown sorted" in done.stderr
+
+
+def test_padding_only_counts_the_whole_profile(tmp_path, profile):
+    out = tmp_path / "padding.json"
+    done = run(tmp_path, "--profile", profile, "--padding_only", "--max_length", "256", "--batch_size", "2",
+               "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    padding = json.loads(out.read_text())["results"]["profile_padding"]
+    for batches in padding.values():
+        assert batches["conversations"] == 36
+        random_, grouped = batches["random"], batches["grouped"]
+        assert 0 <= grouped["padding_fraction"] < random_["padding_fraction"] < 1
+        assert random_["positions_per_real_token"] == pytest.approx(1 / (1 - random_["padding_fraction"]))
