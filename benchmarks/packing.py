@@ -19,7 +19,7 @@ trains one epoch over the training split and reports, for ``trainer.train()``:
 
 Variants (all with the same model, LoRA, learning rate, batch size and max_length):
 
-* ``padded``: playpen's defaults (``packing=False, padding_free=False``);
+* ``padded``: random padded batches (``packing=False, padding_free=False, group_by_length=False``);
 * ``packing``: ``--packing true`` (TRL best-fit-decreasing packing into max_length rows, which
   TRL trains padding-free);
 * ``padding_free``: one flattened sequence per batch, no padding, no packing. playpen's
@@ -48,10 +48,13 @@ import common  # noqa: E402
 
 TARGET = 2.0
 VARIANTS = {
-    "padded": {"packing": False, "padding_free": False},
-    "packing": {"packing": True, "padding_free": False},
-    "padding_free": {"packing": False, "padding_free": True},
+    "padded": {"packing": False, "padding_free": False, "group_by_length": False},
+    "packing": {"packing": True, "padding_free": False, "group_by_length": False},
+    "padding_free": {"packing": False, "padding_free": True, "group_by_length": False},
 }
+MEASURES = ("real_tokens_per_s", "trained_tokens_per_s", "train_s", "prepare_s", "peak_memory_mib",
+            "memory_rise_mib", "final_train_loss", "heldout_loss", "optimizer_steps", "padding_fraction")
+RATIO_MEASURES = ("real_tokens_per_s", "trained_tokens_per_s", "peak_memory_mib", "memory_rise_mib", "heldout_loss")
 
 
 def add_arguments(parser):
@@ -63,13 +66,14 @@ def add_arguments(parser):
     parser.add_argument("--num_layers", type=int, default=2, help="tiny model depth")
     parser.add_argument("--limit", type=int, default=None,
                         help="use only this many rows of the data (default: all; 96 with --quick)")
-    parser.add_argument("--worker", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--workspace", type=Path, help=argparse.SUPPRESS)
 
 
 # ----------------------------------------------------------------------------- worker
 
-def worker(args) -> dict:
+def worker(args, variants: dict) -> dict:
+    """Train one epoch with ``variants[args.worker]``'s learner settings (in this worker process) and measure it."""
     common.set_offline()
     import torch
 
@@ -80,7 +84,7 @@ def worker(args) -> dict:
     workspace = args.workspace
     setup = json.loads((workspace / "setup.json").read_text())
     torch.manual_seed(0)
-    flags = dict(VARIANTS[args.worker])
+    flags = dict(variants[args.worker])
     swap_collator = flags["padding_free"] and not flags["packing"]
     if swap_collator:
         flags["padding_free"] = False  # see the module docstring
@@ -162,37 +166,36 @@ def token_lengths(workspace: Path, max_length: int) -> dict:
     return common.summary(lengths) | {"mean": sum(lengths) / len(lengths), "values": None}
 
 
-def main(argv=None) -> dict:
-    args = common.parse_args(__doc__.splitlines()[0], quick_runs=1, add_arguments=add_arguments, argv=argv)
-    if args.worker:
-        print(json.dumps(worker(args)))
-        return {}
-    common.set_offline()
-    limit = args.limit or (96 if args.quick else None)
-    workspace = Path(tempfile.mkdtemp(prefix="bench-packing-"))
-    common.log(f"workspace {workspace}")
-    setup = prepare_workspace(workspace, limit, args.hidden_size, args.num_layers)
-    lengths = token_lengths(workspace, args.max_length)
+def run_variants(script: Path, workspace: Path, args, variants: dict) -> dict[str, list[dict]]:
+    """Every variant ``args.runs`` times, interleaved, each run a fresh ``script --worker VARIANT`` process."""
     env = common.offline_env()
-    base_cmd = [sys.executable, Path(__file__).resolve(), "--workspace", workspace, "--max_length", args.max_length,
+    base_cmd = [sys.executable, script.resolve(), "--workspace", workspace, "--max_length", args.max_length,
                 "--batch_size", args.batch_size, "--learning_rate", args.learning_rate, "--threads", args.threads]
 
     def run(variant):
         _, done = common.run_timed(base_cmd + ["--worker", variant], cwd=workspace, env=env, timeout=3600)
         return common.last_json_line(done.stdout)
 
-    raw = common.interleave({v: (lambda v=v: run(v)) for v in VARIANTS}, runs=args.runs)
-    measures = ("real_tokens_per_s", "trained_tokens_per_s", "train_s", "prepare_s", "peak_memory_mib",
-                "memory_rise_mib", "final_train_loss", "heldout_loss", "optimizer_steps", "padding_fraction")
-    stats = {v: {m: common.summary(r[m] for r in runs) for m in measures} for v, runs in raw.items()}
-    ratios = {v: {m: common.compare([r[m] for r in raw[v]], [r[m] for r in raw["padded"]])
-                  for m in ("real_tokens_per_s", "trained_tokens_per_s", "peak_memory_mib", "memory_rise_mib",
-                            "heldout_loss")}
-              for v in VARIANTS if v != "padded"}
+    return common.interleave({v: (lambda v=v: run(v)) for v in variants}, runs=args.runs)
 
+
+def summarise(raw: dict[str, list[dict]], baseline: str) -> tuple[dict, dict]:
+    """Per variant the summaries of :data:`MEASURES`; per other variant the ratios vs ``baseline``."""
+    stats = {v: {m: common.summary(r[m] for r in runs) for m in MEASURES} for v, runs in raw.items()}
+    ratios = {v: {m: common.compare([r[m] for r in raw[v]], [r[m] for r in raw[baseline]]) for m in RATIO_MEASURES}
+              for v in raw if v != baseline}
+    return stats, ratios
+
+
+def target_met(ratios: dict) -> dict[str, bool]:
+    return {v: r["real_tokens_per_s"]["ratio"] is not None and r["real_tokens_per_s"]["ratio"] >= TARGET
+            for v, r in ratios.items()}
+
+
+def print_results(title: str, stats: dict, ratios: dict, baseline: str, ideal: float | None = None) -> None:
+    """The per-variant table and the ratio table (with the ideal ratio, padded slots / real tokens, if given)."""
     common.print_table(
-        f"One epoch of {setup['train_rows']} rows (train tokens per row: median {lengths['median']:.0f}, "
-        f"min {lengths['min']:.0f}, max {lengths['max']:.0f}); median [min-max] of {args.runs} runs",
+        title,
         ["variant", "real tok/s", "trained tok/s", "steps", "pad share", "train() s", "peak MiB", "rise MiB",
          "final loss", "held-out loss"],
         [[v, common.fmt_summary(s["real_tokens_per_s"], 0), common.fmt_summary(s["trained_tokens_per_s"], 0),
@@ -200,17 +203,32 @@ def main(argv=None) -> dict:
           common.fmt_summary(s["train_s"], 1), common.fmt(s["peak_memory_mib"]["median"], 0),
           common.fmt(s["memory_rise_mib"]["median"], 0), common.fmt(s["final_train_loss"]["median"], 3),
           common.fmt_summary(s["heldout_loss"], 3)] for v, s in stats.items()])
-    rows = []
-    for v, r in ratios.items():
-        met = r["real_tokens_per_s"]["ratio"] is not None and r["real_tokens_per_s"]["ratio"] >= TARGET
-        rows.append([v, common.fmt_ratio(r["real_tokens_per_s"]), common.fmt_ratio(r["trained_tokens_per_s"]),
-                     common.fmt_ratio(r["peak_memory_mib"]), common.fmt_ratio(r["heldout_loss"], 3),
-                     f">= {TARGET:g}x: {'met' if met else 'MISSED'}"])
-    common.print_table("Ratios vs padded (median ratio [min-max of per-round ratios])",
+    met = target_met(ratios)
+    rows = [[v, common.fmt_ratio(r["real_tokens_per_s"]), common.fmt_ratio(r["trained_tokens_per_s"]),
+             common.fmt_ratio(r["peak_memory_mib"]), common.fmt_ratio(r["heldout_loss"], 3),
+             f">= {TARGET:g}x: {'met' if met[v] else 'MISSED'}"] for v, r in ratios.items()]
+    ideal_note = f"; ideal {ideal:.2f}x (padded slots / real tokens of {baseline})" if ideal else ""
+    common.print_table(f"Ratios vs {baseline} (median ratio [min-max of per-round ratios]){ideal_note}",
                        ["variant", "real tok/s", "trained tok/s", "peak memory", "held-out loss", "target"], rows)
-    results = {"stats": stats, "ratios_vs_padded": ratios, "target_ratio": TARGET,
-               "target_met": {v: r["real_tokens_per_s"]["ratio"] is not None and
-                              r["real_tokens_per_s"]["ratio"] >= TARGET for v, r in ratios.items()},
+
+
+def main(argv=None) -> dict:
+    args = common.parse_args(__doc__.splitlines()[0], quick_runs=1, add_arguments=add_arguments, argv=argv)
+    if args.worker:
+        print(json.dumps(worker(args, VARIANTS)))
+        return {}
+    common.set_offline()
+    limit = args.limit or (96 if args.quick else None)
+    workspace = Path(tempfile.mkdtemp(prefix="bench-packing-"))
+    common.log(f"workspace {workspace}")
+    setup = prepare_workspace(workspace, limit, args.hidden_size, args.num_layers)
+    lengths = token_lengths(workspace, args.max_length)
+    raw = run_variants(Path(__file__), workspace, args, VARIANTS)
+    stats, ratios = summarise(raw, "padded")
+    print_results(f"One epoch of {setup['train_rows']} rows (train tokens per row: median {lengths['median']:.0f}, "
+                  f"min {lengths['min']:.0f}, max {lengths['max']:.0f}); median [min-max] of {args.runs} runs",
+                  stats, ratios, "padded")
+    results = {"stats": stats, "ratios_vs_padded": ratios, "target_ratio": TARGET, "target_met": target_met(ratios),
                "token_lengths": lengths, "runs": raw}
     config = {"max_length": args.max_length, "per_device_train_batch_size": args.batch_size,
               "gradient_accumulation_steps": 1, "learning_rate": args.learning_rate, "epochs": 1,

@@ -55,6 +55,10 @@ class QLoRAConfig:
     num_train_epochs: float = _help("epochs when max_steps is -1", default=1.0)
     warmup_steps: int = _help("linear warm-up steps", default=0)
     max_length: int = _help("truncate examples to this many tokens", default=2048)
+    group_by_length: bool = _help("batch examples of similar length together (transformers' LengthGroupedSampler: "
+                                  "a new random order every epoch, sorted by length within groups of up to 50 "
+                                  "batches), so batches carry little padding; false = uniformly random batches. "
+                                  "Not used with --packing (packed rows carry no padding)", default=True)
     optim: str = _help("optimizer (transformers name, e.g. adamw_torch, paged_adamw_8bit)",
                        default="adamw_torch")
     seed: int = _help("random seed", default=42)

@@ -276,6 +276,38 @@ def trainer_arguments(config, output_dir: Path, quantization: dict, held_out: bo
     )
 
 
+def train_sampler(config) -> str:
+    """How training batches are drawn: ``length_grouped`` (``--group_by_length``, the default) or ``random``.
+
+    Packed rows (``--packing``) are all about ``--max_length`` long and carry no padding, so they
+    are drawn at random.
+    """
+    return "length_grouped" if config.group_by_length and not getattr(config, "packing", False) else "random"
+
+
+def with_train_sampler(trainer_class, config, lengths):
+    """``trainer_class``, or a subclass of it that draws training batches of similar length.
+
+    ``lengths(dataset)`` gives the padded length of every example of the prepared training
+    dataset. The sampler is transformers' ``LengthGroupedSampler``: each epoch a fresh random
+    permutation (torch's RNG, which the Trainer seeds with ``--seed``), cut into groups of up to
+    50 effective batches (``per_device_train_batch_size x gradient_accumulation_steps``), each
+    group sorted by length. Evaluation batches keep the Trainer's sequential order.
+    """
+    if train_sampler(config) != "length_grouped":
+        return trainer_class
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class LengthGroupedTrainer(trainer_class):
+        def _get_train_sampler(self, train_dataset=None):
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=lengths(dataset))
+
+    LengthGroupedTrainer.__name__ = LengthGroupedTrainer.__qualname__ = f"LengthGrouped{trainer_class.__name__}"
+    return LengthGroupedTrainer
+
+
 def loss_guard_callback():
     """A TrainerCallback that stops at the first non-finite loss or trainable weight.
 

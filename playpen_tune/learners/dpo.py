@@ -90,8 +90,7 @@ class DPOQLoRALearner(Learner):
         guard = common.loss_guard_callback()
         trainer = make_trainer(model=model, args=args, train_dataset=dataset, eval_dataset=held_out,
                                processing_class=tokenizer,
-                               peft_config=peft_config, callbacks=[guard],
-                               max_prompt_length=config.max_prompt_length)
+                               peft_config=peft_config, callbacks=[guard], config=config)
         if parent is not None:
             check_reference_adapter(trainer.model)
         kept = len(trainer.train_dataset)
@@ -107,6 +106,7 @@ class DPOQLoRALearner(Learner):
             started=started, resumed_from=str(resume_from) if resume_from else None,
             extra={"parent_adapter": str(parent) if parent else None, "reference": reference,
                    "data_format": data_format, "loss_type": loss_types, "beta": config.beta,
+                   "train_sampler": common.train_sampler(config),
                    "prompt_truncation": (f"keep the last {config.max_prompt_length} tokens of the templated prompt"
                                          if config.max_prompt_length else "none (only --max_length, keep_start)"),
                    "dropout": "disabled during DPO (TRL disable_dropout), so policy and reference agree at step 0"})
@@ -163,8 +163,19 @@ def as_conversations(dataset, data_format: str, tokenizer, model: dict):
     return dataset, data_format
 
 
-def make_trainer(*, max_prompt_length: int | None, **kwargs):
-    """TRL's DPOTrainer with prompt truncation and a user error when no pair fits ``max_length``.
+def pair_lengths(dataset, max_length: int) -> list[int]:
+    """The padded length of every prepared pair: prompt + the longer of chosen and rejected, up to ``max_length``.
+
+    TRL's preference collator puts prompt+chosen and prompt+rejected into one batch padded to
+    the longest of them, so this is the length that decides a batch's padding.
+    """
+    return [min(max_length, len(prompt) + max(len(chosen), len(rejected)))
+            for prompt, chosen, rejected in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
+
+
+def make_trainer(*, config: DPOQLoRAConfig, **kwargs):
+    """TRL's DPOTrainer with prompt truncation, the training sampler of ``--group_by_length`` and a user
+    error when no pair fits ``max_length``.
 
     TRL 1.x has no ``max_prompt_length`` (it only truncates prompt+completion to ``max_length``,
     keeping the start, and drops pairs whose prompt alone fills it). Here prompts longer than
@@ -173,7 +184,12 @@ def make_trainer(*, max_prompt_length: int | None, **kwargs):
     """
     from trl import DPOTrainer
 
-    class PlaypenDPOTrainer(DPOTrainer):
+    from playpen_tune.learners import common
+
+    max_prompt_length = config.max_prompt_length
+    sampled = common.with_train_sampler(DPOTrainer, config, lambda dataset: pair_lengths(dataset, config.max_length))
+
+    class PlaypenDPOTrainer(sampled):
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             total = len(dataset)
             if max_prompt_length is None:

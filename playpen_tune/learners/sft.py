@@ -71,8 +71,10 @@ class SFTQLoRALearner(Learner):
             completion_only_loss=(not conversational) and config.completion_only_loss,
         )
         guard = common.loss_guard_callback()
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=held_out,
-                             processing_class=tokenizer, callbacks=[guard])
+        trainer_class = common.with_train_sampler(SFTTrainer, config,
+                                                  lambda prepared: [len(ids) for ids in prepared["input_ids"]])
+        trainer = trainer_class(model=model, args=args, train_dataset=dataset, eval_dataset=held_out,
+                                processing_class=tokenizer, callbacks=[guard])
         kept = len(trainer.train_dataset)
         if kept == 0:
             raise PlaypenError(f"none of the {len(dataset)} examples keeps a trainable token within "
@@ -88,7 +90,7 @@ class SFTQLoRALearner(Learner):
                                   data=dict(report.to_dict(), held_out=held_out_record),
                                   quantization=quantization, lora=lora, started=started,
                                   resumed_from=str(resume_from) if resume_from else None,
-                                  extra={"examples_trained": kept,
+                                  extra={"examples_trained": kept, "train_sampler": common.train_sampler(config),
                                          "parent_adapter": str(common.parent_adapter(request.model) or "") or None,
                                          "loss_masking": "assistant_only" if args.assistant_only_loss else
                                          ("completion_only" if args.completion_only_loss else "all_tokens")})
