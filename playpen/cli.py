@@ -208,7 +208,14 @@ def main(argv: list[str] | None = None) -> None:
     from playpen import faults
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    faults.install_signal_handlers()
+    with faults.signals_interrupt():
+        _run(argv)
+
+
+def _run(argv: list[str]) -> None:
+    """Parse and run one command; report user errors, write failures and interrupts in one line."""
+    from playpen import faults
+
     args = None
     try:
         parser = build_parser()

@@ -12,6 +12,7 @@ import fcntl
 import os
 import shlex
 import signal
+import threading
 from pathlib import Path
 
 from playpen.errors import PlaypenError
@@ -148,10 +149,19 @@ def _raise_interrupted(signum, frame):
     raise Interrupted(signum)
 
 
-def install_signal_handlers() -> None:
-    """SIGINT and SIGTERM raise :class:`Interrupted` (also when the shell started us with SIGINT ignored)."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _raise_interrupted)
+@contextlib.contextmanager
+def signals_interrupt():
+    """While inside, SIGINT and SIGTERM raise :class:`Interrupted` (SIGINT also when the shell started us
+    with it ignored); the previous handlers come back afterwards. Outside the main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, _raise_interrupted) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -177,10 +178,15 @@ def test_a_second_eval_into_the_same_results_is_refused_naming_the_first(data):
     assert again.returncode == 0 and "already played; scoring only" in again.stdout, again.stderr[-3000:]
 
 
+def _interrupted_line(err: str) -> str:
+    """The one 'interrupted (SIG...); resume with: ...' line (a progress bar may precede it without a newline)."""
+    (line,) = re.findall(r"interrupted \(SIG\w+\); resume with: [^\r\n]*", err)
+    return line
+
+
 def _resume(proc_err: str, workdir: Path) -> subprocess.CompletedProcess:
     """Run the command the 'interrupted; resume with: ...' line names."""
-    (line,) = [line for line in proc_err.splitlines() if line.startswith("interrupted")]
-    command = shlex.split(line.split("resume with: ", 1)[1])
+    command = shlex.split(_interrupted_line(proc_err).split("resume with: ", 1)[1])
     assert command[0] == "playpen"
     return subprocess.run([sys.executable, "-m", "playpen", *command[1:]], cwd=workdir, env=_env(),
                           capture_output=True, text=True, timeout=600)
@@ -212,10 +218,21 @@ def test_ctrl_c_during_learn_keeps_checkpoints_and_the_resume_finishes(data):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
-    assert "interrupted (SIGINT); resume with: playpen learn -l sft_qlora" in err and err.rstrip().endswith("--resume")
+    line = _interrupted_line(err)
+    assert line.startswith("interrupted (SIGINT); resume with: playpen learn -l sft_qlora") and line.endswith(" --resume")
     assert (out / "checkpoint-10" / "trainer_state.json").is_file()
     assert not (out / "adapter_model.safetensors").exists() and not (out / "playpen_run.json").exists()
     resumed = _resume(err, data)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     manifest = json.loads((out / "playpen_run.json").read_text())
     assert manifest["metrics"]["global_step"] == 60 and "checkpoint-" in manifest["resumed_from"]
+
+
+def test_a_scores_file_cut_short_does_not_count_as_scored(tmp_path):
+    from playpen.playing import scored_episodes
+
+    for game_id, text in ((0, '{"episode scores": {}}'), (1, '{"episode sco')):
+        episode = tmp_path / "tiny" / "wordecho" / "heldout" / f"instance_{game_id:05d}"
+        episode.mkdir(parents=True)
+        (episode / "scores.json").write_text(text)
+    assert scored_episodes(tmp_path, "tiny", "wordecho") == {("heldout", 0)}

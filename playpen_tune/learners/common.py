@@ -346,22 +346,20 @@ class PreparedRun:
     resume_from: Path | None = None
 
 
-def checkpoint_bytes(run: PreparedRun) -> int:
-    """About what one checkpoint takes on disk: the trainable weights and their optimizer state.
-
-    Adam keeps two moments per weight in fp32 (8-bit optimizers: one byte each).
-    """
+def saved_bytes(run: PreparedRun) -> tuple[int, int]:
+    """About what the adapter and what one checkpoint take on disk: the trainable weights, and those
+    plus their optimizer state (Adam keeps two fp32 moments per weight; 8-bit optimizers one byte each)."""
     trainable = [p for p in run.trainer.model.parameters() if p.requires_grad]
-    weights = sum(p.numel() * p.element_size() for p in trainable)
+    adapter = sum(p.numel() * p.element_size() for p in trainable)
     moments = sum(p.numel() for p in trainable) * (2 if "8bit" in run.trainer.args.optim else 8)
-    return weights + moments
+    return adapter, adapter + moments
 
 
 def check_room_for_checkpoints(run: PreparedRun) -> None:
     """Refuse to start when the output filesystem clearly cannot hold the checkpoints and the adapter.
 
-    The estimate is :func:`checkpoint_bytes` times the checkpoints on disk at once (``save_total_limit``
-    plus the one being written, at most one per ``save_steps``), plus the final adapter.
+    The estimate is one checkpoint (:func:`saved_bytes`) times the checkpoints on disk at once
+    (``save_total_limit`` plus the one being written, at most one per ``save_steps``), plus the adapter.
     """
     args = run.trainer.args
     steps = args.max_steps if args.max_steps > 0 else math.ceil(
@@ -369,11 +367,10 @@ def check_room_for_checkpoints(run: PreparedRun) -> None:
     saves = steps // args.save_steps
     if args.save_total_limit:
         saves = min(saves, args.save_total_limit + 1)
-    per_checkpoint = checkpoint_bytes(run)
-    adapter = sum(p.numel() * p.element_size() for p in run.trainer.model.parameters() if p.requires_grad)
+    adapter, checkpoint = saved_bytes(run)
     faults.check_free_space(
-        run.record.request.output_dir, saves * per_checkpoint + adapter,
-        f"{saves} checkpoint(s) of ~{per_checkpoint / 2**20:.1f} MiB (save_total_limit "
+        run.record.request.output_dir, saves * checkpoint + adapter,
+        f"{saves} checkpoint(s) of ~{checkpoint / 2**20:.1f} MiB (save_total_limit "
         f"{args.save_total_limit}, save_steps {args.save_steps}) and the adapter",
         "lower --save_total_limit, raise --save_steps, or choose another --output_dir")
 
