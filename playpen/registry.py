@@ -107,7 +107,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        if isinstance(error, OSError) and error.filename is None:  # a failed write names no file: name ours
+        if isinstance(error, OSError) and error.errno and error.filename is None:  # a failed write names no file
             error.filename = str(path)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)

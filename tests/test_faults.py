@@ -127,6 +127,14 @@ def test_learn_refuses_before_training_when_checkpoints_clearly_do_not_fit(data,
     assert list(disk.iterdir()) == []
 
 
+def test_eval_into_a_full_disk_is_one_line_and_claims_no_result(data, playpen, mount_tmpfs):
+    disk = mount_tmpfs("disk", 256 * 1024)
+    fill(disk)
+    line = one_error_line(playpen(*EVAL, "-r", disk))
+    assert f"cannot write {disk}" in line and "no space left" in line and "choose another -r" in line, line
+    assert not list(disk.rglob("*.val.json")) and not list(disk.rglob("scores.json"))
+
+
 def test_read_only_output_and_results_dirs_are_one_line(data, playpen, mount_tmpfs):
     read_only = mount_tmpfs("ro", 2**20, read_only=True)
     registry = (data / "model_registry.json").read_bytes()
