@@ -33,11 +33,15 @@ def _mib(size: float) -> str:
 
 def free_bytes(path: Path) -> int:
     """Bytes an unprivileged writer may still use on the filesystem holding ``path`` (or its nearest parent)."""
+    stats = os.statvfs(_nearest_existing(path))
+    return stats.f_bavail * stats.f_frsize
+
+
+def _nearest_existing(path: Path) -> Path:
     path = Path(path).absolute()
     while not path.exists():
         path = path.parent
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize
+    return path
 
 
 def write_fault_error(error: OSError, fix: str) -> PlaypenError:
@@ -55,12 +59,9 @@ def filesystem_fault(path: Path, needed: int) -> str | None:
     Some writers (torch.save, safetensors) report a full disk as a RuntimeError without an errno;
     after such a failure this tells whether the disk was the cause.
     """
-    probe = Path(path).absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if os.statvfs(probe).f_flag & os.ST_RDONLY:
+    if os.statvfs(_nearest_existing(path)).f_flag & os.ST_RDONLY:
         return "read-only"
-    return "full" if free_bytes(probe) < needed else None
+    return "full" if free_bytes(path) < needed else None
 
 
 @contextlib.contextmanager
@@ -82,8 +83,10 @@ def disk_faults_as_errors(path: Path, fix: str, needed: int = 1):
         fault = "full" if os.strerror(errno.ENOSPC) in str(error) else filesystem_fault(path, needed)
         if fault is None:
             raise
-        raise PlaypenError(f"cannot write {path}: its filesystem is {fault} ({_mib(free_bytes(path))} free; "
-                           f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+        cause = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        if fault == "read-only":
+            raise PlaypenError(f"cannot write {path}: its filesystem is read-only ({cause}); {fix}") from None
+        raise PlaypenError(f"cannot write {path}: its filesystem is full ({_mib(free_bytes(path))} free; {cause}); "
                            f"free some space, or {fix}") from None
 
 
