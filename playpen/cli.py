@@ -198,8 +198,25 @@ def _version() -> str:
         return "unknown"
 
 
+# what to do when a command cannot write (its own output option first)
+WRITE_FIXES = {"learn": "choose another --output_dir (or --name)", "eval": "choose another -r/--results_dir",
+               "play": "choose another -r/--results_dir", "quickstart": "pass another directory to 'playpen quickstart'"}
+RESUME_ALIASES = {"-r": ("-r", "--results_dir")}
+
+
 def main(argv: list[str] | None = None) -> None:
+    from playpen import faults
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    with faults.signals_interrupt():
+        _run(argv)
+
+
+def _run(argv: list[str]) -> None:
+    """Parse and run one command; report user errors, write failures and interrupts in one line."""
+    from playpen import faults
+
+    args = None
     try:
         parser = build_parser()
         args, rest = parser.parse_known_args(argv)
@@ -214,8 +231,19 @@ def main(argv: list[str] | None = None) -> None:
     except PlaypenError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    except OSError as error:
+        if not faults.is_write_fault(error):
+            raise
+        fix = WRITE_FIXES.get(getattr(args, "command_name", None), "run playpen where it can write")
+        print(f"error: {faults.write_fault_error(error, fix)}", file=sys.stderr)
+        sys.exit(PlaypenError.exit_code)
+    except KeyboardInterrupt as interrupt:
+        interrupt = interrupt if isinstance(interrupt, faults.Interrupted) else faults.Interrupted()
+        if args is None or getattr(args, "argv", None) is None:
+            print("interrupted", file=sys.stderr)
+        else:
+            from playpen.secrets import redact_command_line
 
-
+            command = faults.resume_command(redact_command_line(args.argv), interrupt.resume, RESUME_ALIASES)
+            print(f"interrupted ({interrupt.signal_name}); resume with: {command}", file=sys.stderr)
+        sys.exit(interrupt.exit_code)

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from playpen.errors import PlaypenError
+from playpen.faults import resumable
 from playpen.playing import play_games, scores_files, selected_episodes
 from playpen.registry import atomic_write_text
 from playpen.secrets import without_secrets
@@ -231,10 +232,11 @@ def evaluate_from_cli(args) -> None:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
     results_dir = Path(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"))
     models = [args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else [])
-    evaluations = evaluate(models, args.suite, args.game, results_dir,
-                           dict(temperature=args.temperature, max_tokens=args.max_tokens),
-                           experiment=args.experiment, instances=args.instances,
-                           batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
+    with resumable({"-r": results_dir}):
+        evaluations = evaluate(models, args.suite, args.game, results_dir,
+                               dict(temperature=args.temperature, max_tokens=args.max_tokens),
+                               experiment=args.experiment, instances=args.instances,
+                               batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
     tuned = evaluations[args.model]
     print_summary(tuned, results_dir)
     if args.baseline and args.baseline != args.model:

@@ -6,6 +6,7 @@ import typing
 from pathlib import Path
 
 from playpen import config as cfg
+from playpen import faults
 from playpen.errors import PlaypenError
 from playpen.learners import LearnRequest, get_learner
 from playpen.registry import validate_model_name
@@ -55,6 +56,16 @@ def learner_help(learner_name: str, learner_cls) -> str:
     return "\n".join(lines)
 
 
+def resume_changes(output_dir: Path) -> dict:
+    """How to continue an interrupted learn: ``--resume`` from its checkpoints, ``--overwrite`` a run that
+    saved none (its directory holds only what the start wrote), the same command if nothing is left."""
+    if list(output_dir.glob("checkpoint-*")):
+        return {"--resume": True, "--overwrite": False}
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        return {"--overwrite": True, "--resume": False}
+    return {}
+
+
 def learn_from_cli(args) -> None:
     if not args.learner:
         if args.help:
@@ -88,7 +99,9 @@ def learn_from_cli(args) -> None:
 
     pm.hook.playpen_before_learn(learner_name=info.name, request=request)
     print(f"playpen learn: learner={info.name} model={model['model_name']} -> {request.output_dir}")
-    result = learner_cls().learn(request)
+    with faults.resumable(lambda: resume_changes(request.output_dir)), faults.disk_faults_as_errors(
+            request.output_dir, "choose another --output_dir (or --name)", needed=2**20):
+        result = learner_cls().learn(request)
     pm.hook.playpen_after_learn(learner_name=info.name, request=request, result=result)
     print(f"done: {result.output_dir}" + (f" (manifest {result.manifest_path})" if result.manifest_path else ""))
     for key, value in result.metrics.items():

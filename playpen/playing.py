@@ -25,9 +25,21 @@ def episode_key(row: dict) -> tuple[str, int]:
 
 
 def scores_files(results_dir: Path, run_dir: str, game: str) -> dict[tuple[str, int], Path]:
-    """``{(experiment, game_id): scores.json}`` of the episodes under ``results_dir/run_dir/game`` clemcore scored."""
+    """``{(experiment, game_id): scores.json}`` of the episodes under ``results_dir/run_dir/game`` clemcore scored.
+
+    clemcore writes ``scores.json`` in place: one cut short (a full disk, an interrupt) does not parse
+    and its episode counts as not scored.
+    """
     return {(scores.parent.parent.name, int(scores.parent.name.split("_")[-1])): scores
-            for scores in (results_dir / run_dir / game).glob("*/instance_*/scores.json")}
+            for scores in (results_dir / run_dir / game).glob("*/instance_*/scores.json") if _complete(scores)}
+
+
+def _complete(scores: Path) -> bool:
+    try:
+        json.loads(scores.read_text(encoding="utf-8"))
+    except ValueError:
+        return False
+    return True
 
 
 def scored_episodes(results_dir: Path, run_dir: str, game: str) -> set[tuple[str, int]]:
@@ -65,11 +77,24 @@ def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args:
     Returns:
         ``{game name: None}`` for a game whose selected episodes were all played and scored,
         ``{game name: what went wrong}`` otherwise. A model that cannot be loaded fails every game.
+
+    Only one process plays into ``results_dir`` with the same models at a time (a second one is
+    refused, naming the first); an interrupt says to resume with ``-r results_dir``.
     """
     from clemcore.backends import Model
 
+    from playpen import faults
+
     results_dir = Path(results_dir)
     run_dir = Model.to_identifier([spec.model_name for spec in model_specs])  # clemcore's folder: ``a--b``
+    with faults.resumable({"-r": results_dir}), faults.exclusive(
+            results_dir / f".{run_dir}.lock", f"{results_dir / run_dir}", "pass another -r"):
+        return _play_and_score(model_specs, game_specs, results_dir, run_dir, gen_args, instances=instances,
+                               experiment=experiment, batch_size=batch_size, play=play)
+
+
+def _play_and_score(model_specs: list, game_specs: list, results_dir: Path, run_dir: str, gen_args: dict, *,
+                    instances: str | None, experiment: str | None, batch_size: int, play: bool) -> dict[str, str | None]:
     wanted = {spec["game_name"]: selected_episodes(spec, instances, experiment) for spec in game_specs}
     todo = {name: episodes - scored_episodes(results_dir, run_dir, name) for name, episodes in wanted.items()}
     for name in (name for name, episodes in todo.items() if not episodes):

@@ -104,9 +104,11 @@ def atomic_write_text(path: Path, text: str) -> None:
             os.umask(umask)
             os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
+        if isinstance(error, OSError) and error.errno and error.filename is None:  # a failed write names no file
+            error.filename = str(path)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:

@@ -38,6 +38,8 @@ def _playpen(*args: str) -> None:
     try:
         main(list(args))
     except SystemExit as exit_:
+        if exit_.code in (130, 143):  # interrupted: main() said how to resume that step
+            raise
         if exit_.code:
             raise PlaypenError(f"quickstart step 'playpen {' '.join(args)}' failed (exit {exit_.code})") from None
 

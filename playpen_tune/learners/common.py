@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from playpen import faults
 from playpen.config import config_to_dict
 from playpen.errors import PlaypenError
 from playpen.learners import LearnerResult, LearnRequest
@@ -377,6 +378,35 @@ class PreparedRun:
     resume_from: Path | None = None
 
 
+def saved_bytes(run: PreparedRun) -> tuple[int, int]:
+    """About what the adapter and what one checkpoint take on disk: the trainable weights, and those
+    plus their optimizer state (Adam keeps two fp32 moments per weight; 8-bit optimizers one byte each)."""
+    trainable = [p for p in run.trainer.model.parameters() if p.requires_grad]
+    adapter = sum(p.numel() * p.element_size() for p in trainable)
+    moments = sum(p.numel() for p in trainable) * (2 if "8bit" in run.trainer.args.optim else 8)
+    return adapter, adapter + moments
+
+
+def check_room_for_checkpoints(run: PreparedRun) -> None:
+    """Refuse to start when the output filesystem clearly cannot hold the checkpoints and the adapter.
+
+    The estimate is one checkpoint (:func:`saved_bytes`) times the checkpoints on disk at once
+    (``save_total_limit`` plus the one being written, at most one per ``save_steps``), plus the adapter.
+    """
+    args = run.trainer.args
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(
+        len(run.trainer.get_train_dataloader()) / args.gradient_accumulation_steps * args.num_train_epochs)
+    saves = steps // args.save_steps
+    if args.save_total_limit:
+        saves = min(saves, args.save_total_limit + 1)
+    adapter, checkpoint = saved_bytes(run)
+    faults.check_free_space(
+        run.record.request.output_dir, saves * checkpoint + adapter,
+        f"{saves} checkpoint(s) of ~{checkpoint / 2**20:.1f} MiB (save_total_limit "
+        f"{args.save_total_limit}, save_steps {args.save_steps}) and the adapter",
+        "lower --save_total_limit, raise --save_steps, or choose another --output_dir")
+
+
 def train_and_finish(run: PreparedRun, before_save=None) -> LearnerResult:
     """Train (resuming if asked), stop on a non-finite loss, then save and write the manifest.
 
@@ -467,6 +497,20 @@ def finish_run(record: RunRecord, trainer, tokenizer) -> LearnerResult:
     """
     out = record.request.output_dir
     main_process = trainer.accelerator.is_main_process
+    try:
+        return _save_and_describe(record, trainer, tokenizer, main_process)
+    except BaseException:  # a full disk, an interrupt: no adapter is left that a later run could take as complete
+        if main_process:
+            for name in ADAPTER_FILES:
+                (out / name).unlink(missing_ok=True)
+        raise
+
+
+ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json", manifest_io.MANIFEST_NAME)
+
+
+def _save_and_describe(record: RunRecord, trainer, tokenizer, main_process: bool) -> LearnerResult:
+    out = record.request.output_dir
     if main_process:
         trainer.model.save_pretrained(str(out), safe_serialization=True)
         tokenizer.save_pretrained(str(out))

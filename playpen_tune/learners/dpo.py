@@ -44,6 +44,7 @@ class DPOQLoRALearner(Learner):
 
         with common.removed_if_setup_fails(request.output_dir):
             run = self.prepare(request)
+            common.check_room_for_checkpoints(run)
         return common.train_and_finish(run, before_save=drop_reference_and_record_rewards)
 
     def prepare(self, request: LearnRequest):

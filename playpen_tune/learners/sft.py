@@ -23,6 +23,7 @@ class SFTQLoRALearner(Learner):
 
         with common.removed_if_setup_fails(request.output_dir):
             run = self.prepare(request)
+            common.check_room_for_checkpoints(run)
         return common.train_and_finish(run)
 
     def prepare(self, request: LearnRequest):
