@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow replacing a different earlier run in output_dir")
     p.set_defaults(handler=run_learn)
 
-    p = sub.add_parser("run", help="run an upstream-style trainer file (BasePlayPen subclass)")
+    p = sub.add_parser("run", help="run an upstream trainer file (BasePlaypenTrainer or BasePlayPen subclass)")
     p.add_argument("file_path", help="the trainer file")
     p.add_argument("-l", "--learner", required=True, help="the learner model (playpen list models)")
     p.add_argument("-t", "--teacher", default=None, help="optional partner model")
