@@ -35,9 +35,9 @@ def play_from_cli(args) -> None:
     if args.batch_size is not None and args.batch_size < 1:
         raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
     gen_args = dict(temperature=args.temperature, max_tokens=args.max_tokens)
-    selection = select_from_cli(args, TRAIN_SPLIT)
     names = [args.model] + ([args.partner] if args.partner else [])
     specs = resolve_models(names)
+    selection = select_from_cli(args, TRAIN_SPLIT)
     players = [specs[name] for name in names]
     run_dir = Model.to_identifier(names)
     results_dir = Path(args.results_dir)

@@ -199,10 +199,10 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
     return evaluation
 
 
-def evaluate(models: list[str], selection: Selection, results_dir: Path, gen_args: dict,
+def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dict,
              batch_size: int = 1, skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
-    """Evaluate each model on the selection into ``results_dir``; write ``<model>.val.json``."""
-    specs = resolve_models(models)
+    """Evaluate each model (``{name: ModelSpec}``, see :func:`resolve_models`) on the selection into
+    ``results_dir``; write ``<model>.val.json``."""
     results_dir.mkdir(parents=True, exist_ok=True)
     failures, scored = {}, {}
     for name, spec in specs.items():
@@ -212,7 +212,7 @@ def evaluate(models: list[str], selection: Selection, results_dir: Path, gen_arg
                                                       batch_size=batch_size, play=not skip_gameplay)
     table = clemcore_table(results_dir, scored)
     evaluations = {}
-    for name in models:
+    for name in specs:
         evaluation = summarize(name, table, selection.suites, failures[name], scored[name])
         reasons = selection.not_comparable(gen_args)
         evaluation.instances = {**selection.to_json(), "leaderboard_comparable": not reasons,
@@ -238,10 +238,10 @@ def evaluate_from_cli(args) -> None:
     if args.skip_gameplay and not args.results_dir:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
     gen_args = dict(temperature=args.temperature, max_tokens=args.max_tokens)
+    specs = resolve_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
     selection = select_from_cli(args, EVAL_SPLIT)
     results_dir = Path(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"))
-    models = [args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else [])
-    evaluations = evaluate(models, selection, results_dir, gen_args,
+    evaluations = evaluate(specs, selection, results_dir, gen_args,
                            batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
     tuned = evaluations[args.model]
     print_summary(tuned, results_dir)

@@ -79,6 +79,10 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
 
     registry = GameRegistry.from_directories_and_cwd_files()
     suites = select_games(registry, suite, game)
+    specs = [spec for specs in suites.values() for spec in specs]
+    if experiment and not any(selected_episodes(spec, instances, experiment) for spec in specs):
+        raise PlaypenError(f"no instances of experiment '{experiment}' in "
+                           f"{', '.join(spec['game_name'] for spec in specs)}; check -e and -i")
     instance_split = None if split is None else _load(split_source, split, suite if not game else "all")
     known = {spec["game_name"] for spec in registry}
     if instance_split is not None:
@@ -87,13 +91,12 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
             raise PlaypenError(f"{instance_split.describe()} names game(s) missing from the game registry: "
                                f"{', '.join(missing)}; add them to ./game_registry.json, or pass -g GAME to "
                                f"play only some games (not leaderboard-comparable)")
+    instances_filter = instance_split.instances_filter() if instance_split else None
     wanted = {}
-    for spec in (spec for specs in suites.values() for spec in specs):
-        name = spec["game_name"]
+    for spec in specs:
         if instance_split is not None:
             _check_split_instances(instance_split, spec, instances)
-        wanted[name] = selected_episodes(spec, instances, experiment,
-                                         instance_split.instances_filter() if instance_split else None)
+        wanted[spec["game_name"]] = selected_episodes(spec, instances, experiment, instances_filter)
     if instance_split is not None:
         empty = sorted(name for name, episodes in wanted.items() if not episodes)
         if empty and (game or not any(wanted.values())):
@@ -102,9 +105,7 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
                                f"--split_source, or --all_instances")
         for name in empty:
             print(f"note: {name} has no instances in {instance_split.describe()}; not played")
-    if experiment and not any(wanted.values()):
-        raise PlaypenError(f"no instances of experiment '{experiment}' in {', '.join(wanted)}; check -e and -i")
-    kept = {name: [spec for spec in specs if wanted[spec["game_name"]]] for name, specs in suites.items()}
+    kept = {name: [spec for spec in game_specs if wanted[spec["game_name"]]] for name, game_specs in suites.items()}
     return Selection(suites={name: specs for name, specs in kept.items() if specs},
                      wanted={name: episodes for name, episodes in wanted.items() if episodes},
                      split=instance_split, instances=instances, experiment=experiment,
