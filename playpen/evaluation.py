@@ -5,6 +5,10 @@ Nothing here computes a game score: gameplay is clemcore's runner (through
 ``clemcore.cli.score`` and the table (clemscore, % played, quality score) is
 ``clemcore.clemeval.perform_evaluation``. playpen adds plugin backends, resume, per-game
 failure tracking, ``<model>.val.json`` and the baseline comparison.
+
+By default the validation split of the split source is played (:mod:`playpen.selection`), into
+upstream's layout: ``<results>/clem/<model>/...`` and ``<results>/static/<model>/...``.
+:func:`play_selection` is the gameplay ``playpen play`` (:mod:`playpen.collecting`) shares.
 """
 from __future__ import annotations
 
