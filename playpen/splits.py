@@ -3,9 +3,11 @@
 
 A split source is either a Hugging Face Hub dataset id (default ``colab-potsdam/playpen-data``,
 upstream playpen's: config ``instances`` lists the clem suite's instances, ``instances-static`` the
-static suite's, each in the hub splits ``train`` and ``validation``) or a local ``.jsonl``, ``.json``
-(an array) or ``.csv`` file. Every row names ``game``, ``experiment`` and ``task_id`` (clemcore's
-``game_id``); rows of a local file also name their ``split``. A split becomes a clemcore instances
+static suite's, each in the hub splits ``train`` and ``validation``), a local ``.jsonl``, ``.json``
+(an array) or ``.csv`` file, or a directory written by ``datasets``' ``save_to_disk`` (e.g. a copy of
+the hub dataset for offline machines: a DatasetDict of splits, or one Dataset). Every row names
+``game``, ``experiment`` and ``task_id`` (clemcore's ``game_id``); rows of a file (or of a saved
+single Dataset) also name their ``split``. A split becomes a clemcore instances
 filter (:func:`to_instances_filter`), the condition ``clemcore.cli.run(instances_filter=...)`` takes.
 """
 from __future__ import annotations
@@ -74,7 +76,7 @@ def to_instances_filter(dataset: Iterable[dict]) -> Callable[[dict], bool]:
 
 
 def is_local(source: str) -> bool:
-    """True for a local split file (by suffix or because it exists), False for a hub dataset id."""
+    """True for a local split file or saved dataset (by suffix or because it exists), False for a hub id."""
     path = Path(source).expanduser()
     return path.suffix.lower() in FILE_SUFFIXES or path.exists()
 
@@ -90,7 +92,9 @@ def load_split(source: str | None, split: str, suites: Sequence[str] = tuple(HUB
         PlaypenError: the source lacks the columns, does not have ``split``, or a local file is missing.
     """
     source = source or DEFAULT_SPLIT_SOURCE
-    if is_local(source):
+    if Path(source).expanduser().is_dir():
+        rows = _saved_rows(Path(source).expanduser(), split)
+    elif is_local(source):
         rows = _file_rows(Path(source).expanduser(), split)
     else:
         rows = [row for suite in suites for row in _hub_rows(source, HUB_CONFIGS[suite], split)]
@@ -135,11 +139,34 @@ def _file_rows(path: Path, split: str) -> list[dict]:
     needed = (*COLUMNS, "split")
     for row in rows:
         _check_columns(str(path), row, needed)
+    return _rows_of_split(str(path), rows, split)
+
+
+def _rows_of_split(source: str, rows: list[dict], split: str) -> list[dict]:
     names = sorted({str(row["split"]) for row in rows})
     if split not in names:
-        raise PlaypenError(f"{path} has no split '{split}' (splits: {', '.join(names) or 'none'}); "
+        raise PlaypenError(f"{source} has no split '{split}' (splits: {', '.join(names) or 'none'}); "
                            f"pass --split {' or --split '.join(names) if names else 'NAME'}")
     return [row for row in rows if str(row["split"]) == split]
+
+
+def _saved_rows(path: Path, split: str) -> list[dict]:
+    """Rows of a ``save_to_disk`` directory: split ``split`` of a DatasetDict, or a Dataset with a split column."""
+    import datasets
+
+    try:
+        saved = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        raise PlaypenError(f"split source {path} is a directory but not one written by datasets' save_to_disk; "
+                           f"pass a .jsonl/.json/.csv file or a saved dataset") from None
+    if isinstance(saved, datasets.DatasetDict):
+        if split not in saved:
+            raise PlaypenError(f"{path} has no split '{split}' (splits: {', '.join(sorted(saved))}); "
+                               f"pass --split {' or --split '.join(sorted(saved))}")
+        _check_columns(str(path), saved[split].column_names, COLUMNS)
+        return list(saved[split].select_columns(list(COLUMNS)))
+    _check_columns(str(path), saved.column_names, (*COLUMNS, "split"))
+    return _rows_of_split(str(path), list(saved.select_columns([*COLUMNS, "split"])), split)
 
 
 def _hub_rows(source: str, config: str, split: str) -> list[dict]:

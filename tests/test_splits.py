@@ -130,6 +130,21 @@ def test_json_and_csv_split_files_give_the_same_split(tmp_path):
     assert splits[0].instances == splits[1].instances == splits[2].instances
 
 
+def test_a_saved_copy_of_the_hub_dataset_is_a_split_source(demo_workdir, playpen, tmp_path):
+    """An offline machine uses a save_to_disk copy (a DatasetDict of splits, as the hub serves it)."""
+    import datasets
+
+    columns = ("game", "experiment", "task_id")
+    splits = {name: datasets.Dataset.from_list([{c: row[c] for c in columns} for row in _rows(name)])
+              for name in ("train", "validation")}
+    datasets.DatasetDict(splits).save_to_disk(str(tmp_path / "playpen-data"))
+    result = playpen("eval", "mock", "-g", "wordecho", "--split_source", tmp_path / "playpen-data", "-r", "ev")
+    assert result.code == 0, result
+    assert json.loads((demo_workdir / "ev" / "mock.val.json").read_text())["instances"] == {"wordecho": VALIDATION}
+    result = playpen("eval", "mock", "-g", "wordecho", "--split_source", tmp_path / "playpen-data", "--split", "test")
+    assert result.code == 2 and "has no split 'test' (splits: train, validation)" in result.err
+
+
 def test_a_hub_split_source_goes_through_datasets_load_dataset(monkeypatch):
     """Any hub id is read with datasets.load_dataset (config 'instances' / 'instances-static'); offline and
     not cached it is SplitSourceUnreadable, which eval turns into the error above."""
