@@ -86,8 +86,11 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
     instance_split = None if split is None else _load(split_source, split, suite if not game else "all")
     known = {spec["game_name"] for spec in registry}
     if instance_split is not None:
-        missing = sorted(instance_split.games() - known) if not game else []
-        if missing:
+        missing = sorted(instance_split.games() - known)
+        if missing and game:
+            print(f"note: {instance_split.describe()} also names game(s) missing from the game registry: "
+                  f"{', '.join(missing)}; -g plays only {game}")
+        elif missing:
             raise PlaypenError(f"{instance_split.describe()} names game(s) missing from the game registry: "
                                f"{', '.join(missing)}; add them to ./game_registry.json, or pass -g GAME to "
                                f"play only some games (not leaderboard-comparable)")

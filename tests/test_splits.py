@@ -109,6 +109,10 @@ def test_a_game_of_the_split_missing_from_the_registry_is_an_error(workdir, play
     [line] = _error_lines(result)
     assert "missing from the game registry: nosuchgame" in line
     assert snapshot(workdir) == before
+    # with -g only that game is played; the other rows are reported, not silently dropped
+    result = playpen("eval", "mock", "-g", "clemecho", "--split_source", source, "-r", "ev-one")
+    assert result.code == 0, result
+    assert "also names game(s) missing from the game registry: nosuchgame; -g plays only clemecho" in result.out
     # without the stray row the suite plays exactly the split's instances
     _write_jsonl(source, rows[:-1])
     assert playpen("eval", "mock", "--suite", "clem", "--split_source", source, "-r", "ev").code == 0
