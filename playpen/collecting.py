@@ -62,6 +62,6 @@ def play_from_cli(args) -> None:
                                                                    if game in failed else ""))
     if failed:
         raise PlaypenError(f"some games failed (listed above and in {run_dir}.play.json 'failed_games'); "
-                           f"run the same command again to play the missing episodes")
+                           f"fix the cause (clembench.log) and run the same command again: it plays only the missing episodes")
     print(f"train on them: playpen learn -l sft_qlora -m MODEL --dataset {results_dir}"
           + (" (or -l dpo_qlora for pairs of episodes that scored differently)" if args.repetitions > 1 else ""))
