@@ -61,7 +61,7 @@ def play_from_cli(args) -> None:
         print(f"  {game}: {count} episode(s) scored by clemcore" + (f"; FAILED: {summary['failed_games'][game]}"
                                                                    if game in failed else ""))
     if failed:
-        raise PlaypenError(f"some games failed (listed above and in {run_dir}.play.json 'failed_games'); "
-                           f"fix the cause (clembench.log) and run the same command again: it plays only the missing episodes")
+        raise PlaypenError(f"some games failed (listed above and in {run_dir}.play.json 'failed_games'); fix the "
+                           f"cause (clembench.log) and run the same command again: it plays only the missing episodes")
     print(f"train on them: playpen learn -l sft_qlora -m MODEL --dataset {results_dir}"
           + (" (or -l dpo_qlora for pairs of episodes that scored differently)" if args.repetitions > 1 else ""))
