@@ -132,3 +132,13 @@ def test_run_trains_an_upstream_3x_trainer_file_on_played_episodes(expert_episod
     assert trained["examples"] == 48 and trained["train_instances"] == 48 and trained["teacher"] is False
     assert len(trained["losses"]) >= 3 and trained["losses"][-1] < trained["losses"][0] * 0.8
     assert (workdir / "trainer-out" / "model.safetensors").is_file()
+
+
+def test_a_failed_game_is_reported_in_play_json_and_the_exit_status(demo_workdir, playpen):
+    """-t adds the partner as the second player (run dir 'mock--programmatic'); wordecho has one player, so
+    clemcore prepares no episode: the game is FAILED, never an empty success."""
+    result = playpen("play", "mock", "-t", "programmatic", *SPLIT, "-r", "tr")
+    assert result.code == 2 and "some games failed" in result.err, result
+    summary = json.loads((demo_workdir / "tr" / "mock--programmatic.play.json").read_text())
+    assert summary["players"] == ["mock", "programmatic"] and summary["episodes"] == {"wordecho": 0}
+    assert "48 of 48 episodes were not played and scored" in summary["failed_games"]["wordecho"]
