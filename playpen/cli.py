@@ -114,6 +114,14 @@ def run_eval(args) -> None:
     evaluate_from_cli(args)
 
 
+# ----------------------------------------------------------------------------- play
+
+def run_play(args) -> None:
+    from playpen.collecting import play_from_cli
+
+    play_from_cli(args)
+
+
 # ----------------------------------------------------------------------------- parser
 
 class _Parser(argparse.ArgumentParser):
@@ -158,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="allow replacing a different earlier run in output_dir")
     p.set_defaults(handler=run_learn)
 
-    p = sub.add_parser("run", help="run an upstream-style trainer file (BasePlayPen subclass)")
+    p = sub.add_parser("run", help="run an upstream trainer file (BasePlaypenTrainer or BasePlayPen subclass)")
     p.add_argument("file_path", help="the trainer file")
     p.add_argument("-l", "--learner", required=True, help="the learner model (playpen list models)")
     p.add_argument("-t", "--teacher", default=None, help="optional partner model")
@@ -166,27 +174,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-L", "--max_tokens", type=int, default=300, help="max tokens per turn. Default: 300")
     p.set_defaults(handler=run_trainer_file)
 
-    p = sub.add_parser("eval", help="play clembench games with a model and compute clemscore/statscore")
+    p = sub.add_parser("eval", help="play clembench games with a model and compute clemscore/statscore "
+                                    "(the validation split by default)")
     p.add_argument("model", help="model name (playpen list models)")
+    _add_gameplay_arguments(p, "validation")
+    p.add_argument("--skip_gameplay", action="store_true",
+                   help="play nothing: score the episodes already in -r; missing ones fail their game")
+    p.add_argument("--baseline", default=None, help="also evaluate this model and compare")
+    p.set_defaults(handler=run_eval)
+
+    p = sub.add_parser("play", help="collect interaction data (the train split by default) for learn --dataset")
+    p.add_argument("model", help="model name (playpen list models), also a tuned one or mock/programmatic")
+    p.add_argument("-t", "--partner", default=None, help="model of the second player of two-player games")
+    _add_gameplay_arguments(p, "train", results_required=True)
+    p.add_argument("-n", "--repetitions", type=int, default=1,
+                   help="episodes per instance (needs -T > 0 above 1); repetition k goes to DIR/repeat_k. Default: 1")
+    p.set_defaults(handler=run_play)
+
+    pm.hook.playpen_register_commands(subparsers=sub)
+    return parser
+
+
+def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, results_required: bool = False) -> None:
+    """Options ``eval`` and ``play`` share: which games and instances, where to, generation settings."""
     p.add_argument("--suite", choices=["clem", "static", "all"], default="all",
                    help="clem: games of benchmark 2.0; static: benchmark static_1.0. Default: all")
     p.add_argument("-g", "--game", default=None,
                    help="game name or GameSpec JSON; overrides --suite's selection")
     p.add_argument("-e", "--experiment", default=None, help="only this experiment")
     p.add_argument("-i", "--instances", default=None, help="instances file name (without .json)")
-    p.add_argument("-r", "--results_dir", default=None, help="Default: playpen-eval/<timestamp>")
-    p.add_argument("--skip_gameplay", action="store_true",
-                   help="play nothing: score the episodes already in -r; missing ones fail their game")
+    p.add_argument("--split", default=None, help=f"split of the split source to play. Default: {default_split}")
+    p.add_argument("--split_source", default=None,
+                   help="hub dataset id or .jsonl/.json/.csv file with game, experiment, task_id, split rows. "
+                        "Default: colab-potsdam/playpen-data")
+    p.add_argument("--all_instances", action="store_true",
+                   help="play every instance of the instances files, ignoring splits (not leaderboard-comparable)")
+    p.add_argument("-r", "--results_dir", required=results_required,
+                   default=None, help="results directory" + ("" if results_required
+                                                             else ". Default: playpen-eval/<timestamp>"))
     p.add_argument("-T", "--temperature", type=float, default=0.0, help="Default: 0.0")
     p.add_argument("-L", "--max_tokens", type=int, default=300, help="Default: 300")
     p.add_argument("-b", "--batch_size", type=int, default=None,
                    help="episodes generated in one batch by models that support it (local HF models); "
                         "others play sequentially. Default: 16")
-    p.add_argument("--baseline", default=None, help="also evaluate this model and compare")
-    p.set_defaults(handler=run_eval)
-
-    pm.hook.playpen_register_commands(subparsers=sub)
-    return parser
 
 
 def _version() -> str:

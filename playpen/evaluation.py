@@ -5,6 +5,10 @@ Nothing here computes a game score: gameplay is clemcore's runner (through
 ``clemcore.cli.score`` and the table (clemscore, % played, quality score) is
 ``clemcore.clemeval.perform_evaluation``. playpen adds plugin backends, resume, per-game
 failure tracking, ``<model>.val.json`` and the baseline comparison.
+
+By default the validation split of the split source is played (:mod:`playpen.selection`), into
+upstream's layout: ``<results>/clem/<model>/...`` and ``<results>/static/<model>/...``.
+:func:`play_selection` is the gameplay ``playpen play`` (:mod:`playpen.collecting`) shares.
 """
 from __future__ import annotations
 
@@ -21,16 +25,15 @@ from pathlib import Path
 
 from playpen.errors import PlaypenError
 from playpen.faults import resumable
-from playpen.playing import play_games, scores_files, selected_episodes
+from playpen.playing import play_games, scores_files
 from playpen.registry import atomic_write_text
 from playpen.secrets import without_secrets
+from playpen.selection import Selection, select
+from playpen.splits import EVAL_SPLIT
 
 # benchmarks/eval_throughput.py: batch 16 played 6.8x the episodes/min of clemcore's sequential
 # runner (batch 8: 4.9x) with identical greedy responses. Models that cannot batch play sequentially.
 DEFAULT_BATCH_SIZE = 16
-SUITES = {"clem": {"benchmark": ["2.0"]}, "static": {"benchmark": ["static_1.0"]}}
-NO_GAMES_HELP = ("create ./game_registry.json pointing at your clembench checkout, e.g. "
-                 "[{\"benchmark_path\": \"/path/to/clembench\"}], or set CLEMBENCH_HOME")
 
 
 @dataclass
@@ -43,40 +46,11 @@ class ModelEvaluation:
     clemscore: float | None = None
     statscore: float | None = None
     suites: dict = field(default_factory=dict)  # suite -> {"score", "games"}
+    instances: dict = field(default_factory=dict)  # Selection.to_json: split source, split, ids played
 
     def to_json(self) -> dict:
         return {"clemscore": self.clemscore, "statscore": self.statscore, "model": self.model,
-                "games": self.games, "failed_games": self.failed, "suites": self.suites}
-
-
-def select_games(suite: str, game: str | None) -> dict[str, list]:
-    """``{suite_name: [GameSpec, ...]}``; ``-g`` replaces the suite selection."""
-    from clemcore.clemgame import GameRegistry
-
-    registry = GameRegistry.from_directories_and_cwd_files()
-    if len(registry) == 0:
-        raise PlaypenError(f"no clemgames found; {NO_GAMES_HELP}")
-    wanted = {"game": game} if game else {name: sel for name, sel in SUITES.items() if suite in (name, "all")}
-    selected = {}
-    for name, selector in wanted.items():
-        try:
-            specs = registry.get_game_specs_that_unify_with(
-                json.dumps(selector) if isinstance(selector, dict) else selector, verbose=False)
-        except ValueError:
-            specs = []
-        if not specs and (game or suite != "all"):
-            names = ", ".join(sorted(spec["game_name"] for spec in registry)) or "none"
-            raise PlaypenError(f"no game matches {selector!r}; known games: {names} "
-                               f"(see 'playpen list games'; {NO_GAMES_HELP})")
-        if specs:
-            unique = {}  # a game found twice (game_registry.json and a subdirectory) is played once
-            for spec in specs:
-                unique.setdefault(spec["game_name"], spec)
-            selected[name] = list(unique.values())
-    if not selected:
-        raise PlaypenError(f"no games of benchmark 2.0 or static_1.0 in the game registry; pass -g GAME or "
-                           f"{NO_GAMES_HELP}")
-    return selected
+                "games": self.games, "failed_games": self.failed, "suites": self.suites, **self.instances}
 
 
 SETTINGS_FILE = "playpen_eval.json"
@@ -86,28 +60,82 @@ def _sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
-def check_same_settings(results_dir: Path, model_spec, gen_args: dict, instances: dict) -> None:
-    """Refuse to resume into episodes played with another model, adapter or generation settings.
-
-    ``<results_dir>/<model>/playpen_eval.json`` records the registry entry, the adapter's run
-    manifest hash, the generation arguments and each game's instances file of the first run.
-    """
+def _model_settings(model_spec) -> dict:
     entry = model_spec.to_dict()
     adapter = (entry.get("model_config") or {}).get("peft_model")
-    settings = {"model": without_secrets(entry), "gen_args": gen_args,
-                "adapter_manifest_sha256": _sha256(Path(adapter) / "playpen_run.json") if adapter else None}
-    path = results_dir / model_spec.model_name / SETTINGS_FILE
+    return {"model": without_secrets(entry),
+            "adapter_manifest_sha256": _sha256(Path(adapter) / "playpen_run.json") if adapter else None}
+
+
+def check_same_settings(results_dir: Path, players: list, gen_args: dict, instances: dict) -> None:
+    """Refuse to resume into episodes played with another model, adapter, partner or generation settings.
+
+    ``<results_dir>/<players' run dir>/playpen_eval.json`` records the registry entry, the adapter's
+    run manifest hash, the partner (``playpen play -t``), the generation arguments and each game's
+    instances file of the first run.
+    """
+    from clemcore.backends import Model
+
+    settings = {**_model_settings(players[0]), "gen_args": gen_args,
+                "partner": _model_settings(players[1]) if len(players) > 1 else None}
+    path = results_dir / Model.to_identifier([spec.model_name for spec in players]) / SETTINGS_FILE
     recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     if recorded is not None:
         changed = [key for key in settings if recorded.get(key) != settings[key]]
         changed += [f"instances of {game}" for game, name in instances.items()
                     if game in recorded.get("instances", {}) and recorded["instances"][game] != name]
         if changed:
-            raise PlaypenError(f"{path.parent} holds episodes of '{model_spec.model_name}' played with a different "
+            raise PlaypenError(f"{path.parent} holds episodes of '{path.parent.name}' played with a different "
                                f"{', '.join(changed)}; pass another -r, or delete that directory to replay them")
         instances = {**recorded.get("instances", {}), **instances}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({**settings, "instances": instances}, indent=2) + "\n")
+
+
+def resolve_models(names: list[str]) -> dict:
+    """``{name: clemcore ModelSpec}`` from the model registry; 'mock'/'programmatic' are clemcore's
+    scripted players, as in ``clem run``."""
+    from clemcore.backends import ModelSpec
+
+    from playpen.clemcore_bridge import install_plugin_backends, model_registry
+
+    install_plugin_backends()
+    registry = model_registry()
+    specs = {}
+    for name in names:
+        selector = ModelSpec.from_name(name)
+        matches = ([selector] if selector.is_programmatic()
+                   else [spec for spec in registry if spec["model_name"] == name])
+        if not matches:
+            raise PlaypenError(f"unknown model '{name}'; see 'playpen list models'")
+        specs[name] = matches[0]
+    return specs
+
+
+def play_selection(players: list, selection: Selection, root: Path, gen_args: dict, *, batch_size: int,
+                   play: bool = True) -> tuple[dict, dict]:
+    """Play (resuming) and score the selection with ``players`` under ``root``: ``clem/`` and ``static/``.
+
+    Returns ``({game: problem} of the games that failed, {game: {(experiment, game_id): scores.json}})``
+    of the selected episodes that clemcore scored.
+    """
+    from clemcore.backends import Model
+
+    run_dir = Model.to_identifier([spec.model_name for spec in players])
+    failed, scored = {}, {}
+    for tree, specs in selection.trees().items():
+        if play:
+            check_same_settings(root / tree, players, gen_args, {spec["game_name"]: selection.instances
+                                                                 for spec in specs})
+        problems = play_games(players, specs, root / tree, gen_args, instances=selection.instances,
+                              experiment=selection.experiment, instances_filter=selection.instances_filter(),
+                              batch_size=batch_size, play=play)
+        failed.update({game: problem for game, problem in problems.items() if problem})
+        for spec in specs:
+            game = spec["game_name"]
+            scored[game] = {key: path for key, path in scores_files(root / tree, run_dir, game).items()
+                            if key in selection.wanted[game]}
+    return failed, scored
 
 
 def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]]):
@@ -176,51 +204,35 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
     return evaluation
 
 
-def evaluate(models: list[str], suite: str, game: str | None, results_dir: Path, gen_args: dict,
-             experiment: str | None = None, instances: str | None = None, batch_size: int = 1,
-             skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
-    """Evaluate each model on the selected games into ``results_dir``; write ``<model>.val.json``."""
-    from clemcore.backends import ModelSpec
-
-    from playpen.clemcore_bridge import install_plugin_backends, model_registry
-
-    install_plugin_backends()
-    registry = model_registry()
-    specs = {}
-    for name in models:
-        selector = ModelSpec.from_name(name)  # 'mock'/'programmatic': clemcore's scripted players, as in clem run
-        matches = ([selector] if selector.is_programmatic()
-                   else [spec for spec in registry if spec["model_name"] == name])
-        if not matches:
-            raise PlaypenError(f"unknown model '{name}'; see 'playpen list models'")
-        specs[name] = matches[0]
-    suites = select_games(suite, game)
-    games = {g["game_name"]: g for gs in suites.values() for g in gs}
-    wanted = {name: selected_episodes(spec, instances, experiment) for name, spec in games.items()}
-    if experiment and not any(wanted.values()):
-        raise PlaypenError(f"no instances of experiment '{experiment}' in {', '.join(games)}; check -e and -i")
-    suites = {suite_name: [g for g in game_specs if wanted[g["game_name"]]]  # -e leaves some games nothing to play
-              for suite_name, game_specs in suites.items()}
+def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dict,
+             batch_size: int = 1, skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
+    """Evaluate each model (``{name: ModelSpec}``, see :func:`resolve_models`) on the selection into
+    ``results_dir``; write ``<model>.val.json``."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    playable = [game_spec for name, game_spec in games.items() if wanted[name]]
-    failures: dict[str, dict] = {}
+    failures, scored = {}, {}
     for name, spec in specs.items():
-        if not skip_gameplay:
-            check_same_settings(results_dir, spec, gen_args, {g: instances for g in games})
-        print(f"playpen eval: {name} {'scores' if skip_gameplay else 'plays'} "
-              f"{', '.join(g['game_name'] for g in playable)} -> {results_dir}")
-        problems = play_games([spec], playable, results_dir, gen_args, instances=instances,
-                              experiment=experiment, batch_size=batch_size, play=not skip_gameplay)
-        failures[name] = {game: problem for game, problem in problems.items() if problem}
-    scored = {name: {game: {key: path for key, path in scores_files(results_dir, name, game).items()
-                            if key in episodes} for game, episodes in wanted.items()} for name in models}
+        print(f"playpen eval: {name} {'scores' if skip_gameplay else 'plays'} {', '.join(selection.games())} "
+              f"({selection.split.describe() if selection.split else 'all instances'}) -> {results_dir}")
+        failures[name], scored[name] = play_selection([spec], selection, results_dir, gen_args,
+                                                      batch_size=batch_size, play=not skip_gameplay)
     table = clemcore_table(results_dir, scored)
     evaluations = {}
-    for name in models:
-        evaluation = summarize(name, table, suites, failures[name], scored[name])
+    for name in specs:
+        evaluation = summarize(name, table, selection.suites, failures[name], scored[name])
+        reasons = selection.not_comparable(gen_args)
+        evaluation.instances = {**selection.to_json(), "leaderboard_comparable": not reasons,
+                                "not_comparable_because": reasons}
         atomic_write_text(results_dir / f"{name}.val.json", json.dumps(evaluation.to_json(), indent=2) + "\n")
         evaluations[name] = evaluation
     return evaluations
+
+
+def select_from_cli(args, default_split: str) -> Selection:
+    """The Selection of ``-g``/``--suite``, ``-e``, ``-i``, ``--split``, ``--split_source``, ``--all_instances``."""
+    if args.all_instances and (args.split or args.split_source):
+        raise PlaypenError("--all_instances plays every instance; drop --split/--split_source, or drop --all_instances")
+    return select(args.suite, args.game, experiment=args.experiment, instances=args.instances,
+                  split=None if args.all_instances else args.split or default_split, split_source=args.split_source)
 
 
 def evaluate_from_cli(args) -> None:
@@ -230,15 +242,18 @@ def evaluate_from_cli(args) -> None:
         raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
     if args.skip_gameplay and not args.results_dir:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
+    gen_args = dict(temperature=args.temperature, max_tokens=args.max_tokens)
+    specs = resolve_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
+    selection = select_from_cli(args, EVAL_SPLIT)
     results_dir = Path(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"))
-    models = [args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else [])
     with resumable({"-r": results_dir}):
-        evaluations = evaluate(models, args.suite, args.game, results_dir,
-                               dict(temperature=args.temperature, max_tokens=args.max_tokens),
-                               experiment=args.experiment, instances=args.instances,
+        evaluations = evaluate(specs, selection, results_dir, gen_args,
                                batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
     tuned = evaluations[args.model]
     print_summary(tuned, results_dir)
+    reasons = selection.not_comparable(gen_args)
+    if reasons:
+        print(f"note: not comparable with the playpen leaderboard: {'; '.join(reasons)}")
     if args.baseline and args.baseline != args.model:
         write_comparison(evaluations[args.baseline], tuned, results_dir)
     if any(evaluation.failed for evaluation in evaluations.values()):

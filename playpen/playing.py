@@ -47,19 +47,22 @@ def scored_episodes(results_dir: Path, run_dir: str, game: str) -> set[tuple[str
     return set(scores_files(results_dir, run_dir, game))
 
 
-def selected_episodes(game_spec, instances: str | None, experiment: str | None) -> set[tuple[str, int]]:
-    """The episodes ``instances`` (file name in the game's ``in/``) and ``experiment`` select."""
+def selected_episodes(game_spec, instances: str | None, experiment: str | None,
+                      instances_filter=None) -> set[tuple[str, int]]:
+    """The episodes ``instances`` (file name in the game's ``in/``), ``experiment`` and ``instances_filter``
+    (a condition on clemcore's instance rows, see :func:`playpen.splits.to_instances_filter`) select,
+    filtered in the order ``clemcore.cli.run`` filters them."""
     from clemcore.clemgame import GameInstances
 
     if instances:
         game_spec.instances = instances  # what clemcore.cli.run does with -i as well
     rows = GameInstances.from_game_spec(game_spec).filter(
-        lambda row: experiment is None or row["experiment"]["name"] == experiment)
+        lambda row: experiment is None or row["experiment"]["name"] == experiment).filter(instances_filter)
     return {episode_key(row) for row in rows}
 
 
 def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args: dict, *,
-               instances: str | None = None, experiment: str | None = None,
+               instances: str | None = None, experiment: str | None = None, instances_filter=None,
                batch_size: int = 1, play: bool = True) -> dict[str, str | None]:
     """Play every selected, not yet scored episode of each game with the same loaded models; score them.
 
@@ -71,6 +74,7 @@ def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args:
         gen_args: generation arguments for the models (``temperature``, ``max_tokens``).
         instances: instances file name in each game's ``in/`` folder (None: the game's default).
         experiment: play only this experiment's instances.
+        instances_filter: play only the instances this clemcore instances filter keeps (None: all).
         batch_size: episodes played at once (models that do not support batching play sequentially).
         play: False scores what is already in ``results_dir`` and reports the rest as missing.
 
@@ -90,12 +94,15 @@ def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args:
     with faults.resumable({"-r": results_dir}), faults.exclusive(
             results_dir / f".{run_dir}.lock", f"{results_dir / run_dir}", "pass another -r"):
         return _play_and_score(model_specs, game_specs, results_dir, run_dir, gen_args, instances=instances,
-                               experiment=experiment, batch_size=batch_size, play=play)
+                               experiment=experiment, instances_filter=instances_filter, batch_size=batch_size,
+                               play=play)
 
 
 def _play_and_score(model_specs: list, game_specs: list, results_dir: Path, run_dir: str, gen_args: dict, *,
-                    instances: str | None, experiment: str | None, batch_size: int, play: bool) -> dict[str, str | None]:
-    wanted = {spec["game_name"]: selected_episodes(spec, instances, experiment) for spec in game_specs}
+                    instances: str | None, experiment: str | None, instances_filter, batch_size: int,
+                    play: bool) -> dict[str, str | None]:
+    wanted = {spec["game_name"]: selected_episodes(spec, instances, experiment, instances_filter)
+              for spec in game_specs}
     todo = {name: episodes - scored_episodes(results_dir, run_dir, name) for name, episodes in wanted.items()}
     for name in (name for name, episodes in todo.items() if not episodes):
         print(f"  all selected episodes of {name} were already played; scoring only")

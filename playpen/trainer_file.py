@@ -1,16 +1,21 @@
-"""``playpen run FILE``: upstream playpen's trainer files (a ``BasePlayPen`` subclass)."""
+"""``playpen run FILE``: upstream playpen's trainer files (a 3.x ``BasePlaypenTrainer`` or a 2.x ``BasePlayPen``
+subclass)."""
 from __future__ import annotations
 
 import importlib.util
 import inspect
 from pathlib import Path
 
-from playpen.base import BasePlayPen
+from playpen.base import BasePlayPen, BasePlaypenTrainer
 from playpen.errors import PlaypenError
 
 
-def load_trainer_class(file_path: str) -> type[BasePlayPen]:
-    """The one concrete BasePlayPen subclass defined in ``file_path`` (imported ones don't count)."""
+TRAINER_BASES = (BasePlaypenTrainer, BasePlayPen)
+
+
+def load_trainer_class(file_path: str) -> type:
+    """The one concrete BasePlaypenTrainer or BasePlayPen subclass defined in ``file_path`` (imported ones
+    don't count)."""
     path = Path(file_path)
     if not path.is_file():
         raise PlaypenError(f"trainer file {path} does not exist")
@@ -22,20 +27,21 @@ def load_trainer_class(file_path: str) -> type[BasePlayPen]:
         raise PlaypenError(f"trainer file {path} cannot be imported: "
                            f"{type(error).__name__}: {error}") from error
     classes = [obj for _, obj in inspect.getmembers(module, inspect.isclass)
-               if issubclass(obj, BasePlayPen) and obj.__module__ == module.__name__
+               if issubclass(obj, TRAINER_BASES) and obj.__module__ == module.__name__
                and not inspect.isabstract(obj)]
     if not classes:
-        raise PlaypenError(f"no BasePlayPen subclass in {path}; define one "
-                           f"('from playpen import BasePlayPen') and implement learn()")
+        raise PlaypenError(f"no BasePlaypenTrainer (or BasePlayPen) subclass in {path}; define one "
+                           f"('from playpen import BasePlaypenTrainer') and implement learn()")
     if len(classes) > 1:
-        raise PlaypenError(f"{path} defines {len(classes)} BasePlayPen subclasses "
+        raise PlaypenError(f"{path} defines {len(classes)} trainer classes "
                            f"({', '.join(cls.__name__ for cls in classes)}); keep exactly one")
     return classes[0]
 
 
 def run_trainer_file(file_path: str, learner: str, teacher: str | None,
                      temperature: float, max_tokens: int) -> None:
-    """Load the models through clemcore (plugin backends included) and call ``learn``."""
+    """Load the models through clemcore (plugin backends included) and call ``learn``: with no argument
+    for a 3.x ``BasePlaypenTrainer``, with clemcore's GameRegistry for a 2.x ``BasePlayPen``."""
     trainer_cls = load_trainer_class(file_path)
     from clemcore import backends
     from clemcore.clemgame import GameRegistry
@@ -49,4 +55,8 @@ def run_trainer_file(file_path: str, learner: str, teacher: str | None,
         models = backends.load_models(names, dict(temperature=temperature, max_tokens=max_tokens))
     except ValueError as error:
         raise PlaypenError(f"{error}; see 'playpen list models'") from None
-    trainer_cls(*models).learn(GameRegistry.from_directories_and_cwd_files())
+    trainer = trainer_cls(*models)
+    if isinstance(trainer, BasePlaypenTrainer):
+        trainer.learn()
+    else:
+        trainer.learn(GameRegistry.from_directories_and_cwd_files())

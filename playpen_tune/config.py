@@ -24,6 +24,12 @@ class QLoRAConfig:
     dataset_split: str = _help("split of hub datasets", default="train")
     games: list[str] = _help("only transcripts of these games (comma-separated)", default_factory=list)
     roles: list[str] = _help("only transcripts of these game roles (comma-separated)", default_factory=list)
+    # contamination guard: episodes of the evaluation split's instances are not trained on
+    split_source: str = _help("split source whose 'validation' instances are left out of results directories: "
+                              "hub dataset id or .jsonl/.json/.csv file (empty: colab-potsdam/playpen-data)",
+                              default="")
+    allow_eval_instances: bool = _help("keep episodes of evaluation-split instances in the training data",
+                                       default=False)
     # held-out data: its loss is measured before, during (every eval_steps) and after training
     eval_dataset: list[str] = _help("held-out data (repeatable), same kinds and filters as --dataset",
                                     default_factory=list)

@@ -31,6 +31,9 @@ DEMO_GAME_DIR = Path(__file__).resolve().parents[1] / "examples" / "games" / DEM
 """The demo game's directory. It is part of the repository, not of the installed package, so it
 resolves only for an editable install (``pip install -e .``) or a source checkout."""
 
+DEMO_SPLIT_FILE = DEMO_GAME_DIR / "splits.jsonl"
+"""The demo game's instance split (``train``: experiment ``train``, ``validation``: experiment ``heldout``),
+for ``--split_source``."""
 GAME_REGISTRY_FILE = "game_registry.json"
 DEFAULT_GEN_ARGS = {"temperature": 0.0, "max_tokens": 300}  # the `clem run` defaults
 

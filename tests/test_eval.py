@@ -14,6 +14,7 @@ from typing import Iterator
 
 import pytest
 
+from playpen_tune.games import DEMO_SPLIT_FILE
 from tests.conftest import snapshot
 
 BASE, TUNED = "tiny-base", "tiny-base-sft_qlora"
@@ -75,7 +76,7 @@ def test_quickstart_tuned_beats_base_on_heldout(quickstart_dir):
     table = pd.read_csv(quickstart_dir / "eval" / "results.csv", index_col=0)
     assert table.loc[TUNED, "-, clemscore"] == pytest.approx(tuned["clemscore"])
     assert table.loc[TUNED, "wordecho, % Played"] == pytest.approx(tuned["games"]["wordecho"]["% played"])
-    assert len(list((quickstart_dir / "eval" / TUNED / "wordecho" / "heldout").glob("instance_*/scores.json"))) == 12
+    assert len(list((quickstart_dir / "eval" / "clem" / TUNED / "wordecho" / "heldout").glob("instance_*/scores.json"))) == 12
 
 
 @pytest.mark.slow
@@ -166,9 +167,9 @@ def test_backend_loads_4bit_base_and_adapter(quickstart_dir, monkeypatch):
 def test_eval_rerun_resumes_played_episodes(quickstart_copy, monkeypatch, playpen):
     quickstart_dir = quickstart_copy  # the rerun rewrites val.json: not in the shared directory
     monkeypatch.chdir(quickstart_dir)
-    episodes = sorted((quickstart_dir / "eval" / TUNED).rglob("interactions.json"))
+    episodes = sorted((quickstart_dir / "eval" / "clem" / TUNED).rglob("interactions.json"))
     before = {p: p.stat().st_mtime_ns for p in episodes}
-    result = playpen("eval", TUNED, "-r", "eval", "-g", "wordecho", "-i", "instances_heldout", "-L", "8")
+    result = playpen("eval", TUNED, "-r", "eval", "-g", "wordecho", "--split_source", DEMO_SPLIT_FILE, "-L", "8")
     assert result.code == 0, result
     assert {p: p.stat().st_mtime_ns for p in episodes} == before  # nothing replayed
     tuned = json.loads((quickstart_dir / "eval" / f"{TUNED}.val.json").read_text())
@@ -224,7 +225,7 @@ def game_workdir(workdir) -> Path:
 
 def test_failed_game_is_listed_never_dropped_or_zero(game_workdir, playpen):
     selector = json.dumps({"benchmark": ["playpen-demo"]})
-    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout",
+    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout", "--all_instances",
                      "-L", "6", "-r", "ev")
     assert result.code == 2 and "some games failed" in result.err
     val = json.loads((game_workdir / "ev" / "tiny.val.json").read_text())
@@ -245,7 +246,7 @@ def flaky_workdir(workdir) -> Path:
 
 @pytest.mark.parametrize("batch_size", ["1", "16"])
 def test_partly_failing_game_is_reported_not_averaged(flaky_workdir, playpen, batch_size):
-    result = playpen("eval", "tiny", "-g", "flakyecho", "-i", "instances_heldout", "-L", "6", "-r", "ev",
+    result = playpen("eval", "tiny", "-g", "flakyecho", "-i", "instances_heldout", "--all_instances", "-L", "6", "-r", "ev",
                      "-b", batch_size)
     assert result.code == 2 and "some games failed" in result.err
     val = json.loads((flaky_workdir / "ev" / "tiny.val.json").read_text())
@@ -259,12 +260,12 @@ def test_partly_failing_game_is_reported_not_averaged(flaky_workdir, playpen, ba
 
 
 def test_resuming_into_episodes_of_other_settings_is_refused(flaky_workdir, playpen):
-    args = ["eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "-r", "ev"]
+    args = ["eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-r", "ev"]
     assert playpen(*args, "-L", "6").code == 0
-    before = snapshot(flaky_workdir / "ev" / "tiny")
+    before = snapshot(flaky_workdir / "ev" / "clem" / "tiny")
     result = playpen(*args, "-L", "7")
     assert result.code == 2 and "played with a different gen_args" in result.err
-    assert snapshot(flaky_workdir / "ev" / "tiny") == before
+    assert snapshot(flaky_workdir / "ev" / "clem" / "tiny") == before
     assert playpen(*args, "-L", "6").code == 0  # same settings: resumes (nothing left to play)
 
 
@@ -286,7 +287,7 @@ def load_counter(monkeypatch) -> list:
 def test_each_model_loads_once_for_all_games(workdir, playpen, load_counter):
     add_game_variant(workdir, "echotwo", "pass")
     selector = json.dumps({"benchmark": ["playpen-demo"]})
-    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout",
+    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout", "--all_instances",
                      "-L", "4", "-r", "ev")
     assert result.code == 0, result
     assert load_counter == [["tiny"], ["tiny-bnb-4bit"]]
@@ -294,8 +295,8 @@ def test_each_model_loads_once_for_all_games(workdir, playpen, load_counter):
         val = json.loads((workdir / "ev" / f"{model}.val.json").read_text())
         assert set(val["games"]) == {"wordecho", "echotwo"} and val["failed_games"] == {}
         for game in ("wordecho", "echotwo"):
-            assert len(list((workdir / "ev" / model / game / "heldout").glob("instance_*/scores.json"))) == 12
-    assert playpen("eval", "tiny", "-g", selector, "-i", "instances_heldout", "-L", "4", "-r", "ev").code == 0
+            assert len(list((workdir / "ev" / "clem" / model / game / "heldout").glob("instance_*/scores.json"))) == 12
+    assert playpen("eval", "tiny", "-g", selector, "-i", "instances_heldout", "--all_instances", "-L", "4", "-r", "ev").code == 0
     assert load_counter == [["tiny"], ["tiny-bnb-4bit"]]  # everything was played: nothing to load
 
 
@@ -307,7 +308,7 @@ def test_model_that_cannot_load_fails_its_games_not_the_baseline(workdir, plaype
     entries = json.loads((workdir / "model_registry.json").read_text())
     entries.append(registry_entry("ghost", workdir / "no-such-model"))
     (workdir / "model_registry.json").write_text(json.dumps(entries))
-    result = playpen("eval", "ghost", "--baseline", "tiny", "-g", "wordecho", "-i", "instances_heldout",
+    result = playpen("eval", "ghost", "--baseline", "tiny", "-g", "wordecho", "-i", "instances_heldout", "--all_instances",
                      "-L", "4", "-r", "ev")
     assert result.code == 2 and "some games failed" in result.err
     ghost = json.loads((workdir / "ev" / "ghost.val.json").read_text())
@@ -325,7 +326,7 @@ def test_scores_count_only_the_selected_experiment(workdir, playpen):
     halves = [dict(experiment, name=name, game_instances=experiment["game_instances"][i::2])
               for i, name in enumerate(("first", "second"))]
     (instances_dir / "instances_two.json").write_text(json.dumps(dict(heldout, experiments=halves)))
-    args = ["eval", "tiny", "-g", "twoecho", "-i", "instances_two", "-L", "4", "-r", "ev"]
+    args = ["eval", "tiny", "-g", "twoecho", "-i", "instances_two", "--all_instances", "-L", "4", "-r", "ev"]
     assert playpen(*args).code == 0
     assert json.loads((workdir / "ev" / "tiny.val.json").read_text())["games"]["twoecho"]["episodes"] == 12
     result = playpen(*args, "-e", "first")
@@ -335,16 +336,16 @@ def test_scores_count_only_the_selected_experiment(workdir, playpen):
 
     raw = pd.read_csv(workdir / "ev" / "raw.csv")
     assert set(raw["experiment"]) == {"first"} and raw["episode"].nunique() == 6
-    assert len(list((workdir / "ev" / "tiny" / "twoecho").glob("*/instance_*/scores.json"))) == 12  # all kept
+    assert len(list((workdir / "ev" / "clem" / "tiny" / "twoecho").glob("*/instance_*/scores.json"))) == 12  # all kept
 
 
 def test_skip_gameplay_scores_what_is_there_and_fails_what_is_missing(workdir, playpen):
     from playpen_tune.games import write_game_registry
 
     write_game_registry(workdir)
-    args = ["eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "-L", "4", "-r", "ev"]
+    args = ["eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-L", "4", "-r", "ev"]
     assert playpen(*args).code == 0
-    episodes = sorted((workdir / "ev" / "tiny" / "wordecho" / "heldout").glob("instance_*"))
+    episodes = sorted((workdir / "ev" / "clem" / "tiny" / "wordecho" / "heldout").glob("instance_*"))
     (episodes[0] / "scores.json").unlink()  # played, not scored: --skip_gameplay scores it
     shutil.rmtree(episodes[1])  # never played: missing
     result = playpen(*args, "--skip_gameplay")
@@ -368,7 +369,7 @@ def test_suite_all_reports_clemscore_and_statscore_from_their_own_games(workdir,
                      "round_prompt=self.experiment['round_prompt'].replace('$WORD$', '$WORD$x'))")
     set_benchmark(workdir, "clemecho", "2.0")
     set_benchmark(workdir, "staticecho", "static_1.0")
-    result = playpen("eval", "mock", "--suite", "all", "-i", "instances_heldout", "-r", "ev")
+    result = playpen("eval", "mock", "--suite", "all", "-i", "instances_heldout", "--all_instances", "-r", "ev")
     assert result.code == 0, result
     val = json.loads((workdir / "ev" / "mock.val.json").read_text())
     assert val["suites"]["clem"]["games"] == ["clemecho"] and val["suites"]["static"]["games"] == ["staticecho"]
@@ -376,7 +377,10 @@ def test_suite_all_reports_clemscore_and_statscore_from_their_own_games(workdir,
     assert val["games"]["staticecho"]["quality score"] == 0.0
     assert (val["clemscore"], val["statscore"]) == (100.0, 0.0)
     assert "wordecho" not in val["games"]  # benchmark playpen-demo is in neither suite
-    static = playpen("eval", "mock", "--suite", "static", "-i", "instances_heldout", "-r", "ev")
+    # upstream's layout: static_1.0 games under static/, the others under clem/
+    assert len(list((workdir / "ev" / "static" / "mock" / "staticecho").rglob("scores.json"))) == 12
+    assert len(list((workdir / "ev" / "clem" / "mock" / "clemecho").rglob("scores.json"))) == 12
+    static = playpen("eval", "mock", "--suite", "static", "-i", "instances_heldout", "--all_instances", "-r", "ev")
     assert static.code == 0, static
     val = json.loads((workdir / "ev" / "mock.val.json").read_text())
     assert val["statscore"] == 0.0 and val["clemscore"] is None and list(val["games"]) == ["staticecho"]

@@ -178,7 +178,7 @@ def test_run_executes_an_upstream_style_trainer_file(playpen, workdir):
 def test_run_without_a_trainer_class_is_a_user_error(playpen, workdir):
     (workdir / "empty.py").write_text("x = 1\n")
     result = playpen("run", "empty.py", "-l", "tiny")
-    assert result.code == 2 and "no BasePlayPen subclass in empty.py" in result.err
+    assert result.code == 2 and "no BasePlaypenTrainer (or BasePlayPen) subclass in empty.py" in result.err
 
 
 # --- broken third-party packages, selectors, abbreviations, trainer files -------------------------
@@ -293,7 +293,7 @@ def test_run_uses_the_one_concrete_trainer_defined_in_the_file(tmp_path, monkeyp
 
 @pytest.mark.parametrize("source, message", [
     ("class A(BasePlayPen):\n    def learn(self, g): pass\nclass B(A): pass\n",
-     "defines 2 BasePlayPen subclasses (A, B); keep exactly one"),
+     "defines 2 trainer classes (A, B); keep exactly one"),
     ("class A(BasePlayPen:\n", "trainer.py cannot be imported: SyntaxError"),
     ("import no_such_module_xyz\n", "trainer.py cannot be imported: ModuleNotFoundError"),
 ])

@@ -209,7 +209,7 @@ def test_secrets_never_reach_written_files(workdir):
     learn = subprocess.run(_learn_cmd("--max_steps", "2"), cwd=workdir, env=env, capture_output=True, text=True)
     assert learn.returncode == 0, learn.stderr[-3000:]
     ev = subprocess.run([sys.executable, "-m", "playpen", "eval", "tiny-sft_qlora", "-g", "wordecho", "-i",
-                         "instances_heldout", "-L", "4", "-r", "ev"], cwd=workdir, env=env, capture_output=True, text=True)
+                         "instances_heldout", "--all_instances", "-L", "4", "-r", "ev"], cwd=workdir, env=env, capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr[-3000:]
     written = [p for p in workdir.rglob("*") if p.is_file() and p.name != "key.json"]
     assert any(p.name == "playpen_run.json" for p in written) and any(p.name == "clembench.log" for p in written)

@@ -1,16 +1,11 @@
 """Load datasets from the Hugging Face Hub, failing fast with a clear message when offline."""
 
-import contextlib
-import os
-
 import datasets
-import huggingface_hub.constants
 from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
 from playpen.errors import PlaypenError
-
-_TRUE = {"1", "ON", "YES", "TRUE"}
+from playpen.hub import offline_if_requested
 
 
 def load_hub_dataset(dataset_id: str, split: str = "train") -> datasets.Dataset:
@@ -20,7 +15,7 @@ def load_hub_dataset(dataset_id: str, split: str = "train") -> datasets.Dataset:
     ``datasets`` was imported still avoids network retries.
     """
     try:
-        with _offline_if_requested():
+        with offline_if_requested():
             return datasets.load_dataset(dataset_id, split=split)
     except (ConnectionError, OfflineModeIsEnabled, LocalEntryNotFoundError) as error:
         raise PlaypenError(
@@ -35,17 +30,3 @@ def load_hub_dataset(dataset_id: str, split: str = "train") -> datasets.Dataset:
         ) from None
     except ValueError as error:  # e.g. an unknown split
         raise PlaypenError(f"cannot load dataset '{dataset_id}' split '{split}': {error}") from None
-
-
-@contextlib.contextmanager
-def _offline_if_requested():
-    """Apply an offline switch set in the environment after the HF libraries read it at import."""
-    if not any(os.environ.get(name, "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
-        yield
-        return
-    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
-    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved

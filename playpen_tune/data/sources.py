@@ -29,6 +29,7 @@ from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, 
 SFT_COLUMNS = (("messages",), ("prompt", "completion"))
 PREFERENCE_COLUMNS = (("prompt", "chosen", "rejected"),)
 FILTER_FIELDS = {"games": "game", "roles": "role", "outcomes": "outcome"}  # applied in this order
+EVAL_INSTANCES = "evaluation instances"  # the drop reason of the contamination guard
 
 
 @dataclass
@@ -36,14 +37,17 @@ class DataReport:
     """What went into a dataset: per-source counts and drops, the row format, a content fingerprint.
 
     ``sources`` holds one dict per source: source, kind ("file", "hub" or "transcripts"),
-    examples, and dropped ({filter or skip reason: count}). ``fingerprint`` is the sha256 of
-    the canonical JSON of all rows in order.
+    examples, and dropped ({filter or skip reason: count}; ``"evaluation instances"`` counts the
+    conversations of instances of the evaluation split left out). ``fingerprint`` is the sha256 of
+    the canonical JSON of all rows in order. ``contamination`` says whether and against which split
+    the episodes were checked (set by the learner).
     """
 
     sources: list[dict]
     format: str
     total: int
     fingerprint: str
+    contamination: dict | None = None
 
     def to_dict(self) -> dict:
         """Plain dict for the run manifest."""
@@ -56,6 +60,8 @@ class DataReport:
             dropped = ", ".join(f"{name} {n}" for name, n in source["dropped"].items() if n)
             lines.append(f"  {source['kind']} {source['source']}: {source['examples']} examples"
                          + (f"; dropped: {dropped}" if dropped else ""))
+        if self.contamination:
+            lines.append(f"  evaluation instances: {self.contamination['summary']}")
         return lines
 
 
@@ -68,14 +74,15 @@ class _Part:
     dropped_values: dict = field(default_factory=dict)  # filter -> Counter of the values it dropped
 
 
-def _collect(sources, split, filters, columns, from_conversations, from_row) -> list[_Part]:
-    """One _Part per source: results directories through ``from_conversations(conversations, part)``,
-    files and Hub datasets row by row through ``from_row(row, where)``."""
+def _collect(sources, split, filters, columns, from_conversations, from_row, exclude) -> list[_Part]:
+    """One _Part per source: results directories through ``from_conversations(conversations, part)``
+    (without the conversations of ``exclude``'s instances), files and Hub datasets row by row through
+    ``from_row(row, where)``."""
     parts = []
     for source in sources:
         kind = source_kind(source)
         if kind == "transcripts":
-            conversations, part = _transcripts(source, filters)
+            conversations, part = _transcripts(source, filters, exclude)
             from_conversations(conversations, part)
         else:
             name, rows = _read(source, kind, split, columns)
@@ -86,32 +93,35 @@ def _collect(sources, split, filters, columns, from_conversations, from_row) -> 
 
 def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
                      roles: Sequence[str] | None = None,
-                     outcomes: Sequence[str] | None = ("success",)) -> tuple[datasets.Dataset, DataReport]:
+                     outcomes: Sequence[str] | None = ("success",),
+                     exclude=None) -> tuple[datasets.Dataset, DataReport]:
     """Build an SFT dataset from the sources, in order.
 
     ``split`` selects the split of Hub sources. ``games``, ``roles`` and ``outcomes`` filter the
-    conversations of results directories (None or empty: no filter); files and Hub rows are
-    taken as they are. Sources must all give the same row format.
+    conversations of results directories (None or empty: no filter); ``exclude`` (a
+    :class:`playpen.splits.InstanceSplit`, or None) leaves out their conversations of its instances.
+    Files and Hub rows are taken as they are. Sources must all give the same row format.
     """
     filters = _filters(games, roles, outcomes)
 
     def from_conversations(conversations, part):
         part.rows = [({"messages": c["messages"]}, "messages") for c in conversations]
 
-    parts = _collect(sources, split, filters, SFT_COLUMNS, from_conversations, _sft_row)
+    parts = _collect(sources, split, filters, SFT_COLUMNS, from_conversations, _sft_row, exclude)
     if not any(part.rows for part in parts):
-        raise PlaypenError(_empty_sft_message(parts, filters))
+        raise PlaypenError(_empty_eval_message(parts, exclude) or _empty_sft_message(parts, filters))
     return _dataset(parts)
 
 
 def load_preference_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
                             roles: Sequence[str] | None = None,
-                            min_score_gap: float = 0.0) -> tuple[datasets.Dataset, DataReport]:
+                            min_score_gap: float = 0.0, exclude=None) -> tuple[datasets.Dataset, DataReport]:
     """Build a preference (DPO) dataset from the sources, in order.
 
     Files and Hub rows need prompt/chosen/rejected. Results directories give pairs of episodes of
     the same instance and role that scored differently (see ``preference_pairs``), after the
-    ``games`` and ``roles`` filters; ``min_score_gap`` is the smallest main-score difference kept.
+    ``games`` and ``roles`` filters and without the episodes of ``exclude``'s instances;
+    ``min_score_gap`` is the smallest main-score difference kept.
     """
     filters = _filters(games, roles, None)
 
@@ -123,8 +133,10 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
     def from_row(row, where):
         return _typed(row, where, "preference", PREFERENCE_COLUMNS[0])
 
-    parts = _collect(sources, split, filters, PREFERENCE_COLUMNS, from_conversations, from_row)
+    parts = _collect(sources, split, filters, PREFERENCE_COLUMNS, from_conversations, from_row, exclude)
     if not any(part.rows for part in parts):
+        if _empty_eval_message(parts, exclude):
+            raise PlaypenError(_empty_eval_message(parts, exclude))
         removed = Counter()
         for part in parts:
             removed.update(part.dropped)
@@ -181,8 +193,9 @@ def _filters(games, roles, outcomes) -> dict:
     return {"games": games or None, "roles": roles or None, "outcomes": outcomes or None}
 
 
-def _transcripts(source: str, filters: dict) -> tuple[list[dict], _Part]:
-    """Conversations of a results directory after the filters, and a part recording the drops."""
+def _transcripts(source: str, filters: dict, exclude) -> tuple[list[dict], _Part]:
+    """Conversations of a results directory after the filters and without those of ``exclude``'s
+    instances, and a part recording the drops."""
     conversations = [c for record in episode_records(source) for c in conversations_from_episode(record)]
     part = _Part(source, "transcripts", [])
     for name, key in FILTER_FIELDS.items():
@@ -193,7 +206,21 @@ def _transcripts(source: str, filters: dict) -> tuple[list[dict], _Part]:
         conversations = [c for c in conversations if c[key] in wanted]
         part.dropped[name] = sum(removed.values())
         part.dropped_values[name] = removed
+    if exclude is not None:
+        kept = [c for c in conversations if (c["game"], c["experiment"], int(c["instance"])) not in exclude.instances]
+        part.dropped[EVAL_INSTANCES] = len(conversations) - len(kept)
+        conversations = kept
     return conversations, part
+
+
+def _empty_eval_message(parts: list[_Part], exclude) -> str | None:
+    """Why no example is left when the contamination guard removed the last ones, else None."""
+    removed = sum(part.dropped.get(EVAL_INSTANCES, 0) for part in parts)
+    if not removed or any(part.rows for part in parts):
+        return None
+    return (f"0 examples left: the {removed} remaining conversations are all of instances of the evaluation "
+            f"split ({exclude.describe()}); train on episodes of other instances (playpen play --split train) "
+            f"or pass --allow_eval_instances true to keep them")
 
 
 def _read(source: str, kind: str, split: str, column_sets) -> tuple[str, Iterable[dict]]:

@@ -169,23 +169,58 @@ def with_chat_template_kwargs(dataset, model: dict):
 
 
 def load_training_data(config, load):
-    """Load ``--dataset`` with ``load(sources) -> (dataset, DataReport)`` (the learner's loader with its
-    filters), print what went in, and set the held-out set aside.
+    """Load ``--dataset`` with ``load(sources, exclude) -> (dataset, DataReport)`` (the learner's loader
+    with its filters; ``exclude``: the evaluation split whose episodes are left out, or None), print
+    what went in, and set the held-out set aside.
 
     Returns ``(train rows, DataReport of --dataset, held-out rows or None, manifest record or None)``.
     """
-    dataset, report = load(config.dataset)
+    from playpen_tune.data.sources import EVAL_INSTANCES
+
+    exclude, contamination = evaluation_split(config)
+    dataset, report = load(config.dataset, exclude)
+    excluded = sum(source["dropped"].get(EVAL_INSTANCES, 0) for source in report.sources)
+    report.contamination = {**contamination, "excluded": excluded,
+                            "summary": f"{excluded} conversation(s) left out ({exclude.describe()})" if exclude
+                            else f"not checked: {contamination['reason']}"}
     for line in report.lines():
         print(line)
     dataset, held_out, held_out_record = _held_out_split(config, dataset, report, load)
     return dataset, report, held_out, held_out_record
 
 
+def evaluation_split(config):
+    """The split whose instances training must not see, and the manifest record of the check.
+
+    Returns ``(InstanceSplit or None, {"checked": bool, ...})``. Only episodes of results directories
+    name their instance; rows of files and hub datasets cannot be checked. When the default split
+    source cannot be read (offline, not cached) a warning says that the check was not made; an
+    explicitly given ``--split_source`` that cannot be read is an error.
+    """
+    from playpen.splits import EVAL_SPLIT, SplitSourceUnreadable, load_split
+    from playpen_tune.data import source_kind
+
+    if config.allow_eval_instances:
+        return None, {"checked": False, "reason": "--allow_eval_instances"}
+    if not any(source_kind(source) == "transcripts" for source in config.dataset):
+        return None, {"checked": False, "reason": "no results directory among --dataset (rows of files and hub "
+                                                  "datasets name no game instance)"}
+    try:
+        split = load_split(config.split_source or None, EVAL_SPLIT)
+    except SplitSourceUnreadable as error:
+        if config.split_source:
+            raise PlaypenError(f"{error}; pass a readable --split_source (or a local .jsonl/.json/.csv file)") from None
+        print(f"warning: {error}: training episodes were NOT checked against the evaluation split; pass "
+              f"--split_source FILE to check them")
+        return None, {"checked": False, "reason": f"default split source unreadable: {error}"}
+    return split, {"checked": True, "split_source": split.source, "split": split.split}
+
+
 def _held_out_split(config, dataset, report, load):
     """Choose the held-out set: ``--eval_dataset`` (loaded with ``load``) or ``--eval_fraction`` of
     ``dataset``, or none. The held-out rows are never trained on."""
     if config.eval_dataset:
-        held_out, held_out_report = load(config.eval_dataset)
+        held_out, held_out_report = load(config.eval_dataset, None)
         if held_out_report.format != report.format:
             raise PlaypenError(f"--eval_dataset rows are {held_out_report.format}, the --dataset rows "
                                f"{report.format}; give both in one format")

@@ -66,9 +66,10 @@ class DPOQLoRALearner(Learner):
                                f"so that the completions keep tokens, got {config.max_prompt_length}")
         resume_from = common.check_output_dir(request)
 
-        def load(sources):
+        def load(sources, exclude):
             return load_preference_dataset(sources, split=config.dataset_split, games=config.games or None,
-                                           roles=config.roles or None, min_score_gap=config.min_score_gap)
+                                           roles=config.roles or None, min_score_gap=config.min_score_gap,
+                                           exclude=exclude)
 
         dataset, report, held_out, held_out_record = common.load_training_data(config, load)
         tokenizer = common.load_tokenizer(request.model, config)

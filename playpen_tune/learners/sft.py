@@ -43,9 +43,9 @@ class SFTQLoRALearner(Learner):
                                "pass --packing true as well, or drop --padding_free")
         resume_from = common.check_output_dir(request)
 
-        def load(sources):
+        def load(sources, exclude):
             return load_sft_dataset(sources, split=config.dataset_split, games=config.games or None,
-                                    roles=config.roles or None, outcomes=config.outcomes)
+                                    roles=config.roles or None, outcomes=config.outcomes, exclude=exclude)
 
         dataset, report, held_out, held_out_record = common.load_training_data(config, load)
         conversational = "messages" in dataset.column_names

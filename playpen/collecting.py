@@ -1,0 +1,67 @@
+"""``playpen play``: collect interaction data (episodes scored by clemcore) for ``playpen learn --dataset DIR``.
+
+It is ``playpen eval``'s gameplay (:func:`playpen.evaluation.play_selection`: same selection, resume,
+settings guard and failure reporting) on the train split by default, with an optional partner model
+(``-t``) and ``-n`` repetitions. Repetition 1 is played into ``DIR/clem|static/...``, repetition k
+into ``DIR/repeat_k/clem|static/...``, so each instance has ``n`` episodes and ``dpo_qlora --dataset
+DIR`` finds pairs of episodes of the same instance that scored differently (on-policy preferences).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from playpen.errors import PlaypenError
+from playpen.evaluation import DEFAULT_BATCH_SIZE, play_selection, resolve_models, select_from_cli
+from playpen.registry import atomic_write_text
+
+TRAIN_SPLIT = "train"
+
+
+def repetition_root(results_dir: Path, repetition: int) -> Path:
+    """Where repetition ``repetition`` (1-based) of ``playpen play`` is played."""
+    return results_dir if repetition == 1 else results_dir / f"repeat_{repetition}"
+
+
+def play_from_cli(args) -> None:
+    """Play the selection ``-n`` times with MODEL (and PARTNER); write ``DIR/<players>.play.json``."""
+    from clemcore.backends import Model
+
+    if args.repetitions < 1:
+        raise PlaypenError(f"-n must be >= 1 (episodes per instance), got {args.repetitions}")
+    if args.repetitions > 1 and args.temperature <= 0:
+        raise PlaypenError(f"-n {args.repetitions} plays each instance {args.repetitions} times, which gives "
+                           f"different episodes only when sampling: pass -T above 0 (e.g. -T 0.7)")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
+    gen_args = dict(temperature=args.temperature, max_tokens=args.max_tokens)
+    names = [args.model] + ([args.partner] if args.partner else [])
+    specs = resolve_models(names)
+    selection = select_from_cli(args, TRAIN_SPLIT)
+    players = [specs[name] for name in names]
+    run_dir = Model.to_identifier(names)
+    results_dir = Path(args.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    print(f"playpen play: {run_dir} plays {', '.join(selection.games())} "
+          f"({selection.split.describe() if selection.split else 'all instances'}) "
+          f"{args.repetitions} time(s) -> {results_dir}")
+    failed: dict[str, list[str]] = {}
+    episodes = {game: 0 for game in selection.games()}
+    for repetition in range(1, args.repetitions + 1):
+        problems, scored = play_selection(players, selection, repetition_root(results_dir, repetition), gen_args,
+                                          batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
+        for game, problem in problems.items():
+            failed.setdefault(game, []).append(f"repetition {repetition}: {problem}")
+        for game, files in scored.items():
+            episodes[game] += len(files)
+    summary = {"players": names, "repetitions": args.repetitions, "gen_args": gen_args, **selection.to_json(),
+               "episodes": episodes, "failed_games": {game: "; ".join(lines) for game, lines in failed.items()}}
+    atomic_write_text(results_dir / f"{run_dir}.play.json", json.dumps(summary, indent=2) + "\n")
+    for game, count in episodes.items():
+        print(f"  {game}: {count} episode(s) scored by clemcore" + (f"; FAILED: {summary['failed_games'][game]}"
+                                                                   if game in failed else ""))
+    if failed:
+        raise PlaypenError(f"some games failed (listed above and in {run_dir}.play.json 'failed_games'); fix the "
+                           f"cause (clembench.log) and run the same command again: it plays only the missing episodes")
+    print(f"train on them: playpen learn -l sft_qlora -m MODEL --dataset {results_dir}"
+          + (" (or -l dpo_qlora for pairs of episodes that scored differently)" if args.repetitions > 1 else ""))
