@@ -51,6 +51,7 @@ class DPOQLoRALearner(Learner):
         from peft import LoraConfig
         from trl import DPOConfig
 
+        from playpen_tune import chat_masks
         from playpen_tune.data import load_preference_dataset
         from playpen_tune.learners import common
 
@@ -74,6 +75,10 @@ class DPOQLoRALearner(Learner):
         dataset, data_format = as_conversations(dataset, report.format, tokenizer, request.model)
         if held_out is not None:
             held_out, _ = as_conversations(held_out, report.format, tokenizer, request.model)
+        if tokenizer.chat_template:  # TRL's completion mask is what the answer adds to the rendered prompt
+            chat_masks.check_preference_rows(dataset, tokenizer, "--dataset")
+            if held_out is not None:
+                chat_masks.check_preference_rows(held_out, tokenizer, "held-out")
 
         parent = common.parent_adapter(request.model)
         model, quantization, lora = common.load_policy(request, config, wrap_new_adapter=False)
