@@ -24,6 +24,8 @@ class QLoRAConfig:
     dataset_split: str = _help("split of hub datasets", default="train")
     games: list[str] = _help("only transcripts of these games (comma-separated)", default_factory=list)
     roles: list[str] = _help("only transcripts of these game roles (comma-separated)", default_factory=list)
+    include_static_games: bool = _help("keep transcripts of the static suite (bbh, mmlu_pro, ...: statscore's "
+                                       "games); left out by default", default=False)
     # held-out data: its loss is measured before, during (every eval_steps) and after training
     eval_dataset: list[str] = _help("held-out data (repeatable), same kinds and filters as --dataset",
                                     default_factory=list)

@@ -25,6 +25,7 @@ from playpen_tune.data.files import FILE_SUFFIXES, read_rows
 from playpen_tune.data.hub import load_hub_dataset
 from playpen_tune.data.preferences import preference_pairs
 from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, episode_records
+from playpen_tune.static_suite import DROP_REASON, STATIC_GAMES, is_static_game
 
 SFT_COLUMNS = (("messages",), ("prompt", "completion"))
 PREFERENCE_COLUMNS = (("prompt", "chosen", "rejected"),)
@@ -86,14 +87,16 @@ def _collect(sources, split, filters, columns, from_conversations, from_row) -> 
 
 def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
                      roles: Sequence[str] | None = None,
-                     outcomes: Sequence[str] | None = ("success",)) -> tuple[datasets.Dataset, DataReport]:
+                     outcomes: Sequence[str] | None = ("success",),
+                     include_static_games: bool = False) -> tuple[datasets.Dataset, DataReport]:
     """Build an SFT dataset from the sources, in order.
 
     ``split`` selects the split of Hub sources. ``games``, ``roles`` and ``outcomes`` filter the
-    conversations of results directories (None or empty: no filter); files and Hub rows are
-    taken as they are. Sources must all give the same row format.
+    conversations of results directories (None or empty: no filter), after the games of the static
+    suite are left out (unless ``include_static_games``); files and Hub rows are taken as they are.
+    Sources must all give the same row format.
     """
-    filters = _filters(games, roles, outcomes)
+    filters = _filters(games, roles, outcomes, include_static_games)
 
     def from_conversations(conversations, part):
         part.rows = [({"messages": c["messages"]}, "messages") for c in conversations]
@@ -106,14 +109,16 @@ def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequen
 
 def load_preference_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
                             roles: Sequence[str] | None = None,
-                            min_score_gap: float = 0.0) -> tuple[datasets.Dataset, DataReport]:
+                            min_score_gap: float = 0.0,
+                            include_static_games: bool = False) -> tuple[datasets.Dataset, DataReport]:
     """Build a preference (DPO) dataset from the sources, in order.
 
     Files and Hub rows need prompt/chosen/rejected. Results directories give pairs of episodes of
-    the same instance and role that scored differently (see ``preference_pairs``), after the
-    ``games`` and ``roles`` filters; ``min_score_gap`` is the smallest main-score difference kept.
+    the same instance and role that scored differently (see ``preference_pairs``), after the static
+    suite's games (unless ``include_static_games``) and the ``games`` and ``roles`` filters;
+    ``min_score_gap`` is the smallest main-score difference kept.
     """
-    filters = _filters(games, roles, None)
+    filters = _filters(games, roles, None, include_static_games)
 
     def from_conversations(conversations, part):
         pairs, skipped = preference_pairs(conversations, min_score_gap)
@@ -174,17 +179,22 @@ def _looks_local(source: str) -> bool:
             or (os.sep != "/" and os.sep in source))
 
 
-def _filters(games, roles, outcomes) -> dict:
+def _filters(games, roles, outcomes, include_static_games=False) -> dict:
     unknown = sorted(set(outcomes or ()) - set(OUTCOMES))
     if unknown:
         raise PlaypenError(f"unknown outcome(s) {', '.join(unknown)}; use a comma list of {', '.join(OUTCOMES)}")
-    return {"games": games or None, "roles": roles or None, "outcomes": outcomes or None}
+    return {"games": games or None, "roles": roles or None, "outcomes": outcomes or None,
+            "include_static_games": include_static_games}
 
 
 def _transcripts(source: str, filters: dict) -> tuple[list[dict], _Part]:
     """Conversations of a results directory after the filters, and a part recording the drops."""
     conversations = [c for record in episode_records(source) for c in conversations_from_episode(record)]
     part = _Part(source, "transcripts", [])
+    if not filters["include_static_games"]:
+        static = [c for c in conversations if is_static_game(c["game"])]
+        conversations = [c for c in conversations if not is_static_game(c["game"])]
+        part.dropped[DROP_REASON] = len(static)
     for name, key in FILTER_FIELDS.items():
         wanted = filters[name]
         if wanted is None:
@@ -245,6 +255,10 @@ def _empty_sft_message(parts: list[_Part], filters: dict) -> str:
         for name, counts in part.dropped_values.items():
             values[name].update(counts)
     emptier = next((name for name in reversed(FILTER_FIELDS) if dropped[name]), None)
+    if emptier is None and dropped[DROP_REASON]:
+        return (f"0 examples left: all {dropped[DROP_REASON]} conversations are of static-suite games "
+                f"({', '.join(sorted(STATIC_GAMES))}), which playpen eval scores as statscore and training leaves "
+                f"out; pass --include_static_games to train on them anyway, or add results of other games")
     if emptier is None:
         return f"0 examples: {', '.join(p.source for p in parts)} hold no usable rows; add data or other sources"
     found = values[emptier]

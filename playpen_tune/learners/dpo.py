@@ -68,7 +68,8 @@ class DPOQLoRALearner(Learner):
 
         def load(sources):
             return load_preference_dataset(sources, split=config.dataset_split, games=config.games or None,
-                                           roles=config.roles or None, min_score_gap=config.min_score_gap)
+                                           roles=config.roles or None, min_score_gap=config.min_score_gap,
+                                           include_static_games=config.include_static_games)
 
         dataset, report, held_out, held_out_record = common.load_training_data(config, load)
         tokenizer = common.load_tokenizer(request.model, config)

@@ -44,7 +44,8 @@ class SFTQLoRALearner(Learner):
 
         def load(sources):
             return load_sft_dataset(sources, split=config.dataset_split, games=config.games or None,
-                                    roles=config.roles or None, outcomes=config.outcomes)
+                                    roles=config.roles or None, outcomes=config.outcomes,
+                                    include_static_games=config.include_static_games)
 
         dataset, report, held_out, held_out_record = common.load_training_data(config, load)
         conversational = "messages" in dataset.column_names
