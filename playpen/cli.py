@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     p.add_argument("--overwrite", action="store_true",
                    help="allow replacing a different earlier run in output_dir")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show library messages (warnings, INFO lines) here too; always in <output_dir>/train.log")
     p.set_defaults(handler=run_learn)
 
     p = sub.add_parser("run", help="run an upstream-style trainer file (BasePlayPen subclass)")
@@ -183,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episodes generated in one batch by models that support it (local HF models); "
                         "others play sequentially. Default: 16")
     p.add_argument("--baseline", default=None, help="also evaluate this model and compare")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show library messages (clemcore INFO lines, warnings) here too; always in <results>/playpen.log")
     p.set_defaults(handler=run_eval)
 
     pm.hook.playpen_register_commands(subparsers=sub)

@@ -27,6 +27,7 @@ from playpen.secrets import without_secrets
 # benchmarks/eval_throughput.py: batch 16 played 6.8x the episodes/min of clemcore's sequential
 # runner (batch 8: 4.9x) with identical greedy responses. Models that cannot batch play sequentially.
 DEFAULT_BATCH_SIZE = 16
+EVAL_LOG = "playpen.log"  # library messages of an eval, in its results dir (playpen.console)
 SUITES = {"clem": {"benchmark": ["2.0"]}, "static": {"benchmark": ["static_1.0"]}}
 NO_GAMES_HELP = ("create ./game_registry.json pointing at your clembench checkout, e.g. "
                  "[{\"benchmark_path\": \"/path/to/clembench\"}], or set CLEMBENCH_HOME")
@@ -231,10 +232,13 @@ def evaluate_from_cli(args) -> None:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
     results_dir = Path(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"))
     models = [args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else [])
-    evaluations = evaluate(models, args.suite, args.game, results_dir,
-                           dict(temperature=args.temperature, max_tokens=args.max_tokens),
-                           experiment=args.experiment, instances=args.instances,
-                           batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
+    from playpen.console import library_chatter_to
+
+    with library_chatter_to(results_dir / EVAL_LOG, verbose=getattr(args, "verbose", False)):
+        evaluations = evaluate(models, args.suite, args.game, results_dir,
+                               dict(temperature=args.temperature, max_tokens=args.max_tokens),
+                               experiment=args.experiment, instances=args.instances,
+                               batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
     tuned = evaluations[args.model]
     print_summary(tuned, results_dir)
     if args.baseline and args.baseline != args.model:

@@ -45,6 +45,8 @@ def _playpen(*args: str) -> None:
 def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = None) -> dict:
     """Run the loop in ``directory`` (created; must be empty) and return the val.json contents."""
     from playpen import registry
+    from playpen.console import library_chatter_to
+    from playpen.evaluation import EVAL_LOG
     from playpen_tune.games import demo_corpus, play, write_game_registry
     from playpen_tune.tiny import build_tiny_chat_model, registry_entry
 
@@ -60,7 +62,8 @@ def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = N
     write_game_registry(directory)
 
     _step(2, "playing wordecho's train instances with the programmatic expert (clemcore)")
-    play(["mock"], directory / "transcripts", instances="instances_train")
+    with library_chatter_to(directory / "transcripts" / EVAL_LOG):
+        play(["mock"], directory / "transcripts", instances="instances_train")
 
     _step(3, "playpen learn -l sft_qlora (4-bit NF4 base + LoRA) on the expert transcripts")
     steps = str(sft_steps or SFT_STEPS)
@@ -69,7 +72,8 @@ def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = N
 
     if dpo:
         _step(4, "playpen learn -l dpo_qlora on the base model's failed episodes vs the expert's")
-        play([BASE], directory / "transcripts", instances="instances_train", gen_args={"max_tokens": 8})
+        with library_chatter_to(directory / "transcripts" / EVAL_LOG):
+            play([BASE], directory / "transcripts", instances="instances_train", gen_args={"max_tokens": 8})
         _playpen("learn", "-l", "dpo_qlora", "-m", tuned, "--dataset", "transcripts", "--max_steps", "40",
                  "--learning_rate", "1e-3", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps",
                  "1", "--max_length", "128", "--logging_steps", "10", "--beta", "0.1")
