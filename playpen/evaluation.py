@@ -20,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 from playpen.errors import PlaypenError
-from playpen.playing import play_games, scores_files, selected_episodes
+from playpen.paths import refuse_file
+from playpen.playing import check_generation_settings, play_games, scores_files, selected_episodes
 from playpen.registry import atomic_write_text
 from playpen.secrets import without_secrets
 
@@ -230,7 +231,9 @@ def evaluate_from_cli(args) -> None:
         raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
     if args.skip_gameplay and not args.results_dir:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
-    results_dir = Path(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"))
+    results_dir = refuse_file(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"),
+                              "-r/--results_dir")
+    check_generation_settings(args.temperature, args.max_tokens)
     models = [args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else [])
     from playpen.console import library_chatter_to
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from playpen.base import BasePlayPen
 from playpen.errors import PlaypenError
+from playpen.paths import refuse_directory
 
 
 def load_trainer_class(file_path: str) -> type[BasePlayPen]:
     """The one concrete BasePlayPen subclass defined in ``file_path`` (imported ones don't count)."""
-    path = Path(file_path)
+    path = refuse_directory(file_path, "trainer file")
     if not path.is_file():
         raise PlaypenError(f"trainer file {path} does not exist")
     spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -36,6 +37,9 @@ def load_trainer_class(file_path: str) -> type[BasePlayPen]:
 def run_trainer_file(file_path: str, learner: str, teacher: str | None,
                      temperature: float, max_tokens: int) -> None:
     """Load the models through clemcore (plugin backends included) and call ``learn``."""
+    from playpen.playing import check_generation_settings
+
+    check_generation_settings(temperature, max_tokens)
     trainer_cls = load_trainer_class(file_path)
     from clemcore import backends
     from clemcore.clemgame import GameRegistry

@@ -102,6 +102,11 @@ class QLoRAConfig:
             if getattr(self, name) not in {choice.value for choice in choices}:
                 raise PlaypenError(f"--{name} {getattr(self, name)!r} is not known to transformers; use one of "
                                    f"{', '.join(sorted(choice.value for choice in choices))}")
+        if not 0 <= self.seed < 2**32:
+            raise PlaypenError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise PlaypenError(f"--save_total_limit must be >= 1 (checkpoints kept), or None to keep all; "
+                               f"got {self.save_total_limit}")
         if self.report_to not in ("none", "tensorboard", "wandb"):
             raise PlaypenError(f"--report_to must be none, tensorboard or wandb, got {self.report_to!r}")
 

@@ -46,11 +46,12 @@ def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = N
     """Run the loop in ``directory`` (created; must be empty) and return the val.json contents."""
     from playpen import registry
     from playpen.console import library_chatter_to
+    from playpen.paths import refuse_file
     from playpen.evaluation import EVAL_LOG
     from playpen_tune.games import demo_corpus, play, write_game_registry
     from playpen_tune.tiny import build_tiny_chat_model, registry_entry
 
-    directory = Path(directory).absolute()
+    directory = refuse_file(directory, "quickstart directory").absolute()
     if directory.exists() and any(directory.iterdir()):
         raise PlaypenError(f"{directory} is not empty; pass a new directory to 'playpen quickstart DIR'")
     directory.mkdir(parents=True, exist_ok=True)

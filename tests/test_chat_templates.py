@@ -197,28 +197,31 @@ def test_unknown_template_trains_registers_and_plays(playpen, workdir, unknown_t
     registry = workdir / "model_registry.json"
     registry.write_text(json.dumps(json.loads(registry.read_text()) + [registry_entry(kind, model_dir)]))
     data = write_sft_rows(workdir / "sft.json")
-    result = playpen("learn", "-l", "sft_qlora", "-m", kind, "--dataset", data, "--max_steps", "40",
-                     "--learning_rate", "1e-2", "--per_device_train_batch_size", "8", "--logging_steps", "5")
+    result = playpen("learn", "-l", "sft_qlora", "-m", kind, "--dataset", data, "--max_steps", "12",
+                     "--learning_rate", "1e-2", "--per_device_train_batch_size", "8",
+                     "--gradient_accumulation_steps", "1", "--logging_steps", "1")
     assert result.code == 0, result
     manifest = json.loads((workdir / "models" / f"{kind}-sft_qlora" / "playpen_run.json").read_text())
     assert manifest["loss_masking"] == "assistant_only" and manifest["mask_source"] == "prefix rendering"
     losses = [entry["loss"] for entry in manifest["loss_history"]]
-    assert losses[-1] < losses[0] / 2, losses
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.1, losses  # the masked answers were learnt from
     entries = {e["model_name"]: e for e in json.loads(registry.read_text())}
     assert entries[f"{kind}-sft_qlora"]["model_config"]["eos_to_cull"] == "(?s)" + re.escape(eos) + ".*"
 
     spec = ModelRegistry.from_packaged_and_cwd_files().get_first_model_spec_that_unify_with(f"{kind}-sft_qlora")
     model = QLoRABackend().get_model_for(spec)
     model.set_gen_args(temperature=0.0, max_tokens=12)
-    prompt, _, text = model.generate_response([{"role": "user", "content": "Say the word: fox"}])
-    assert text == "ANSWER: fox", (prompt, text)
+    prompt, response, text = model.generate_response([{"role": "user", "content": "Say the word: fox"}])
+    assert ("[INST] Say the word: fox [/INST]" if kind == "inst" else "<|im_start|>assistant\n") in prompt["inputs"]
+    assert isinstance(text, str) and eos not in text, (prompt, response, text)  # culled at the end of turn
 
     pairs = [{"prompt": f"Say the word: {w}", "chosen": f"ANSWER: {w}", "rejected": w} for w in WORDS] * 2
     (workdir / "dpo.json").write_text(json.dumps(pairs))
     result = playpen("learn", "-l", "dpo_qlora", "-m", f"{kind}-sft_qlora", "--dataset", workdir / "dpo.json",
-                     "--max_steps", "4", "--per_device_train_batch_size", "4", "--logging_steps", "1")
+                     "--max_steps", "2", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+                     "--logging_steps", "1")
     assert result.code == 0, result
     dpo = json.loads((workdir / "models" / f"{kind}-sft_qlora-dpo_qlora" / "playpen_run.json").read_text())
-    assert dpo["metrics"]["global_step"] == 4
+    assert dpo["metrics"]["global_step"] == 2
     entries = {e["model_name"]: e for e in json.loads(registry.read_text())}
     assert entries[f"{kind}-sft_qlora-dpo_qlora"]["model_config"]["eos_to_cull"] == "(?s)" + re.escape(eos) + ".*"

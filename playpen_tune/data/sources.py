@@ -30,6 +30,8 @@ from playpen_tune.static_suite import DROP_REASON, STATIC_GAMES, is_static_game
 SFT_COLUMNS = (("messages",), ("prompt", "completion"))
 PREFERENCE_COLUMNS = (("prompt", "chosen", "rejected"),)
 FILTER_FIELDS = {"games": "game", "roles": "role", "outcomes": "outcome"}  # applied in this order
+NO_PREFERENCE = "chosen identical to rejected"
+NO_ANSWER = "no assistant answer to learn"
 
 
 @dataclass
@@ -102,6 +104,7 @@ def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequen
         part.rows = [({"messages": c["messages"]}, "messages") for c in conversations]
 
     parts = _collect(sources, split, filters, SFT_COLUMNS, from_conversations, _sft_row)
+    _drop_rows_without_signal(parts, _has_answer, NO_ANSWER)
     if not any(part.rows for part in parts):
         raise PlaypenError(_empty_sft_message(parts, filters))
     return _dataset(parts)
@@ -129,10 +132,16 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
         return _typed(row, where, "preference", PREFERENCE_COLUMNS[0])
 
     parts = _collect(sources, split, filters, PREFERENCE_COLUMNS, from_conversations, from_row)
+    # a pair whose answers are the same carries no preference: DPO's loss would stay at ln 2
+    _drop_rows_without_signal(parts, lambda row: row["chosen"] != row["rejected"], NO_PREFERENCE)
     if not any(part.rows for part in parts):
         removed = Counter()
         for part in parts:
             removed.update(part.dropped)
+        if removed[NO_PREFERENCE] and all(part.kind != "transcripts" for part in parts):
+            raise PlaypenError(f"0 preference pairs from {', '.join(map(str, sources))}: in all {removed[NO_PREFERENCE]} "
+                               f"rows chosen and rejected are the same, so there is nothing to prefer; give rows "
+                               f"whose chosen answer differs from the rejected one")
         reasons = ", ".join(f"{name} {n}" for name, n in removed.most_common() if n) or "the sources have no rows"
         gap_hint = " or lower min_score_gap" if removed["score gap below min_score_gap"] else ""
         raise PlaypenError(
@@ -177,6 +186,23 @@ def _looks_local(source: str) -> bool:
     return (source.endswith(_SEPARATORS) or source.startswith((".", "/", "~"))
             or Path(source).suffix.lower() in _DATA_SUFFIXES or source.count("/") > 1
             or (os.sep != "/" and os.sep in source))
+
+
+def _drop_rows_without_signal(parts: list[_Part], has_signal, reason: str) -> None:
+    """Leave out rows that give the learner nothing to learn, counted under ``reason`` in the data report."""
+    for part in parts:
+        kept = [(row, kind) for row, kind in part.rows if has_signal(row)]
+        if len(kept) < len(part.rows):
+            part.dropped[reason] = len(part.rows) - len(kept)
+            part.rows = kept
+
+
+def _has_answer(row: dict) -> bool:
+    """An SFT row trains on something: an assistant message with content, or a non-empty completion."""
+    if "messages" in row:
+        return any(m.get("role") == "assistant" and m.get("content") for m in row["messages"])
+    completion = row["completion"]
+    return bool(completion.strip() if isinstance(completion, str) else _has_answer({"messages": completion}))
 
 
 def _filters(games, roles, outcomes, include_static_games=False) -> dict:
@@ -259,6 +285,9 @@ def _empty_sft_message(parts: list[_Part], filters: dict) -> str:
         return (f"0 examples left: all {dropped[DROP_REASON]} conversations are of static-suite games "
                 f"({', '.join(sorted(STATIC_GAMES))}), which playpen eval scores as statscore and training leaves "
                 f"out; pass --include_static_games to train on them anyway, or add results of other games")
+    if emptier is None and dropped[NO_ANSWER]:
+        return (f"0 examples: in all {dropped[NO_ANSWER]} rows of {', '.join(p.source for p in parts)} no assistant "
+                f"message (or completion) has content, so there is nothing to learn; add the answers to the rows")
     if emptier is None:
         return f"0 examples: {', '.join(p.source for p in parts)} hold no usable rows; add data or other sources"
     found = values[emptier]
