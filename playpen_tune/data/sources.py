@@ -220,7 +220,8 @@ def _transcripts(source: str, filters: dict) -> tuple[list[dict], _Part]:
     if not filters["include_static_games"]:
         static = [c for c in conversations if is_static_game(c["game"])]
         conversations = [c for c in conversations if not is_static_game(c["game"])]
-        part.dropped[DROP_REASON] = len(static)
+        if static:
+            part.dropped[DROP_REASON] = len(static)
     for name, key in FILTER_FIELDS.items():
         wanted = filters[name]
         if wanted is None:
