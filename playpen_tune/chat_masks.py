@@ -44,8 +44,8 @@ def assistant_spans(tokenizer, messages: list[dict], chat_template_kwargs: dict 
 
     Assistant message ``i`` starts where ``messages[:i]`` rendered with the generation prompt ends
     (the context the model sees at inference); it ends where ``messages[:i + 1]`` rendered alone
-    stops agreeing, token by token, with the whole conversation (a suffix a template adds only to the last message,
-    such as a final eos, is then left out of every earlier turn). The template must be
+    stops agreeing, token by token, with the whole conversation (a suffix a template adds only to
+    the last message, such as a final eos, is then left out of every earlier turn). The template must be
     prefix-preserving for this example: the generation prompt is a prefix of the whole rendering and
     the message's content lies inside its span; otherwise a :class:`PlaypenError` names ``example``
     and the fix.
@@ -56,11 +56,16 @@ def assistant_spans(tokenizer, messages: list[dict], chat_template_kwargs: dict 
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = len(_render(tokenizer, messages[:i], True, kwargs)) if i else 0
+        if i == 0:  # transformers renders no empty conversation, so the header before it is unknown
+            raise PlaypenError(f"{example} starts with an assistant message, so the tokens before it cannot be "
+                               f"rendered on their own; start it with a user or system message or pass "
+                               f"--assistant_only_loss false")
+        before = _render(tokenizer, messages[:i], True, kwargs)  # the context the model sees at inference
+        start = len(before)
         after = _render(tokenizer, messages[: i + 1], False, kwargs)
         end = _agreeing_length(tokenizer, after, full)
         content = (message.get("content") or "").strip()
-        kept = (end > start and (not spans or start >= spans[-1][1]) and full.startswith(after[:start])
+        kept = (end > start and (not spans or start >= spans[-1][1]) and full.startswith(before)
                 and content in full[start:end])
         if not kept:
             raise PlaypenError(
