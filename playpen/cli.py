@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
     p.add_argument("--overwrite", action="store_true",
                    help="allow replacing a different earlier run in output_dir")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show library messages (warnings, INFO lines) here too; always in <output_dir>/train.log")
     p.set_defaults(handler=run_learn)
 
     p = sub.add_parser("run", help="run an upstream trainer file (BasePlaypenTrainer or BasePlayPen subclass)")
@@ -217,6 +219,8 @@ def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, resu
     p.add_argument("-b", "--batch_size", type=int, default=None,
                    help="episodes generated in one batch by models that support it (local HF models); "
                         "others play sequentially. Default: 16")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show library messages (clemcore INFO lines, warnings) here too; always in <results>/playpen.log")
 
 
 def _version() -> str:

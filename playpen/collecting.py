@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from playpen.errors import PlaypenError
-from playpen.evaluation import DEFAULT_BATCH_SIZE, play_selection, resolve_models, select_from_cli
+from playpen.evaluation import (DEFAULT_BATCH_SIZE, EVAL_LOG, check_gameplay_arguments, play_selection,
+                                resolve_models, select_from_cli)
 from playpen.registry import atomic_write_text
 
 TRAIN_SPLIT = "train"
@@ -32,28 +33,28 @@ def play_from_cli(args) -> None:
     if args.repetitions > 1 and args.temperature <= 0:
         raise PlaypenError(f"-n {args.repetitions} plays each instance {args.repetitions} times, which gives "
                            f"different episodes only when sampling: pass -T above 0 (e.g. -T 0.7)")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
-    gen_args = dict(temperature=args.temperature, max_tokens=args.max_tokens)
+    results_dir, gen_args = check_gameplay_arguments(args)
     names = [args.model] + ([args.partner] if args.partner else [])
     specs = resolve_models(names)
     selection = select_from_cli(args, TRAIN_SPLIT)
     players = [specs[name] for name in names]
     run_dir = Model.to_identifier(names)
-    results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     print(f"playpen play: {run_dir} plays {', '.join(selection.games())} "
           f"({selection.split.describe() if selection.split else 'all instances'}) "
           f"{args.repetitions} time(s) -> {results_dir}")
     failed: dict[str, list[str]] = {}
     episodes = {game: 0 for game in selection.games()}
-    for repetition in range(1, args.repetitions + 1):
-        problems, scored = play_selection(players, selection, repetition_root(results_dir, repetition), gen_args,
-                                          batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
-        for game, problem in problems.items():
-            failed.setdefault(game, []).append(f"repetition {repetition}: {problem}")
-        for game, files in scored.items():
-            episodes[game] += len(files)
+    from playpen.console import library_chatter_to
+
+    with library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):
+        for repetition in range(1, args.repetitions + 1):
+            problems, scored = play_selection(players, selection, repetition_root(results_dir, repetition), gen_args,
+                                              batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
+            for game, problem in problems.items():
+                failed.setdefault(game, []).append(f"repetition {repetition}: {problem}")
+            for game, files in scored.items():
+                episodes[game] += len(files)
     summary = {"players": names, "repetitions": args.repetitions, "gen_args": gen_args, **selection.to_json(),
                "episodes": episodes, "failed_games": {game: "; ".join(lines) for game, lines in failed.items()}}
     atomic_write_text(results_dir / f"{run_dir}.play.json", json.dumps(summary, indent=2) + "\n")

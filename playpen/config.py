@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from playpen.errors import PlaypenError
+from playpen.paths import refuse_directory
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
@@ -114,7 +115,7 @@ def unknown_field_error(config_class: type, name: str, where: str) -> PlaypenErr
 
 def read_yaml(path: Path) -> dict:
     """Read a YAML mapping; a missing file or bad YAML is a user error."""
-    path = Path(path)
+    path = refuse_directory(path, "config file")
     if not path.is_file():
         raise PlaypenError(f"config file {path} does not exist; pass an existing YAML file to -c")
     try:

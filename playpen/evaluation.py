@@ -25,7 +25,8 @@ from pathlib import Path
 
 from playpen.errors import PlaypenError
 from playpen.faults import resumable
-from playpen.playing import play_games, scores_files
+from playpen.paths import refuse_file
+from playpen.playing import check_generation_settings, play_games, scores_files
 from playpen.registry import atomic_write_text
 from playpen.secrets import without_secrets
 from playpen.selection import Selection, select
@@ -34,6 +35,7 @@ from playpen.splits import EVAL_SPLIT
 # benchmarks/eval_throughput.py: batch 16 played 6.8x the episodes/min of clemcore's sequential
 # runner (batch 8: 4.9x) with identical greedy responses. Models that cannot batch play sequentially.
 DEFAULT_BATCH_SIZE = 16
+EVAL_LOG = "playpen.log"  # library messages of an eval or play, in its results dir (playpen.console)
 
 
 @dataclass
@@ -235,18 +237,30 @@ def select_from_cli(args, default_split: str) -> Selection:
                   split=None if args.all_instances else args.split or default_split, split_source=args.split_source)
 
 
+def check_gameplay_arguments(args) -> tuple[Path, dict]:
+    """What ``eval`` and ``play`` check before anything loads: ``-b``, ``-T``, ``-L`` and ``-r``.
+
+    Returns the results directory (``playpen-eval/<timestamp>`` without ``-r``) and the generation arguments.
+    """
+    if args.batch_size is not None and args.batch_size < 1:
+        raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
+    check_generation_settings(args.temperature, args.max_tokens)
+    results_dir = refuse_file(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"),
+                              "-r/--results_dir")
+    return results_dir, dict(temperature=args.temperature, max_tokens=args.max_tokens)
+
+
 def evaluate_from_cli(args) -> None:
     from playpen.comparison import print_summary, write_comparison
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise PlaypenError(f"-b/--batch_size must be >= 1, got {args.batch_size}")
     if args.skip_gameplay and not args.results_dir:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
-    gen_args = dict(temperature=args.temperature, max_tokens=args.max_tokens)
+    results_dir, gen_args = check_gameplay_arguments(args)
     specs = resolve_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
     selection = select_from_cli(args, EVAL_SPLIT)
-    results_dir = Path(args.results_dir or Path("playpen-eval") / datetime.now().strftime("%Y-%m-%dT%H-%M-%S"))
-    with resumable({"-r": results_dir}):
+    from playpen.console import library_chatter_to
+
+    with resumable({"-r": results_dir}), library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):
         evaluations = evaluate(specs, selection, results_dir, gen_args,
                                batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
     tuned = evaluations[args.model]

@@ -11,6 +11,8 @@ from playpen.errors import PlaypenError
 from playpen.learners import LearnRequest, get_learner
 from playpen.registry import validate_model_name
 
+TRAIN_LOG = "train.log"  # library messages of a run, in its output dir (playpen.console)
+
 
 def resolve_model(name: str) -> dict:
     """The registry entry for ``name`` (./model_registry.json first, then clemcore's packaged one).
@@ -99,10 +101,13 @@ def learn_from_cli(args) -> None:
 
     pm.hook.playpen_before_learn(learner_name=info.name, request=request)
     print(f"playpen learn: learner={info.name} model={model['model_name']} -> {request.output_dir}")
-    with faults.resumable(lambda: resume_changes(request.output_dir)), faults.disk_faults_as_errors(
-            request.output_dir, "choose another --output_dir (or --name)", needed=2**20):
-        result = learner_cls().learn(request)
-    pm.hook.playpen_after_learn(learner_name=info.name, request=request, result=result)
+    from playpen.console import library_chatter_to
+
+    with library_chatter_to(request.output_dir / TRAIN_LOG, verbose=args.verbose):
+        with faults.resumable(lambda: resume_changes(request.output_dir)), faults.disk_faults_as_errors(
+                request.output_dir, "choose another --output_dir (or --name)", needed=2**20):
+            result = learner_cls().learn(request)
+        pm.hook.playpen_after_learn(learner_name=info.name, request=request, result=result)
     print(f"done: {result.output_dir}" + (f" (manifest {result.manifest_path})" if result.manifest_path else ""))
     for key, value in result.metrics.items():
         print(f"  {key}: {value}")

@@ -16,7 +16,21 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 from pathlib import Path
+
+from playpen.errors import PlaypenError
+
+
+def check_generation_settings(temperature: float, max_tokens: int) -> None:
+    """-T and -L in the ranges every backend accepts: a finite temperature >= 0, at least one token per turn.
+
+    A model would otherwise fail (or, scripted, silently ignore them) in the middle of the games.
+    """
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise PlaypenError(f"-T/--temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
+    if max_tokens < 1:
+        raise PlaypenError(f"-L/--max_tokens must be >= 1 (tokens a model may generate per turn), got {max_tokens}")
 
 
 def episode_key(row: dict) -> tuple[str, int]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
-from pathlib import Path
 
 from playpen.base import BasePlayPen, BasePlaypenTrainer
 from playpen.errors import PlaypenError
+from playpen.paths import refuse_directory
 
 
 TRAINER_BASES = (BasePlaypenTrainer, BasePlayPen)
@@ -16,7 +16,7 @@ TRAINER_BASES = (BasePlaypenTrainer, BasePlayPen)
 def load_trainer_class(file_path: str) -> type:
     """The one concrete BasePlaypenTrainer or BasePlayPen subclass defined in ``file_path`` (imported ones
     don't count)."""
-    path = Path(file_path)
+    path = refuse_directory(file_path, "trainer file")
     if not path.is_file():
         raise PlaypenError(f"trainer file {path} does not exist")
     spec = importlib.util.spec_from_file_location(path.stem, path)
@@ -42,6 +42,9 @@ def run_trainer_file(file_path: str, learner: str, teacher: str | None,
                      temperature: float, max_tokens: int) -> None:
     """Load the models through clemcore (plugin backends included) and call ``learn``: with no argument
     for a 3.x ``BasePlaypenTrainer``, with clemcore's GameRegistry for a 2.x ``BasePlayPen``."""
+    from playpen.playing import check_generation_settings
+
+    check_generation_settings(temperature, max_tokens)
     trainer_cls = load_trainer_class(file_path)
     from clemcore import backends
     from clemcore.clemgame import GameRegistry

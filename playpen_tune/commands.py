@@ -24,7 +24,9 @@ def _register(args) -> None:
 def _install_backend(args) -> None:
     from playpen_tune.backend import write_clem_shim
 
-    path = write_clem_shim(Path(args.directory))
+    from playpen.paths import refuse_file
+
+    path = write_clem_shim(refuse_file(args.directory, "install-backend directory"))
     print(f"wrote {path}: 'clem run' in {args.directory} can now play playpen_qlora models")
 
 

@@ -24,6 +24,8 @@ class QLoRAConfig:
     dataset_split: str = _help("split of hub datasets", default="train")
     games: list[str] = _help("only transcripts of these games (comma-separated)", default_factory=list)
     roles: list[str] = _help("only transcripts of these game roles (comma-separated)", default_factory=list)
+    include_static_games: bool = _help("keep transcripts of the static suite (bbh, mmlu_pro, ...: statscore's "
+                                       "games); left out by default", default=False)
     # contamination guard: episodes of the evaluation split's instances are not trained on
     split_source: str = _help("split source whose 'validation' instances are left out of results directories: "
                               "hub dataset id or .jsonl/.json/.csv file (empty: colab-potsdam/playpen-data)",
@@ -110,6 +112,11 @@ class QLoRAConfig:
             if getattr(self, name) not in {choice.value for choice in choices}:
                 raise PlaypenError(f"--{name} {getattr(self, name)!r} is not known to transformers; use one of "
                                    f"{', '.join(sorted(choice.value for choice in choices))}")
+        if not 0 <= self.seed < 2**32:
+            raise PlaypenError(f"--seed must be in [0, 2**32), got {self.seed}")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise PlaypenError(f"--save_total_limit must be >= 1 (checkpoints kept), or None to keep all; "
+                               f"got {self.save_total_limit}")
         if self.report_to not in ("none", "tensorboard", "wandb"):
             raise PlaypenError(f"--report_to must be none, tensorboard or wandb, got {self.report_to!r}")
 

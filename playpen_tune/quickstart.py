@@ -49,10 +49,11 @@ def _playpen(*args: str) -> None:
 def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = None) -> dict:
     """Run the loop in ``directory`` (created; must be empty) and return the val.json contents."""
     from playpen import registry
+    from playpen.paths import refuse_file
     from playpen_tune.games import demo_corpus, write_game_registry
     from playpen_tune.tiny import build_tiny_chat_model, registry_entry
 
-    directory = Path(directory).absolute()
+    directory = refuse_file(directory, "quickstart directory").absolute()
     if directory.exists() and any(directory.iterdir()):
         raise PlaypenError(f"{directory} is not empty; pass a new directory to 'playpen quickstart DIR'")
     directory.mkdir(parents=True, exist_ok=True)

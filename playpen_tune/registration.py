@@ -8,6 +8,7 @@ from pathlib import Path
 
 from playpen import registry
 from playpen.errors import PlaypenError
+from playpen.paths import refuse_file
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files
 from playpen_tune.plugin import BACKEND_NAME
@@ -78,7 +79,7 @@ def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: boo
     """Validate name and adapter against the base and upsert its entry in ./model_registry.json."""
     registry.validate_model_name(name)
     check_name_is_free(name, base, overwrite)
-    adapter_dir = Path(adapter_dir)
+    adapter_dir = refuse_file(adapter_dir, "--adapter")
     if not adapter_dir.is_dir():
         raise PlaypenError(f"adapter directory {adapter_dir} does not exist")
     check_adapter_files(adapter_dir, allow_pickle)

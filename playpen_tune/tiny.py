@@ -35,8 +35,10 @@ DEFAULT_CORPUS = [
 ]
 
 
-def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 512):
-    """A byte-level BPE ``PreTrainedTokenizerFast`` with the chat template above."""
+def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 512, *, chat_template: str = CHAT_TEMPLATE,
+                    eos_token: str = EOT, special_tokens: list[str] | None = None):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` with the chat template above, or ``chat_template`` with
+    its own ``eos_token`` and further ``special_tokens`` (e.g. ``</s>``, ``<|im_start|>``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -44,27 +46,29 @@ def build_tokenizer(corpus: list[str] | None = None, vocab_size: int = 512):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+    specials = SPECIAL_TOKENS + [token for token in special_tokens or [] if token not in SPECIAL_TOKENS]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts * 4, trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=EOT,
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token=BOS, eos_token=eos_token,
                                       pad_token=PAD, model_max_length=1024)
-    wrapped.chat_template = CHAT_TEMPLATE
+    wrapped.chat_template = chat_template
     return wrapped
 
 
 def build_tiny_chat_model(output_dir: str | Path, corpus: list[str] | None = None, *, vocab_size: int = 512,
                           hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-                          max_positions: int = 1024, seed: int = 0) -> Path:
+                          max_positions: int = 1024, seed: int = 0, **template) -> Path:
     """Save a random tiny ``LlamaForCausalLM`` and its tokenizer to ``output_dir``; return it.
 
-    ``corpus`` adds texts the tokenizer should encode compactly (e.g. a game's prompts).
+    ``corpus`` adds texts the tokenizer should encode compactly (e.g. a game's prompts); ``template``
+    (``chat_template``, ``eos_token``, ``special_tokens``) gives it another chat format (see :func:`build_tokenizer`).
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     output_dir = Path(output_dir)
-    tokenizer = build_tokenizer(corpus, vocab_size)
+    tokenizer = build_tokenizer(corpus, vocab_size, **template)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
         num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=max(1, num_heads // 2),

@@ -25,11 +25,14 @@ from playpen_tune.data.files import FILE_SUFFIXES, read_rows
 from playpen_tune.data.hub import load_hub_dataset
 from playpen_tune.data.preferences import preference_pairs
 from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, episode_records
+from playpen_tune.static_suite import DROP_REASON, STATIC_GAMES, is_static_game
 
 SFT_COLUMNS = (("messages",), ("prompt", "completion"))
 PREFERENCE_COLUMNS = (("prompt", "chosen", "rejected"),)
 FILTER_FIELDS = {"games": "game", "roles": "role", "outcomes": "outcome"}  # applied in this order
 EVAL_INSTANCES = "evaluation instances"  # the drop reason of the contamination guard
+NO_PREFERENCE = "chosen identical to rejected"
+NO_ANSWER = "no assistant answer to learn"
 
 
 @dataclass
@@ -94,20 +97,22 @@ def _collect(sources, split, filters, columns, from_conversations, from_row, exc
 def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
                      roles: Sequence[str] | None = None,
                      outcomes: Sequence[str] | None = ("success",),
-                     exclude=None) -> tuple[datasets.Dataset, DataReport]:
+                     include_static_games: bool = False, exclude=None) -> tuple[datasets.Dataset, DataReport]:
     """Build an SFT dataset from the sources, in order.
 
     ``split`` selects the split of Hub sources. ``games``, ``roles`` and ``outcomes`` filter the
-    conversations of results directories (None or empty: no filter); ``exclude`` (a
+    conversations of results directories (None or empty: no filter), after the games of the static
+    suite are left out (unless ``include_static_games``); ``exclude`` (a
     :class:`playpen.splits.InstanceSplit`, or None) leaves out their conversations of its instances.
     Files and Hub rows are taken as they are. Sources must all give the same row format.
     """
-    filters = _filters(games, roles, outcomes)
+    filters = _filters(games, roles, outcomes, include_static_games)
 
     def from_conversations(conversations, part):
         part.rows = [({"messages": c["messages"]}, "messages") for c in conversations]
 
     parts = _collect(sources, split, filters, SFT_COLUMNS, from_conversations, _sft_row, exclude)
+    _drop_rows_without_signal(parts, _has_answer, NO_ANSWER)
     if not any(part.rows for part in parts):
         raise PlaypenError(_empty_eval_message(parts, exclude) or _empty_sft_message(parts, filters))
     return _dataset(parts)
@@ -115,15 +120,17 @@ def load_sft_dataset(sources: Sequence[str], split: str = "train", games: Sequen
 
 def load_preference_dataset(sources: Sequence[str], split: str = "train", games: Sequence[str] | None = None,
                             roles: Sequence[str] | None = None,
-                            min_score_gap: float = 0.0, exclude=None) -> tuple[datasets.Dataset, DataReport]:
+                            min_score_gap: float = 0.0, include_static_games: bool = False,
+                            exclude=None) -> tuple[datasets.Dataset, DataReport]:
     """Build a preference (DPO) dataset from the sources, in order.
 
     Files and Hub rows need prompt/chosen/rejected. Results directories give pairs of episodes of
-    the same instance and role that scored differently (see ``preference_pairs``), after the
-    ``games`` and ``roles`` filters and without the episodes of ``exclude``'s instances;
+    the same instance and role that scored differently (see ``preference_pairs``), after the static
+    suite's games (unless ``include_static_games``) and the ``games`` and ``roles`` filters and
+    without the episodes of ``exclude``'s instances;
     ``min_score_gap`` is the smallest main-score difference kept.
     """
-    filters = _filters(games, roles, None)
+    filters = _filters(games, roles, None, include_static_games)
 
     def from_conversations(conversations, part):
         pairs, skipped = preference_pairs(conversations, min_score_gap)
@@ -134,12 +141,18 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
         return _typed(row, where, "preference", PREFERENCE_COLUMNS[0])
 
     parts = _collect(sources, split, filters, PREFERENCE_COLUMNS, from_conversations, from_row, exclude)
+    # a pair whose answers are the same carries no preference: DPO's loss would stay at ln 2
+    _drop_rows_without_signal(parts, lambda row: row["chosen"] != row["rejected"], NO_PREFERENCE)
     if not any(part.rows for part in parts):
         if _empty_eval_message(parts, exclude):
             raise PlaypenError(_empty_eval_message(parts, exclude))
         removed = Counter()
         for part in parts:
             removed.update(part.dropped)
+        if removed[NO_PREFERENCE] and all(part.kind != "transcripts" for part in parts):
+            raise PlaypenError(f"0 preference pairs from {', '.join(map(str, sources))}: in all {removed[NO_PREFERENCE]} "
+                               f"rows chosen and rejected are the same, so there is nothing to prefer; give rows "
+                               f"whose chosen answer differs from the rejected one")
         reasons = ", ".join(f"{name} {n}" for name, n in removed.most_common() if n) or "the sources have no rows"
         gap_hint = " or lower min_score_gap" if removed["score gap below min_score_gap"] else ""
         raise PlaypenError(
@@ -186,11 +199,29 @@ def _looks_local(source: str) -> bool:
             or (os.sep != "/" and os.sep in source))
 
 
-def _filters(games, roles, outcomes) -> dict:
+def _drop_rows_without_signal(parts: list[_Part], has_signal, reason: str) -> None:
+    """Leave out rows that give the learner nothing to learn, counted under ``reason`` in the data report."""
+    for part in parts:
+        kept = [(row, kind) for row, kind in part.rows if has_signal(row)]
+        if len(kept) < len(part.rows):
+            part.dropped[reason] = len(part.rows) - len(kept)
+            part.rows = kept
+
+
+def _has_answer(row: dict) -> bool:
+    """An SFT row trains on something: an assistant message with content, or a non-empty completion."""
+    if "messages" in row:
+        return any(m.get("role") == "assistant" and m.get("content") for m in row["messages"])
+    completion = row["completion"]
+    return bool(completion.strip() if isinstance(completion, str) else _has_answer({"messages": completion}))
+
+
+def _filters(games, roles, outcomes, include_static_games=False) -> dict:
     unknown = sorted(set(outcomes or ()) - set(OUTCOMES))
     if unknown:
         raise PlaypenError(f"unknown outcome(s) {', '.join(unknown)}; use a comma list of {', '.join(OUTCOMES)}")
-    return {"games": games or None, "roles": roles or None, "outcomes": outcomes or None}
+    return {"games": games or None, "roles": roles or None, "outcomes": outcomes or None,
+            "include_static_games": include_static_games}
 
 
 def _transcripts(source: str, filters: dict, exclude) -> tuple[list[dict], _Part]:
@@ -198,6 +229,11 @@ def _transcripts(source: str, filters: dict, exclude) -> tuple[list[dict], _Part
     instances, and a part recording the drops."""
     conversations = [c for record in episode_records(source) for c in conversations_from_episode(record)]
     part = _Part(source, "transcripts", [])
+    if not filters["include_static_games"]:
+        static = [c for c in conversations if is_static_game(c["game"])]
+        conversations = [c for c in conversations if not is_static_game(c["game"])]
+        if static:
+            part.dropped[DROP_REASON] = len(static)
     for name, key in FILTER_FIELDS.items():
         wanted = filters[name]
         if wanted is None:
@@ -272,6 +308,13 @@ def _empty_sft_message(parts: list[_Part], filters: dict) -> str:
         for name, counts in part.dropped_values.items():
             values[name].update(counts)
     emptier = next((name for name in reversed(FILTER_FIELDS) if dropped[name]), None)
+    if emptier is None and dropped[DROP_REASON]:
+        return (f"0 examples left: all {dropped[DROP_REASON]} conversations are of static-suite games "
+                f"({', '.join(sorted(STATIC_GAMES))}), which playpen eval scores as statscore and training leaves "
+                f"out; pass --include_static_games to train on them anyway, or add results of other games")
+    if emptier is None and dropped[NO_ANSWER]:
+        return (f"0 examples: in all {dropped[NO_ANSWER]} rows of {', '.join(p.source for p in parts)} no assistant "
+                f"message (or completion) has content, so there is nothing to learn; add the answers to the rows")
     if emptier is None:
         return f"0 examples: {', '.join(p.source for p in parts)} hold no usable rows; add data or other sources"
     found = values[emptier]

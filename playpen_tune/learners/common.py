@@ -14,6 +14,7 @@ from playpen import faults
 from playpen.config import config_to_dict
 from playpen.errors import PlaypenError
 from playpen.learners import LearnerResult, LearnRequest
+from playpen.paths import refuse_file
 from playpen.registry import atomic_write_text
 from playpen.secrets import redact_command_line, without_secrets
 from playpen_tune import manifest as manifest_io
@@ -42,7 +43,7 @@ def complete_checkpoints(output_dir: Path) -> list[Path]:
 
 def check_output_dir(request: LearnRequest) -> Path | None:
     """Refuse to mix runs; return the checkpoint to resume from (``--resume``), if any."""
-    out = request.output_dir
+    out = refuse_file(request.output_dir, "output_dir")
     busy = out.exists() and any(out.iterdir())
     if request.resume:
         checkpoints = complete_checkpoints(out) if busy else []

@@ -52,6 +52,7 @@ class DPOQLoRALearner(Learner):
         from peft import LoraConfig
         from trl import DPOConfig
 
+        from playpen_tune import chat_masks
         from playpen_tune.data import load_preference_dataset
         from playpen_tune.learners import common
 
@@ -69,13 +70,17 @@ class DPOQLoRALearner(Learner):
         def load(sources, exclude):
             return load_preference_dataset(sources, split=config.dataset_split, games=config.games or None,
                                            roles=config.roles or None, min_score_gap=config.min_score_gap,
-                                           exclude=exclude)
+                                           include_static_games=config.include_static_games, exclude=exclude)
 
         dataset, report, held_out, held_out_record = common.load_training_data(config, load)
         tokenizer = common.load_tokenizer(request.model, config)
         dataset, data_format = as_conversations(dataset, report.format, tokenizer, request.model)
         if held_out is not None:
             held_out, _ = as_conversations(held_out, report.format, tokenizer, request.model)
+        if tokenizer.chat_template:  # TRL's completion mask is what the answer adds to the rendered prompt
+            chat_masks.check_preference_rows(dataset, tokenizer, "--dataset")
+            if held_out is not None:
+                chat_masks.check_preference_rows(held_out, tokenizer, "held-out")
 
         parent = common.parent_adapter(request.model)
         model, quantization, lora = common.load_policy(request, config, wrap_new_adapter=False)

@@ -29,8 +29,8 @@ class SFTQLoRALearner(Learner):
     def prepare(self, request: LearnRequest):
         """Everything up to ``trainer.train()``: data, tokenizer, 4-bit model + LoRA, SFTTrainer."""
         from trl import SFTConfig, SFTTrainer
-        from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
+        from playpen_tune import chat_masks
         from playpen_tune.data import load_sft_dataset
         from playpen_tune.learners import common
 
@@ -45,7 +45,8 @@ class SFTQLoRALearner(Learner):
 
         def load(sources, exclude):
             return load_sft_dataset(sources, split=config.dataset_split, games=config.games or None,
-                                    roles=config.roles or None, outcomes=config.outcomes, exclude=exclude)
+                                    roles=config.roles or None, outcomes=config.outcomes,
+                                    include_static_games=config.include_static_games, exclude=exclude)
 
         dataset, report, held_out, held_out_record = common.load_training_data(config, load)
         conversational = "messages" in dataset.column_names
@@ -54,21 +55,19 @@ class SFTQLoRALearner(Learner):
             if held_out is not None:
                 held_out, _ = common.with_chat_template_kwargs(held_out, request.model)
         tokenizer = common.load_tokenizer(request.model, config)
-        if conversational and config.assistant_only_loss and not has_generation_markers(tokenizer.chat_template or ""):
-            try:
-                patched = get_training_chat_template(tokenizer) if tokenizer.chat_template else None
-            except (ValueError, TypeError):
-                patched = None
-            if patched is None:
-                raise PlaypenError(
-                    f"the chat template of '{request.model['model_name']}' has no {{% generation %}} markers and "
-                    f"TRL has no training template for it, so assistant-only loss is impossible; add the markers "
-                    f"to the template or pass --assistant_only_loss false")
+        source = None
+        if conversational and config.assistant_only_loss:
+            source = chat_masks.mask_source(tokenizer)
+            print(f"assistant-only loss: masks from {source}")
+            if source == chat_masks.PREFIX_RENDERING:  # TRL has no markers to use: hand it the masks
+                dataset = chat_masks.tokenize_dataset(dataset, tokenizer, "--dataset")
+                if held_out is not None:
+                    held_out = chat_masks.tokenize_dataset(held_out, tokenizer, "held-out")
         model, quantization, lora = common.load_policy(request, config)
         args = SFTConfig(
             **common.trainer_arguments(config, request.output_dir, quantization, held_out=held_out is not None),
             packing=config.packing, padding_free=config.padding_free,
-            assistant_only_loss=conversational and config.assistant_only_loss,
+            assistant_only_loss=source is not None and source != chat_masks.PREFIX_RENDERING,
             completion_only_loss=(not conversational) and config.completion_only_loss,
         )
         guard = common.loss_guard_callback()
@@ -93,7 +92,8 @@ class SFTQLoRALearner(Learner):
                                   resumed_from=str(resume_from) if resume_from else None,
                                   extra={"examples_trained": kept, "train_sampler": common.train_sampler(config),
                                          "parent_adapter": str(common.parent_adapter(request.model) or "") or None,
-                                         "loss_masking": "assistant_only" if args.assistant_only_loss else
-                                         ("completion_only" if args.completion_only_loss else "all_tokens")})
+                                         "loss_masking": "assistant_only" if source else
+                                         ("completion_only" if args.completion_only_loss else "all_tokens"),
+                                         "mask_source": source})
         return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
                                   resume_from=resume_from)

@@ -1,0 +1,79 @@
+"""A quiet console: library chatter goes to a log file in the run directory, ``-v`` shows it too.
+
+Progress bars (tqdm writes them itself) and playpen's own lines stay on the console, and so do the
+libraries' logged warnings and errors (TRL's, transformers', clemcore's: something to act on).
+What moves to the log file: Python warnings (FutureWarnings about renamed arguments, torch's
+``pin_memory`` notice, ...) and the INFO lines libraries log to the console (clemcore's
+per-episode lines); the file also gets the libraries' warnings and errors. The file is written when the command ends, and only if its
+directory exists then: a command that failed before creating its run directory leaves nothing behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+LIBRARIES = ("clemcore", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "torch",
+             "huggingface_hub")
+FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+
+
+class _BufferHandler(logging.Handler):
+    """Keeps formatted records in memory until the command ends."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter(FORMAT))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - logging must never break a run
+            self.handleError(record)
+
+
+def _console_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+
+
+@contextlib.contextmanager
+def library_chatter_to(log_file: Path, verbose: bool = False):
+    """Route library chatter into ``log_file`` (appended) while the block runs; ``verbose`` keeps it on the console too.
+
+    Imports clemcore first: its logging configuration (made on import) must be in place to be adjusted.
+    """
+    import clemcore  # noqa: F401 - configures clemcore's console handlers on import
+
+    buffer = _BufferHandler()
+    restore = []
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in LIBRARIES)]
+    loggers += [logger for name, logger in logging.root.manager.loggerDict.items()
+                if isinstance(logger, logging.Logger) and name.split(".")[0] in LIBRARIES]
+    for logger in dict.fromkeys(loggers):
+        if not logger.propagate or logger is logging.root:
+            logger.addHandler(buffer)
+            restore.append(lambda logger=logger: logger.removeHandler(buffer))
+        if not verbose and logger is not logging.root:
+            for handler in _console_handlers(logger):
+                previous = handler.level
+                handler.setLevel(max(previous, logging.WARNING))
+                restore.append(lambda handler=handler, previous=previous: handler.setLevel(previous))
+    warnings_logger = logging.getLogger("py.warnings")
+    previous_propagate, previous_handlers = warnings_logger.propagate, list(warnings_logger.handlers)
+    warnings_logger.handlers = [buffer] + ([logging.StreamHandler(sys.stderr)] if verbose else [])
+    warnings_logger.propagate = False
+    logging.captureWarnings(True)
+    try:
+        yield
+    finally:
+        logging.captureWarnings(False)
+        warnings_logger.handlers, warnings_logger.propagate = previous_handlers, previous_propagate
+        for undo in reversed(restore):
+            undo()
+        if buffer.lines and log_file.parent.is_dir():
+            with open(log_file, "a", encoding="utf-8") as stream:
+                stream.write("\n".join(buffer.lines) + "\n")
+            if not verbose:
+                print(f"library messages: {log_file} (-v shows them here)")
