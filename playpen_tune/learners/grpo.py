@@ -55,6 +55,11 @@ class GRPOQLoRALearner(Learner):
         eval_rows = ({episode_key(row): row for game in config.games
                       for row in select_instances(games[game], config.eval_split, config.split_source)}
                      if config.eval_split else {})
+        for game in config.games:
+            if not rewards.check_reward(games[game], next(row for row in train_rows.values()
+                                                          if row["game_name"] == game),
+                                        config.reward, config.format_reward):
+                print(f"note: {game} has no programmatic player; --reward {config.reward} is checked at the first rollout")
         partners = load_partners(config, games)
         tokenizer = common.load_tokenizer(request.model, config)
         template_kwargs = (request.model.get("model_config") or {}).get("chat_template_kwargs") or {}

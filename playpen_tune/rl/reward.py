@@ -64,3 +64,33 @@ def episode_reward(scores: dict, reward: str, format_reward: float = 0.0) -> flo
         ratio = episode.get(REQUEST_SUCCESS_RATIO, 0.0)
         value += format_reward * (0.0 if ratio is None or math.isnan(ratio) else ratio)
     return value
+
+
+def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> bool:
+    """Compute ``reward`` on one episode of ``row`` played by clemcore's programmatic players (no model loads).
+
+    Raises PlaypenError when the reward cannot be read from that episode's scores.json. Returns False
+    (nothing checked; the first rollout checks it) when the game has no programmatic player.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from clemcore.backends import CustomResponseModel
+    from clemcore.clemgame import GameBenchmark, GameInstances
+    from clemcore.clemgame.runners import sequential
+
+    from playpen.playing import _file_savers
+    from playpen_tune.rl.rollout import number_of_players
+
+    players = [CustomResponseModel()] * number_of_players(game_spec)
+    with tempfile.TemporaryDirectory() as tmp:
+        with GameBenchmark.load_from_spec(game_spec) as benchmark:
+            sequential.run(benchmark, GameInstances(game_spec["game_name"], [row]), players,
+                           callbacks=_file_savers(Path(tmp), "programmatic", players))
+            benchmark.compute_scores(list(Path(tmp).rglob("interactions.json")))
+        scores = next(Path(tmp).rglob("scores.json"), None)
+        if scores is None:
+            return False
+        episode_reward(json.loads(scores.read_text(encoding="utf-8")), reward, format_reward)
+    return True
