@@ -52,6 +52,7 @@ def test_grpo_plays_clemcore_episodes_and_records_them(playpen, game_dir):
     assert manifest["reward"]["name"] == "success" and "scores.json" in manifest["reward"]["source"]
     assert [entry["step"] for entry in manifest["reward_history"]] == [1, 2]
     assert manifest["quantized_modules"]  # the base is 4-bit bitsandbytes
+    assert manifest["curves"] == "training_curves.png" and (out / "training_curves.png").stat().st_size > 0
     # every rollout is a clemcore episode record with the reward clemcore's scorer gave it
     episodes = sorted((out / "rollouts").rglob("interactions.json"))
     assert len(episodes) == 2 * 2
