@@ -176,3 +176,14 @@ def test_eval_throughput(tmp_path):
     assert_ratio(results["ratios_vs_baseline"]["batch 4"])
     assert 0 <= results["identical_responses_vs_baseline"]["batch 4"] <= 1
     assert results["recommended_batch_size"] in (1, 4)
+
+
+@pytest.mark.slow
+def test_rollout_throughput(tmp_path):
+    document = run_script("rollout_throughput", tmp_path, "--quick", "--group_sizes", "1,4")
+    results = document["results"]
+    assert set(results["stats"]) == {"G=1", "G=4", "sequential"}
+    for stats in results["stats"].values():
+        assert_summary(stats["episodes_per_s"])
+    assert_ratio(results["ratios_vs_baseline"]["G=4"])
+    assert_ratio(results["ratios_vs_baseline"]["sequential"])
