@@ -149,7 +149,8 @@ class GRPOQLoRAConfig(QLoRAConfig):
     games: list[str] = _help("games to play (comma-separated), from clemcore's game registry", default_factory=list)
     split: str = _help("instances to learn on: the split of each game (in/instances_<split>.json, or --split_source)",
                        default="train")
-    eval_split: str | None = _help("held-out split: its mean reward is measured every eval_steps (None = none)",
+    eval_split: str | None = _help("held-out split: its mean reward (each instance played once) is measured "
+                                   "before training and every eval_steps (None = none)",
                                    default=None)
     split_source: str | None = _help("split file (.jsonl/.json/.csv rows with game, experiment, task_id, split); "
                                      "None = each game's in/instances_<split>.json", default=None)

@@ -69,8 +69,10 @@ class GRPOQLoRALearner(Learner):
         model, quantization, lora = common.load_policy(request, config, wrap_new_adapter=False)
         arguments = common.trainer_arguments(config, request.output_dir, quantization, held_out=bool(eval_rows))
         arguments.pop("max_length")  # GRPO bounds each turn with --max_tokens instead
+        # held-out reward: each held-out instance played once per evaluation, a step's worth of episodes at a time
+        arguments["per_device_eval_batch_size"] = config.per_device_train_batch_size * config.gradient_accumulation_steps
         args = GRPOConfig(**arguments, beta=config.beta, num_generations=config.num_generations,
-                          num_generations_eval=config.num_generations, temperature=config.temperature,
+                          num_generations_eval=1, temperature=config.temperature,
                           max_completion_length=config.max_tokens, chat_template_kwargs=template_kwargs or None,
                           log_completions=False)
         log: list[dict] = []
