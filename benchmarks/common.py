@@ -297,6 +297,24 @@ def build_tiny_workspace(directory: Path, name: str = "tiny-base", corpus: list[
     return model_dir
 
 
+def demo_game_workspace(workspace: Path, hidden_size: int) -> Path:
+    """In ``workspace`` (the cwd): quiet clemcore's logging (alike for every run), build and register
+    ``tiny-base`` with a tokenizer trained on the demo game's texts, and write the demo game's
+    ``game_registry.json``. Returns the model directory."""
+    import logging
+
+    import clemcore.cli  # noqa: F401  (configures clemcore's logging, quieted here)
+
+    from playpen_tune.games import demo_corpus, write_game_registry
+
+    for name in ("clemcore", "clemcore.run", "clemcore.cli"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    log(f"building the tiny model in {workspace}")
+    model_dir = build_tiny_workspace(workspace, "tiny-base", corpus=demo_corpus(), hidden_size=hidden_size)
+    write_game_registry(workspace)
+    return model_dir
+
+
 def message_texts(rows: Iterable[dict]) -> list[str]:
     return [m["content"] for row in rows for m in row["messages"]]
 

@@ -72,18 +72,9 @@ def main(argv=None) -> dict:
     workspace = Path(tempfile.mkdtemp(prefix="bench-eval-"))
     os.chdir(workspace)
     try:
-        import logging
+        from playpen_tune.games import play
 
-        from playpen_tune.games import demo_corpus, play, write_game_registry
-
-        import clemcore.cli  # noqa: F401  (configures clemcore's logging; quieted below, alike for all runs)
-
-        for name in ("clemcore", "clemcore.run", "clemcore.cli"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-        common.log(f"building the tiny model in {workspace}")
-        common.build_tiny_workspace(workspace, "tiny-base", corpus=demo_corpus(), hidden_size=args.hidden_size)
-        write_game_registry(workspace)
+        common.demo_game_workspace(workspace, args.hidden_size)
         counter = {"n": 0}
         responses: dict[int, dict] = {}  # batch size -> first run's responses
 

@@ -157,3 +157,65 @@ class DPOQLoRAConfig(QLoRAConfig):
             raise PlaypenError(f"--beta must be > 0, got {self.beta}")
         if self.min_score_gap < 0:
             raise PlaypenError(f"--min_score_gap must be >= 0, got {self.min_score_gap}")
+
+
+@dataclass
+class GRPOQLoRAConfig(QLoRAConfig):
+    """``grpo_qlora`` fields: the policy plays games; the rewards come from clemcore's scores.json."""
+
+    games: list[str] = _help("games to play (comma-separated), from clemcore's game registry", default_factory=list)
+    split: str = _help("instances to learn on: the split of each game (in/instances_<split>.json, or --split_source)",
+                       default="train")
+    eval_split: str | None = _help("held-out split: its mean reward (each instance played once) is measured "
+                                   "before training and every eval_steps (None = none)",
+                                   default=None)
+    split_source: str | None = _help("split file (.jsonl/.json/.csv rows with game, experiment, task_id, split); "
+                                     "None = each game's in/instances_<split>.json", default=None)
+    partner: str | None = _help("model playing the other roles of multi-player games (a registry name, or "
+                                "programmatic); None = the policy plays every role, learning from the first",
+                                default=None)
+    num_generations: int = _help("G: episodes per instance in one GRPO group (>= 2)", default=4)
+    per_device_train_batch_size: int = _help("episodes per micro-batch (a multiple of --num_generations)", default=4)
+    gradient_accumulation_steps: int = _help("micro-batches per optimizer step; all its episodes are played as "
+                                             "one batch", default=1)
+    max_tokens: int = _help("new tokens per policy turn", default=64)
+    temperature: float = _help("sampling temperature of the rollouts", default=1.0)
+    beta: float = _help("KL coefficient to the reference (the base, or the frozen starting adapter)", default=0.04)
+    reward: str = _help("episode reward: success (1/0/-1 for success/failure/aborted), main_score (Main Score "
+                        "/ 100) or a dotted path into scores.json (e.g. 'episode scores.Correct Words')",
+                        default="success")
+    format_reward: float = _help("add this weight times the episode's Request Success Ratio", default=0.0)
+    learning_rate: float = _help("peak learning rate", default=1e-5)
+    use_vllm: bool = _help("generate with TRL's vLLM integration (GPU only; not wired for clemcore rollouts yet)",
+                           default=False)
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("dataset", "eval_dataset", "roles"):
+            if getattr(self, name):
+                raise PlaypenError(f"--{name} does not apply to grpo_qlora: it learns from the episodes it plays; "
+                                   f"choose the instances with --games, --split and --split_source")
+        if self.eval_fraction:
+            raise PlaypenError("--eval_fraction does not apply to grpo_qlora; pass --eval_split to measure the "
+                               "reward on held-out instances")
+        if not self.games:
+            raise PlaypenError("no games to play; pass --games GAME[,GAME...] (see 'playpen list games')")
+        if self.num_generations < 2:
+            raise PlaypenError(f"--num_generations must be >= 2 (GRPO compares the episodes of a group), "
+                               f"got {self.num_generations}")
+        if self.per_device_train_batch_size % self.num_generations:
+            raise PlaypenError(f"--per_device_train_batch_size ({self.per_device_train_batch_size}) must be a "
+                               f"multiple of --num_generations ({self.num_generations}): a micro-batch holds whole groups")
+        if self.max_tokens <= 0:
+            raise PlaypenError(f"--max_tokens must be > 0, got {self.max_tokens}")
+        if self.temperature <= 0:
+            raise PlaypenError(f"--temperature must be > 0 (GRPO needs different episodes in a group), "
+                               f"got {self.temperature}")
+        if self.beta < 0:
+            raise PlaypenError(f"--beta must be >= 0, got {self.beta}")
+        if not self.reward or self.reward.startswith(".") or self.reward.endswith("."):
+            raise PlaypenError(f"--reward must be success, main_score or a dotted path into scores.json, "
+                               f"got {self.reward!r}")
+        if self.use_vllm:
+            raise PlaypenError("--use_vllm is not supported by grpo_qlora yet: clemcore rollouts generate with "
+                               "the live policy in transformers; drop --use_vllm")

@@ -213,3 +213,16 @@ def test_eval_throughput(tmp_path):
     # the smallest batch size whose median rate is within 5% of the fastest median
     medians = {int(name.split()[-1]): statistics.median(values) for name, values in rates.items()}
     assert results["recommended_batch_size"] == min(b for b, m in medians.items() if m >= 0.95 * max(medians.values()))
+
+
+@pytest.mark.slow
+def test_rollout_throughput(tmp_path):
+    document = run_script("rollout_throughput", tmp_path, "--quick", "--group_sizes", "1,4")
+    results = document["results"]
+    rates = {name: [run["episodes_per_s"] for run in runs] for name, runs in results["runs"].items()}
+    assert set(results["stats"]) == set(rates) == {"G=1", "G=4", "sequential"}
+    for name, stats in results["stats"].items():
+        assert_summary_of(stats["episodes_per_s"], rates[name])
+    baseline = results["baseline"]
+    for name in set(rates) - {baseline}:
+        assert_ratio_of(results["ratios_vs_baseline"][name], rates[name], rates[baseline])

@@ -123,11 +123,15 @@ class DPOQLoRALearner(Learner):
 
 def drop_reference_and_record_rewards(run) -> None:
     """Save the DPO adapter only (the reference is the parent adapter, on disk) and log rewards."""
-    model = run.trainer.model
-    if REF_ADAPTER in getattr(model, "peft_config", {}):
-        model.delete_adapter(REF_ADAPTER)
+    drop_reference_adapter(run.trainer.model)
     run.record.metrics.update(reward_metrics(run.trainer.state.log_history))
     run.record.extra["reward_history"] = reward_history(run.trainer.state.log_history)
+
+
+def drop_reference_adapter(model) -> None:
+    """Delete TRL's frozen ``ref`` copy of a parent adapter, if there is one, so that only the policy is saved."""
+    if REF_ADAPTER in getattr(model, "peft_config", {}):
+        model.delete_adapter(REF_ADAPTER)
 
 
 def parse_loss_type(value: str) -> list[str]:

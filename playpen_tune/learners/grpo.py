@@ -1,0 +1,195 @@
+"""``grpo_qlora``: learning in interaction. GRPO (TRL GRPOTrainer) of a LoRA adapter on a 4-bit base,
+the live policy playing clemcore games, clemcore's scores as the reward.
+
+Each training prompt names one instance of a game's train split; TRL repeats it ``num_generations``
+times (a group) and hands the batch to the rollout (:mod:`playpen_tune.rl.rollout`), which plays
+the episodes with clemcore's game masters and reads each reward from the episode's scores.json
+(:mod:`playpen_tune.rl.reward`). The loss counts only the tokens the policy generated. The
+reference for the KL term (``--beta``) is the base (adapter disabled) for a new adapter, or a
+frozen copy of the starting adapter (TRL's ``ref`` adapter) when ``-m`` names a tuned model;
+the ``ref`` copy is dropped before saving, as in ``dpo_qlora``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from playpen.errors import PlaypenError
+from playpen.learners import Learner, LearnerResult, LearnRequest
+from playpen_tune.config import GRPOQLoRAConfig
+
+ROLLOUTS_DIR = "rollouts"
+
+
+class GRPOQLoRALearner(Learner):
+    """GRPO on a 4-bit base with LoRA (TRL GRPOTrainer): the policy plays clemcore games, scores.json is the reward."""
+
+    config_class = GRPOQLoRAConfig
+
+    def learn(self, request: LearnRequest) -> LearnerResult:
+        from playpen_tune.learners import common
+
+        with common.removed_if_setup_fails(request.output_dir):
+            run = self.prepare(request)
+        return common.train_and_finish(run, before_save=drop_reference_and_record_rewards)
+
+    def prepare(self, request: LearnRequest):
+        """Everything up to ``trainer.train()``: games and instances, partner, tokenizer, policy, GRPOTrainer."""
+        from datasets import Dataset
+        from peft import LoraConfig
+        from trl import GRPOConfig, GRPOTrainer
+
+        from playpen_tune.learners import common
+        from playpen_tune.rl import reward as rewards
+        from playpen_tune.rl.instances import select_instances
+        from playpen_tune.rl.rollout import (check_chat_template, clemcore_reward, episode_key, make_rollout_func,
+                                             policy_model)
+
+        started = time.time()
+        config: GRPOQLoRAConfig = request.config
+        resume_from = common.check_output_dir(request)
+        games = game_specs(config.games)
+        train_rows = {episode_key(row): row for game in config.games
+                      for row in select_instances(games[game], config.split, config.split_source)}
+        eval_rows = ({episode_key(row): row for game in config.games
+                      for row in select_instances(games[game], config.eval_split, config.split_source)}
+                     if config.eval_split else {})
+        for game in config.games:
+            if not rewards.check_reward(games[game], next(row for row in train_rows.values()
+                                                          if row["game_name"] == game),
+                                        config.reward, config.format_reward):
+                print(f"note: {game} has no programmatic player; --reward {config.reward} is checked at the first rollout")
+        partners = load_partners(config, games)
+        tokenizer = common.load_tokenizer(request.model, config)
+        template_kwargs = (request.model.get("model_config") or {}).get("chat_template_kwargs") or {}
+        check_chat_template(tokenizer, request.model["model_name"], template_kwargs)
+
+        parent = common.parent_adapter(request.model)
+        model, quantization, lora = common.load_policy(request, config, wrap_new_adapter=False)
+        arguments = common.trainer_arguments(config, request.output_dir, quantization, held_out=bool(eval_rows))
+        arguments.pop("max_length")  # GRPO bounds each turn with --max_tokens instead
+        # held-out reward: each held-out instance played once per evaluation, a step's worth of episodes at a time
+        arguments["per_device_eval_batch_size"] = config.per_device_train_batch_size * config.gradient_accumulation_steps
+        args = GRPOConfig(**arguments, beta=config.beta, num_generations=config.num_generations,
+                          num_generations_eval=1, temperature=config.temperature,
+                          max_completion_length=config.max_tokens, chat_template_kwargs=template_kwargs or None,
+                          log_completions=False)
+        log: list[dict] = []
+        policy_cache: dict = {}
+
+        def policy_for(trainer):
+            if "policy" not in policy_cache:
+                spec = policy_spec(request, tokenizer, template_kwargs)
+                policy_cache["policy"] = policy_model(spec, trainer.accelerator.unwrap_model(trainer.model),
+                                                      tokenizer, template_kwargs)
+                policy_cache["policy"].set_gen_args(temperature=config.temperature, max_tokens=config.max_tokens)
+            return policy_cache["policy"]
+
+        rollout = make_rollout_func(
+            games=games, instances={**train_rows, **eval_rows}, policy_factory=policy_for, partners=partners,
+            rollouts_dir=request.output_dir / ROLLOUTS_DIR,
+            reward_of=lambda scores: rewards.episode_reward(scores, config.reward, config.format_reward), log=log)
+        guard = common.loss_guard_callback()
+        trainer = GRPOTrainer(
+            model=model, args=args, reward_funcs=[clemcore_reward], processing_class=tokenizer,
+            train_dataset=Dataset.from_dict({"prompt": list(train_rows)}),
+            eval_dataset=Dataset.from_dict({"prompt": list(eval_rows)}) if eval_rows else None,
+            peft_config=LoraConfig(**lora) if parent is None else None, callbacks=[guard], rollout_func=rollout)
+        fingerprint = hashlib.sha256(json.dumps(sorted(train_rows)).encode()).hexdigest()[:16]
+        common.claim_output_dir(request, "grpo_qlora", fingerprint, trainer.accelerator)
+        data = {"format": "clemcore episodes played by the policy", "games": config.games, "split": config.split,
+                "split_source": config.split_source, "instances": len(train_rows), "fingerprint": fingerprint,
+                "held_out": {"split": config.eval_split, "instances": len(eval_rows)} if eval_rows else None}
+        record = common.RunRecord(
+            learner="grpo_qlora", request=request, data=data, quantization=quantization, lora=lora, started=started,
+            resumed_from=str(resume_from) if resume_from else None,
+            extra={"parent_adapter": str(parent) if parent else None,
+                   "reference": ("base model with adapter disabled" if parent is None else
+                                 f"frozen copy of the parent adapter {parent} (TRL 'ref' adapter)"),
+                   "reward": {"name": config.reward, "format_reward": config.format_reward,
+                              "definition": rewards.describe(config.reward, config.format_reward),
+                              "source": "clemcore scores.json of each episode"},
+                   "partner": config.partner,
+                   "loss_masking": "policy-generated tokens only (TRL env_mask); game master and partner "
+                                   "messages are context",
+                   "rollouts_dir": str(request.output_dir / ROLLOUTS_DIR), "rollout_log": log})
+        return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
+                                  resume_from=resume_from)
+
+
+def game_specs(names: list[str]) -> dict:
+    """``{name: GameSpec}`` from clemcore's game registry (built from the working directory)."""
+    from clemcore.clemgame import GameRegistry
+
+    registry = GameRegistry.from_directories_and_cwd_files()
+    specs = {}
+    for name in names:
+        spec = registry.find_game_spec(name)
+        if spec is None:
+            raise PlaypenError(f"clemcore finds no game '{name}' from the working directory; add it to "
+                               f"./game_registry.json (see 'playpen list games')")
+        specs[name] = spec
+    return specs
+
+
+def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
+    """``{game: [partner model]}`` (empty lists without ``--partner``): loaded once, before the policy."""
+    if config.partner is None:
+        return {name: [] for name in games}
+    from clemcore import backends
+
+    from playpen.clemcore_bridge import install_plugin_backends
+
+    install_plugin_backends()
+    try:
+        (spec,) = backends.ModelSpec.from_strings([config.partner])
+        (partner,) = backends.load_models([spec], {"temperature": 0.0, "max_tokens": config.max_tokens})
+    except Exception as error:  # clemcore raises many kinds for a model it cannot resolve or load
+        raise PlaypenError(f"--partner {config.partner} cannot be loaded: {type(error).__name__}: {error}; "
+                           f"pass a model from 'playpen list models' or programmatic") from None
+    return {name: [partner] for name in games}
+
+
+def policy_spec(request: LearnRequest, tokenizer, template_kwargs: dict):
+    """The clemcore ModelSpec the policy plays under (its name is the run's ``--name``)."""
+    import re
+
+    from clemcore.backends import ModelSpec
+
+    from playpen.secrets import without_secrets
+
+    entry = without_secrets(dict(request.model))
+    model_config = dict(entry.get("model_config") or {})
+    model_config.setdefault("eos_to_cull", f"(?s){re.escape(tokenizer.eos_token)}.*")
+    model_config["chat_template_kwargs"] = template_kwargs
+    return ModelSpec.from_dict({**entry, "model_name": request.name, "model_config": model_config})
+
+
+def drop_reference_and_record_rewards(run) -> None:
+    """Save the GRPO adapter only; put the reward per step (train) and on the held-out split (eval) in the manifest."""
+    from playpen_tune.learners.dpo import drop_reference_adapter
+
+    drop_reference_adapter(run.trainer.model)
+    log = run.record.extra["rollout_log"]
+    train = [entry for entry in log if entry["mode"] == "train"]
+    held_out = [entry for entry in log if entry["mode"] == "eval"]
+
+    def mean(values):
+        return sum(values) / len(values)
+
+    run.record.extra["reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"])} for e in train]
+    run.record.extra["eval_reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"])}
+                                               for e in held_out]
+    if train:
+        run.record.metrics.update(first_reward=mean(train[0]["rewards"]), final_reward=mean(train[-1]["rewards"]))
+    if held_out:
+        run.record.metrics.update(first_eval_reward=mean(held_out[0]["rewards"]),
+                                  final_eval_reward=mean(held_out[-1]["rewards"]))
+    if run.trainer.accelerator.is_main_process:
+        from playpen_tune.rl.curves import CURVES_FILE, write_curves
+
+        losses = [{"step": e["step"], "loss": e["loss"]} for e in run.trainer.state.log_history if "loss" in e]
+        path = write_curves(run.record.request.output_dir / CURVES_FILE, losses, run.record.extra["reward_history"],
+                            run.record.extra["eval_reward_history"], f"grpo_qlora {run.record.request.name}")
+        run.record.extra["curves"] = path.name

@@ -1,0 +1,1 @@
+"""Learning in interaction: the live policy plays clemcore games (``grpo_qlora``)."""

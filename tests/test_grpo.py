@@ -1,0 +1,178 @@
+"""grpo_qlora on tiny offline models: the policy plays the demo game through clemcore, the loss
+counts only its own tokens, rewards come from clemcore's scores.json, and bad input is refused
+before anything heavy loads."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+FAST = ["--games", "wordecho", "--num_generations", "2", "--per_device_train_batch_size", "2",
+        "--max_tokens", "6", "--logging_steps", "1", "--save_steps", "100", "--learning_rate", "1e-3"]
+
+
+@pytest.fixture(autouse=True)
+def grpo_learner():
+    """Make ``grpo_qlora`` known through the plugin hook, as the entry point in pyproject.toml does once installed."""
+    from playpen import hookimpl
+    from playpen.plugins import pm
+
+    class Learners:
+        @hookimpl
+        def playpen_register_learners(self):
+            from playpen_tune.learners.grpo import GRPOQLoRALearner
+
+            return {"grpo_qlora": GRPOQLoRALearner}
+
+    plugin = Learners()
+    pm.register(plugin)
+    yield
+    pm.unregister(plugin)
+
+
+@pytest.fixture
+def game_dir(workdir) -> Path:
+    from playpen_tune.games import write_game_registry
+
+    write_game_registry(workdir)
+    return workdir
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.err.splitlines() if line.startswith("error:")]
+
+
+def test_grpo_plays_clemcore_episodes_and_records_them(playpen, game_dir):
+    result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "--max_steps", "2", "--beta", "0.1", *FAST)
+    assert result.code == 0, result
+    out = game_dir / "models" / "tiny-grpo_qlora"
+    manifest = json.loads((out / "playpen_run.json").read_text())
+    assert manifest["learner"]["name"] == "grpo_qlora"
+    assert manifest["reward"]["name"] == "success" and "scores.json" in manifest["reward"]["source"]
+    assert [entry["step"] for entry in manifest["reward_history"]] == [1, 2]
+    assert manifest["quantized_modules"]  # the base is 4-bit bitsandbytes
+    assert manifest["curves"] == "training_curves.png" and (out / "training_curves.png").stat().st_size > 0
+    # every rollout is a clemcore episode record with the reward clemcore's scorer gave it
+    episodes = sorted((out / "rollouts").rglob("interactions.json"))
+    assert len(episodes) == 2 * 2
+    for step, entry in zip((1, 2), manifest["rollout_log"]):
+        scores = sorted(Path(entry["directory"]).rglob("scores.json"))
+        outcomes = [json.loads(path.read_text())["episode scores"] for path in scores]
+        expected = [1.0 if s["Success"] else (-1.0 if s["Aborted"] else 0.0) for s in outcomes]
+        assert entry["rewards"] == expected
+        assert manifest["reward_history"][step - 1]["mean_reward"] == sum(expected) / len(expected)
+    # the rollouts load as training data, like any clemcore results directory
+    from playpen_tune.data import load_sft_dataset
+
+    dataset, report = load_sft_dataset([str(out / "rollouts")], outcomes=["success", "failure", "aborted"])
+    assert len(dataset) == report.total == 4
+    assert json.loads((game_dir / "model_registry.json").read_text())[-1]["model_name"] == "tiny-grpo_qlora"
+
+
+def test_only_the_policys_tokens_are_trained_in_the_context_it_saw(tiny_model_dir):
+    """Two turns of one episode: game-master tokens are masked (0), the policy's own are not (1), and the
+    sequence is the chat-template rendering of the conversation as the model saw it."""
+    from clemcore.backends import ModelSpec
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from playpen_tune.rl.rollout import policy_model
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    spec = ModelSpec.from_dict({"model_name": "policy", "model_config": {"eos_to_cull": r"(?s)<\|eot_id\|>.*"}})
+    policy = policy_model(spec, model, tokenizer, {})
+    policy.set_gen_args(temperature=1.0, max_tokens=5)
+    turn1 = [{"role": "user", "content": "Word echo game.\nSay the word: apple"}]
+    policy.expected = [(0, "player_0")]
+    (_, _, answer), = policy.generate_batch_response([turn1])
+    turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Say the word: river"}]
+    policy.expected = [(0, "player_0")]
+    policy.generate_batch_response([turn2])
+    trace = policy.traces[(0, "player_0")]
+
+    assert trace.prompt_ids == tokenizer.apply_chat_template(turn1, add_generation_prompt=True, tokenize=True,
+                                                             return_dict=False)
+    assert len(trace.env_mask) == len(trace.completion_ids)
+    spans, current = [], None  # (mask, tokens) runs
+    for token, mask in zip(trace.completion_ids, trace.env_mask):
+        if current is None or current[0] != mask:
+            current = (mask, [])
+            spans.append(current)
+        current[1].append(token)
+    assert [mask for mask, _ in spans] == [1, 0, 1]
+    game_master = tokenizer.decode(spans[1][1])
+    assert game_master.endswith("<|start_header_id|>user<|end_header_id|>\n\nSay the word: river<|eot_id|>"
+                                "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert len(spans[0][1]) <= 5 and len(spans[2][1]) <= 5  # --max_tokens per turn
+
+
+def test_bad_input_is_one_error_line_before_loading(playpen, game_dir, tmp_path):
+    from playpen_tune.tiny import build_tokenizer
+
+    cases = [
+        (["--num_generations", "1"], "--num_generations must be >= 2"),
+        (["--split", "nosuch"], "has no nosuch split"),
+        (["--partner", "no-such-model"], "--partner no-such-model cannot be loaded"),
+        (["--reward", "episode scores.No Such Score"], "scores.json has no 'No Such Score'"),
+    ]
+    for options, expected in cases:
+        result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "--max_steps", "1", *FAST, *options)
+        assert result.code == 2, result
+        assert len(error_lines(result)) == 1 and expected in error_lines(result)[0], result
+        assert not (game_dir / "models").exists()
+    # a model whose tokenizer has no chat template
+    plain = tmp_path / "plain"
+    import shutil
+
+    shutil.copytree(json.loads((game_dir / "model_registry.json").read_text())[0]["huggingface_id"], plain)
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    result = playpen("learn", "-l", "grpo_qlora", "-m", str(plain), "--max_steps", "1", *FAST)
+    assert result.code == 2 and "has no chat template" in error_lines(result)[0], result
+    assert not (game_dir / "models").exists()
+
+
+def test_split_file_selects_the_instances(game_dir, tmp_path):
+    from clemcore.clemgame import GameRegistry
+
+    from playpen.errors import PlaypenError
+    from playpen_tune.rl.instances import select_instances
+
+    spec = GameRegistry.from_directories_and_cwd_files().find_game_spec("wordecho")
+    assert len(select_instances(spec, "train")) == 48
+    split_file = tmp_path / "splits.jsonl"
+    split_file.write_text("\n".join(json.dumps({"game": "wordecho", "experiment": "heldout", "task_id": i,
+                                                "split": "validation"}) for i in (1, 3)))
+    spec = GameRegistry.from_directories_and_cwd_files().find_game_spec("wordecho")
+    rows = select_instances(spec, "validation", str(split_file))
+    assert sorted(row["game_instance"]["game_id"] for row in rows) == [1, 3]
+    with pytest.raises(PlaypenError, match="no instances in the train split"):
+        select_instances(spec, "train", str(split_file))
+
+
+def test_rewards_come_from_scores_json():
+    from playpen.errors import PlaypenError
+    from playpen_tune.rl.reward import episode_reward
+
+    won = {"episode scores": {"Success": 1, "Lose": 0, "Aborted": 0, "Main Score": 100.0,
+                              "Request Success Ratio": 1.0, "Correct Words": 2}}
+    aborted = {"episode scores": {"Success": 0, "Lose": 0, "Aborted": 1, "Main Score": float("nan"),
+                                  "Request Success Ratio": 0.5, "Correct Words": 1}}
+    assert [episode_reward(s, "success") for s in (won, aborted)] == [1.0, -1.0]
+    assert [episode_reward(s, "main_score") for s in (won, aborted)] == [1.0, 0.0]
+    assert episode_reward(aborted, "episode scores.Correct Words") == 1.0
+    assert episode_reward(aborted, "success", format_reward=0.5) == -0.75
+    with pytest.raises(PlaypenError, match="no 'Nope'"):
+        episode_reward(won, "episode scores.Nope")
+
+
+def test_grpo_qlora_is_an_installed_learner():
+    """Passes once the package is (re)installed: the entry point is in pyproject.toml."""
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group="playpen.learners")}
+    assert names.get("grpo_qlora") == "playpen_tune.learners.grpo:GRPOQLoRALearner"
+
