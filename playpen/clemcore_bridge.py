@@ -1,4 +1,5 @@
-"""The one place where playpen changes clemcore's behaviour: plugin backends.
+"""The one place where playpen changes clemcore's behaviour: plugin backends, and one fix of its
+batchwise runner.
 
 clemcore finds backends only as ``*_api.py`` files (packaged, or in the working directory).
 Backends contributed through the ``playpen_register_backends`` hook are added to
@@ -6,6 +7,12 @@ Backends contributed through the ``playpen_register_backends`` hook are added to
 registry sees them) and resolved by ``BackendRegistry.get_backend_for``. The patch lives for
 the current process, is applied once, and falls through to clemcore for every other backend.
 Tested against clemcore 3.7.x (see pyproject).
+
+The batchwise runner (``clemcore.clemgame.runners.batchwise``) numbers its game sessions by their
+position among *all* instances, but keeps only the sessions whose setup succeeded, and then finds a
+session by that number in the shortened list: after one instance fails its setup, the responses go
+to the wrong episodes or the run stops with an IndexError. :func:`install_batch_session_fix`
+numbers the sessions by their position in the list the runner uses.
 """
 from __future__ import annotations
 
@@ -79,3 +86,20 @@ def install_plugin_backends() -> dict[str, str]:
         cbr.BackendRegistry.get_backend_for = get_backend_for
     _installed.update(backends)
     return dict(_installed)
+
+
+def install_batch_session_fix() -> None:
+    """Number the batchwise runner's game sessions by their index in its session list (see above)."""
+    from clemcore.clemgame.runners import batchwise
+
+    run_sessions = vars(batchwise)["__run_game_sessions"]  # a module-level name: no mangling outside classes
+    if getattr(run_sessions, "playpen_fix", False):
+        return
+
+    def run_game_sessions(game_sessions, batch_size):
+        for index, session in enumerate(game_sessions):
+            session.session_id = index
+        return run_sessions(game_sessions, batch_size)
+
+    run_game_sessions.playpen_fix = True
+    setattr(batchwise, "__run_game_sessions", run_game_sessions)

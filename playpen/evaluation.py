@@ -63,7 +63,8 @@ def _sha256(path: Path) -> str | None:
 
 
 def _model_settings(model_spec) -> dict:
-    entry = model_spec.to_dict()
+    """The model's registry entry (without where it was looked up: a moved directory is the same model)."""
+    entry = {key: value for key, value in model_spec.to_dict().items() if key != "lookup_source"}
     adapter = (entry.get("model_config") or {}).get("peft_model")
     return {"model": without_secrets(entry),
             "adapter_manifest_sha256": _sha256(Path(adapter) / "playpen_run.json") if adapter else None}

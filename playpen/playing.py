@@ -168,6 +168,9 @@ def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: 
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import dispatch
 
+    from playpen.clemcore_bridge import install_batch_session_fix
+
+    install_batch_session_fix()
     print(f"  {game_spec['game_name']}: playing {len(episodes)} episode(s)")
     try:
         with GameBenchmark.load_from_spec(game_spec) as benchmark:

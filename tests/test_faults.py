@@ -21,7 +21,7 @@ from tests.conftest import snapshot
 
 LEARN = ["learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", "data.json", "--max_length", "64",
          "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1", "--logging_steps", "5"]
-EVAL = ["eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "-L", "8", "-b", "1"]
+EVAL = ["eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-L", "8", "-b", "1"]
 ROWS = [{"messages": [{"role": "user", "content": f"Say the word number {i}."},
                       {"role": "assistant", "content": f"word {i}"}]} for i in range(16)]
 
@@ -123,7 +123,7 @@ def test_learn_refuses_before_training_when_checkpoints_clearly_do_not_fit(data,
     result = playpen(*LEARN, "--max_steps", "20", "--save_steps", "1", "--output_dir", disk / "run")
     line = one_error_line(result)
     assert "need about" in line and "--save_total_limit" in line and "checkpoint(s)" in line, line
-    assert "loss" not in result.out  # no step was trained
+    assert "{'loss'" not in result.out  # no step was trained (the Trainer logs {'loss': ...} per step)
     assert list(disk.iterdir()) == []
 
 
@@ -165,7 +165,7 @@ def _wait_for_line(proc: subprocess.Popen, text: str) -> None:
 
 
 def _episodes(results: Path) -> int:
-    return len(list((results / "tiny" / "wordecho").glob("*/instance_*/scores.json")))
+    return len(list((results / "clem" / "tiny" / "wordecho").glob("*/instance_*/scores.json")))
 
 
 def test_a_second_eval_into_the_same_results_is_refused_naming_the_first(data):

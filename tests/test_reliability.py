@@ -54,7 +54,7 @@ def prepare_inputs(d: Path) -> None:
 
 LEARN = ["learn", "-l", "sft_qlora", "-m", "tiny"]
 CATALOGUE = [
-    ("unknown learner", ["learn", "-l", "sft", "-m", "tiny"], "unknown learner 'sft'; installed learners: dpo_qlora, sft_qlora"),
+    ("unknown learner", ["learn", "-l", "sft", "-m", "tiny"], "unknown learner 'sft'; installed learners: dpo_qlora, grpo_qlora, sft_qlora"),
     ("unknown model", ["learn", "-l", "sft_qlora", "-m", "llama", "--dataset", "ok.json"], "unknown model 'llama'"),
     ("unknown field", [*LEARN, "--dataset", "ok.json", "--num_epochs", "2"], "did you mean 'num_train_epochs'"),
     ("wrong value type", [*LEARN, "--dataset", "ok.json", "--learning_rate", "fast"], "--learning_rate expects a float value"),
@@ -113,6 +113,7 @@ def test_user_mistake_exits_2_with_one_line_and_changes_nothing(workdir, playpen
     prepare_inputs(workdir)
     if RELAY_RESULTS in argv:  # cases that need a clemcore results directory
         results = str(request.getfixturevalue("relay_results"))
+        request.getfixturevalue("capsys").readouterr()  # playing it (first use in the session) is not this command's output
         argv = [results if a == RELAY_RESULTS else a for a in argv]
     if "--game_registry" in argv:  # cases that need the demo game to be known
         from playpen_tune.games import write_game_registry
