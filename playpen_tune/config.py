@@ -188,8 +188,8 @@ class GRPOQLoRAConfig(QLoRAConfig):
                         default="success")
     format_reward: float = _help("add this weight times the episode's Request Success Ratio", default=0.0)
     learning_rate: float = _help("peak learning rate", default=1e-5)
-    use_vllm: bool = _help("generate with TRL's vLLM integration (GPU only; not wired for clemcore rollouts yet)",
-                           default=False)
+    use_vllm: bool = _help("refused: TRL's vLLM weight sync cannot push a 4-bit bitsandbytes base + LoRA "
+                           "(see README, grpo_qlora)", default=False)
 
     def __post_init__(self):
         super().__post_init__()
@@ -222,5 +222,7 @@ class GRPOQLoRAConfig(QLoRAConfig):
             raise PlaypenError(f"--reward must be success, main_score or a dotted path into scores.json, "
                                f"got {self.reward!r}")
         if self.use_vllm:
-            raise PlaypenError("--use_vllm is not supported by grpo_qlora yet: clemcore rollouts generate with "
-                               "the live policy in transformers; drop --use_vllm")
+            raise PlaypenError("--use_vllm is not supported by grpo_qlora: TRL's vLLM weight sync merges the LoRA "
+                               "adapter into the base and pushes the merged parameters, which on a 4-bit "
+                               "bitsandbytes base are packed NF4 storage that vLLM cannot load; drop --use_vllm "
+                               "(the rollouts generate with the live policy in transformers)")

@@ -159,7 +159,8 @@ def drop_reference_and_record_rewards(run) -> None:
     def mean(values):
         return sum(values) / len(values)
 
-    run.record.extra["reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"])} for e in train]
+    run.record.extra["reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"]),
+                                           "varied_groups": e["varied_groups"]} for e in train]
     run.record.extra["eval_reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"])}
                                                for e in held_out]
     if train:
