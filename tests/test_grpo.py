@@ -64,6 +64,8 @@ def test_grpo_plays_clemcore_episodes_and_records_them(playpen, game_dir):
         expected = [1.0 if s["Success"] else (-1.0 if s["Aborted"] else 0.0) for s in outcomes]
         assert entry["rewards"] == expected
         assert manifest["reward_history"][step - 1]["mean_reward"] == sum(expected) / len(expected)
+        # one group of G=2 per step: it carries a learning signal only if clemcore scored its episodes differently
+        assert manifest["reward_history"][step - 1]["varied_groups"] == float(len(set(expected)) > 1)
     # the rollouts load as training data, like any clemcore results directory
     from playpen_tune.data import load_sft_dataset
 
@@ -116,7 +118,8 @@ def test_bad_input_is_one_error_line_before_loading(playpen, game_dir, tmp_path)
         (["--num_generations", "1"], "--num_generations must be >= 2"),
         (["--split", "nosuch"], "has no split 'nosuch' (splits: train, validation); pass --split train"),
         (["--suite", "clem"], "pass either -g GAME[,GAME...] or --suite clem"),
-        (["--partner", "no-such-model"], "--partner no-such-model cannot be loaded"),
+        (["-t", "no-such-model"], "--partner no-such-model cannot be loaded"),
+        (["--use_vllm"], "--use_vllm is not supported by grpo_qlora: TRL's vLLM weight sync"),
         (["--reward", "episode scores.No Such Score"], "scores.json has no 'No Such Score'"),
     ]
     for options, expected in cases:
