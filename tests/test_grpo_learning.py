@@ -46,6 +46,9 @@ def test_grpo_raises_heldout_played_share_above_the_starting_policy(playpen, tmp
     run("learn", "-l", "grpo_qlora", "-m", "start", *GAME_ARGS, *GRPO_ARGS)
     after = heldout("start-grpo_qlora")
 
+    print("held-out (playpen eval): " + " -> ".join(
+        f"{name} clemscore {scores['clemscore']}, % played {scores['games']['wordecho']['% played']}"
+        for name, scores in (("start", before), ("after GRPO", after))))
     assert before["failed_games"] == {} and after["failed_games"] == {}
     # the policy learned to keep the game's format: more held-out episodes played to the end (not aborted)
     assert after["games"]["wordecho"]["% played"] > before["games"]["wordecho"]["% played"], (before, after)
