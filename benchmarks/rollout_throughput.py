@@ -49,16 +49,15 @@ def main(argv=None) -> dict:
     os.chdir(workspace)
     try:
         from clemcore.backends import ModelSpec
-        from clemcore.clemgame import GameRegistry
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from playpen_tune.games import play
-        from playpen_tune.rl.instances import select_instances
+        from playpen_tune.games import DEMO_SPLIT_FILE, play
         from playpen_tune.rl.rollout import play_episodes, policy_model
+        from playpen_tune.rl.split_instances import split_instances
 
         model_dir = common.demo_game_workspace(workspace, args.hidden_size)
-        spec = GameRegistry.from_directories_and_cwd_files().find_game_spec("wordecho")
-        rows = select_instances(spec, "train")
+        specs, instances = split_instances(["wordecho"], None, "train", str(DEMO_SPLIT_FILE))
+        spec, rows = specs["wordecho"], list(instances.values())
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         policy = policy_model(ModelSpec.from_dict({"model_name": "policy", "model_config": {

@@ -18,6 +18,7 @@ import yaml
 from playpen.errors import PlaypenError
 from playpen.paths import refuse_directory
 
+HOST_LEARN_FLAGS = ("-l", "-m", "-c", "-h", "-v")  # playpen learn's own short flags (playpen/cli.py)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -25,6 +26,28 @@ _FALSE = {"false", "0", "no", "off"}
 def config_fields(config_class: type) -> dict[str, dataclasses.Field]:
     """The dataclass fields of a learner config, by name."""
     return {f.name: f for f in dataclasses.fields(config_class)}
+
+
+def field_aliases(config_class: type) -> dict[str, str]:
+    """``{alias: field name}`` of the short options fields declare in ``metadata={"aliases": ["-g"]}``.
+
+    An alias is ``-`` and one letter. A learner that declares one that ``playpen learn`` uses itself
+    (:data:`HOST_LEARN_FLAGS`), a malformed one, or one declared by two fields is refused.
+    """
+    aliases: dict[str, str] = {}
+    for name, f in config_fields(config_class).items():
+        for alias in f.metadata.get("aliases", ()):
+            if len(alias) != 2 or alias[0] != "-" or not alias[1].isalpha():
+                raise PlaypenError(f"{config_class.__name__}.{name} declares the alias {alias!r}; an alias is '-' "
+                                   f"and one letter, e.g. '-g'")
+            if alias in HOST_LEARN_FLAGS:
+                raise PlaypenError(f"{config_class.__name__}.{name} declares the alias {alias}, which playpen learn "
+                                   f"uses itself ({', '.join(HOST_LEARN_FLAGS)}); choose another letter")
+            if alias in aliases:
+                raise PlaypenError(f"{config_class.__name__} declares the alias {alias} for both {aliases[alias]} "
+                                   f"and {name}; give each field its own")
+            aliases[alias] = name
+    return aliases
 
 
 def field_type(config_class: type, name: str) -> Any:
@@ -134,26 +157,35 @@ def read_yaml(path: Path) -> dict:
 
 
 def parse_overrides(config_class: type, tokens: list[str]) -> dict[str, Any]:
-    """Parse ``--field VALUE`` / ``--field=VALUE`` / ``--flag`` tokens into raw values.
+    """Parse ``--field VALUE`` / ``--field=VALUE`` / ``--flag`` / ``-alias VALUE`` tokens into raw values.
 
-    List fields may repeat (``--dataset a --dataset b``). Unknown fields raise with a suggestion.
+    Aliases are the ones fields declare (:func:`field_aliases`). List fields may repeat (``--dataset a --dataset b``). Unknown fields raise with a suggestion.
     """
     fields = config_fields(config_class)
+    aliases = field_aliases(config_class)
+
+    def is_option(token: str) -> bool:
+        return token.startswith("--") or token in aliases
+
     values: dict[str, Any] = {}
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if not token.startswith("--") or token == "--":
-            raise PlaypenError(f"unexpected argument '{token}'; learner options look like --<field> VALUE")
-        key, has_inline, inline = token[2:].partition("=")
-        key = key.replace("-", "_")
+        if token in aliases:
+            key, has_inline, inline = aliases[token], "", ""
+        elif not token.startswith("--") or token == "--":
+            shown = f"; short options of this learner: {', '.join(aliases)}" if aliases else ""
+            raise PlaypenError(f"unexpected argument '{token}'; learner options look like --<field> VALUE{shown}")
+        else:
+            key, has_inline, inline = token[2:].partition("=")
+            key = key.replace("-", "_")
         if key not in fields:
             raise unknown_field_error(config_class, key, "on the command line")
         if has_inline:
             value, i = inline, i + 1
-        elif is_bool_field(config_class, key) and (i + 1 == len(tokens) or tokens[i + 1].startswith("--")):
+        elif is_bool_field(config_class, key) and (i + 1 == len(tokens) or is_option(tokens[i + 1])):
             value, i = "true", i + 1
-        elif i + 1 < len(tokens) and not tokens[i + 1].startswith("--"):
+        elif i + 1 < len(tokens) and not is_option(tokens[i + 1]):
             value, i = tokens[i + 1], i + 2
         else:
             raise PlaypenError(f"--{key} needs a value")

@@ -46,13 +46,15 @@ def learner_help(learner_name: str, learner_cls) -> str:
              f"[--overwrite] [--<field> VALUE ...]", "", (learner_cls.__doc__ or "").strip(), "",
              "learner options (YAML keys of -c, overridable on the command line):"]
     hints = typing.get_type_hints(learner_cls.config_class)
+    aliases = cfg.field_aliases(learner_cls.config_class)
     for f in dataclasses.fields(learner_cls.config_class):
         if not f.init:
             continue
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
         type_name = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
-        lines.append(f"  --{f.name} ({type_name}, default {default!r})")
+        short = "".join(f"{alias}, " for alias, name in aliases.items() if name == f.name)
+        lines.append(f"  {short}--{f.name} ({type_name}, default {default!r})")
         if f.metadata.get("help"):
             lines.append(f"      {f.metadata['help']}")
     return "\n".join(lines)

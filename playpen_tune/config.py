@@ -163,17 +163,19 @@ class DPOQLoRAConfig(QLoRAConfig):
 class GRPOQLoRAConfig(QLoRAConfig):
     """``grpo_qlora`` fields: the policy plays games; the rewards come from clemcore's scores.json."""
 
-    games: list[str] = _help("games to play (comma-separated), from clemcore's game registry", default_factory=list)
-    split: str = _help("instances to learn on: the split of each game (in/instances_<split>.json, or --split_source)",
-                       default="train")
-    eval_split: str | None = _help("held-out split: its mean reward (each instance played once) is measured "
-                                   "before training and every eval_steps (None = none)",
-                                   default=None)
-    split_source: str | None = _help("split file (.jsonl/.json/.csv rows with game, experiment, task_id, split); "
-                                     "None = each game's in/instances_<split>.json", default=None)
-    partner: str | None = _help("model playing the other roles of multi-player games (a registry name, or "
-                                "programmatic); None = the policy plays every role, learning from the first",
-                                default=None)
+    games: list[str] = field(default_factory=list, metadata={
+        "help": "games to play (comma-separated or repeated), from clemcore's game registry", "aliases": ["-g"]})
+    suite: str | None = _help("clem: every game of benchmark 2.0 in the game registry, instead of -g", default=None)
+    split: str = _help("split of --split_source whose instances the policy learns on", default="train")
+    eval_split: str | None = _help("held-out split of --split_source: its mean reward (each instance played once) "
+                                   "is measured before training and every eval_steps (None = none)", default=None)
+    split_source: str | None = _help("instance splits, as for playpen play: a hub dataset id or a .jsonl/.json/.csv "
+                                     "file with game, experiment, task_id, split rows (the demo game ships "
+                                     "examples/games/wordecho/splits.jsonl); None = colab-potsdam/playpen-data",
+                                     default=None)
+    partner: str | None = field(default=None, metadata={
+        "help": "model playing the other roles of multi-player games (a registry name, or programmatic); "
+                "None = the policy plays every role, learning from the first", "aliases": ["-t"]})
     num_generations: int = _help("G: episodes per instance in one GRPO group (>= 2)", default=4)
     per_device_train_batch_size: int = _help("episodes per micro-batch (a multiple of --num_generations)", default=4)
     gradient_accumulation_steps: int = _help("micro-batches per optimizer step; all its episodes are played as "
@@ -186,8 +188,8 @@ class GRPOQLoRAConfig(QLoRAConfig):
                         default="success")
     format_reward: float = _help("add this weight times the episode's Request Success Ratio", default=0.0)
     learning_rate: float = _help("peak learning rate", default=1e-5)
-    use_vllm: bool = _help("generate with TRL's vLLM integration (GPU only; not wired for clemcore rollouts yet)",
-                           default=False)
+    use_vllm: bool = _help("refused: TRL's vLLM weight sync cannot push a 4-bit bitsandbytes base + LoRA "
+                           "(see README, grpo_qlora)", default=False)
 
     def __post_init__(self):
         super().__post_init__()
@@ -198,8 +200,11 @@ class GRPOQLoRAConfig(QLoRAConfig):
         if self.eval_fraction:
             raise PlaypenError("--eval_fraction does not apply to grpo_qlora; pass --eval_split to measure the "
                                "reward on held-out instances")
-        if not self.games:
-            raise PlaypenError("no games to play; pass --games GAME[,GAME...] (see 'playpen list games')")
+        if self.suite not in (None, "clem"):
+            raise PlaypenError(f"--suite must be clem (the games of benchmark 2.0), got {self.suite!r}")
+        if bool(self.games) == bool(self.suite):
+            raise PlaypenError("pass either -g GAME[,GAME...] or --suite clem: the games to play "
+                               "(see 'playpen list games')")
         if self.num_generations < 2:
             raise PlaypenError(f"--num_generations must be >= 2 (GRPO compares the episodes of a group), "
                                f"got {self.num_generations}")
@@ -217,5 +222,7 @@ class GRPOQLoRAConfig(QLoRAConfig):
             raise PlaypenError(f"--reward must be success, main_score or a dotted path into scores.json, "
                                f"got {self.reward!r}")
         if self.use_vllm:
-            raise PlaypenError("--use_vllm is not supported by grpo_qlora yet: clemcore rollouts generate with "
-                               "the live policy in transformers; drop --use_vllm")
+            raise PlaypenError("--use_vllm is not supported by grpo_qlora: TRL's vLLM weight sync merges the LoRA "
+                               "adapter into the base and pushes the merged parameters, which on a 4-bit "
+                               "bitsandbytes base are packed NF4 storage that vLLM cannot load; drop --use_vllm "
+                               "(the rollouts generate with the live policy in transformers)")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-FAST = ["--games", "wordecho", "--num_generations", "2", "--per_device_train_batch_size", "2",
+from playpen_tune.games import DEMO_SPLIT_FILE
+
+FAST = ["-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE), "--num_generations", "2", "--per_device_train_batch_size", "2",
         "--max_tokens", "6", "--logging_steps", "1", "--save_steps", "100", "--learning_rate", "1e-3"]
 
 
@@ -62,6 +64,8 @@ def test_grpo_plays_clemcore_episodes_and_records_them(playpen, game_dir):
         expected = [1.0 if s["Success"] else (-1.0 if s["Aborted"] else 0.0) for s in outcomes]
         assert entry["rewards"] == expected
         assert manifest["reward_history"][step - 1]["mean_reward"] == sum(expected) / len(expected)
+        # one group of G=2 per step: it carries a learning signal only if clemcore scored its episodes differently
+        assert manifest["reward_history"][step - 1]["varied_groups"] == float(len(set(expected)) > 1)
     # the rollouts load as training data, like any clemcore results directory
     from playpen_tune.data import load_sft_dataset
 
@@ -112,8 +116,10 @@ def test_bad_input_is_one_error_line_before_loading(playpen, game_dir, tmp_path)
 
     cases = [
         (["--num_generations", "1"], "--num_generations must be >= 2"),
-        (["--split", "nosuch"], "has no nosuch split"),
-        (["--partner", "no-such-model"], "--partner no-such-model cannot be loaded"),
+        (["--split", "nosuch"], "has no split 'nosuch' (splits: train, validation); pass --split train"),
+        (["--suite", "clem"], "pass either -g GAME[,GAME...] or --suite clem"),
+        (["-t", "no-such-model"], "--partner no-such-model cannot be loaded"),
+        (["--use_vllm"], "--use_vllm is not supported by grpo_qlora: TRL's vLLM weight sync"),
         (["--reward", "episode scores.No Such Score"], "scores.json has no 'No Such Score'"),
     ]
     for options, expected in cases:
@@ -135,22 +141,35 @@ def test_bad_input_is_one_error_line_before_loading(playpen, game_dir, tmp_path)
     assert not (game_dir / "models").exists()
 
 
-def test_split_file_selects_the_instances(game_dir, tmp_path):
-    from clemcore.clemgame import GameRegistry
+def test_instances_come_from_the_split_as_for_playpen_play(game_dir, tmp_path):
+    """-g and --suite clem select games, --split/--split_source their instances, with playpen play's checks."""
+    import shutil
 
     from playpen.errors import PlaypenError
-    from playpen_tune.rl.instances import select_instances
+    from playpen_tune.games import DEMO_GAME_DIR
+    from playpen_tune.rl.split_instances import split_instances
 
-    spec = GameRegistry.from_directories_and_cwd_files().find_game_spec("wordecho")
-    assert len(select_instances(spec, "train")) == 48
+    specs, rows = split_instances(["wordecho"], None, "train", str(DEMO_SPLIT_FILE))
+    assert list(specs) == ["wordecho"] and len(rows) == 48
+    assert {row["experiment"]["name"] for row in rows.values()} == {"train"}
+    _, held_out = split_instances(["wordecho"], None, "validation", str(DEMO_SPLIT_FILE))
+    assert len(held_out) == 12 and not set(held_out) & set(rows)
+    # a split file whose train split names no wordecho instance: one clear error, as for playpen play
     split_file = tmp_path / "splits.jsonl"
-    split_file.write_text("\n".join(json.dumps({"game": "wordecho", "experiment": "heldout", "task_id": i,
-                                                "split": "validation"}) for i in (1, 3)))
-    spec = GameRegistry.from_directories_and_cwd_files().find_game_spec("wordecho")
-    rows = select_instances(spec, "validation", str(split_file))
-    assert sorted(row["game_instance"]["game_id"] for row in rows) == [1, 3]
-    with pytest.raises(PlaypenError, match="no instances in the train split"):
-        select_instances(spec, "train", str(split_file))
+    split_file.write_text("\n".join(json.dumps({"game": game, "experiment": experiment, "task_id": 1, "split": split})
+                                    for game, experiment, split in [("wordecho", "heldout", "validation"),
+                                                                    ("othergame", "x", "train")]))
+    with pytest.raises(PlaypenError, match="split 'train' of .* has no instances of wordecho"):
+        split_instances(["wordecho"], None, "train", str(split_file))
+    # --suite clem: every benchmark-2.0 game of the registry (here a copy of wordecho marked 2.0)
+    with pytest.raises(PlaypenError, match="no game matches"):
+        split_instances([], "clem", "train", str(DEMO_SPLIT_FILE))
+    copy = shutil.copytree(DEMO_GAME_DIR, tmp_path / "games" / "wordecho")
+    spec = json.loads((copy / "clemgame.json").read_text())
+    (copy / "clemgame.json").write_text(json.dumps({**spec, "benchmark": ["2.0"]}))
+    (game_dir / "game_registry.json").write_text(json.dumps([{"benchmark_path": str(copy)}]))
+    specs, rows = split_instances([], "clem", "train", str(DEMO_SPLIT_FILE))
+    assert list(specs) == ["wordecho"] and len(rows) == 48
 
 
 def test_rewards_come_from_scores_json():

@@ -349,3 +349,45 @@ def test_shipped_example_configs_build(learner, file):
             else {**raw, "lora_rank": 8})
     with pytest.raises(PlaypenError, match="unknown (legacy )?config (key|field) '(training.batchsize|lora_rank)'"):
         cfg.build_config(learner_cls.config_class, learner_cls.translate_config(typo)[0])
+
+
+def test_config_fields_may_declare_short_aliases():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Aliased:
+        games: list[str] = field(default_factory=list, metadata={"help": "games", "aliases": ["-g"]})
+        partner: str | None = field(default=None, metadata={"aliases": ["-t"]})
+        quick: bool = field(default=False, metadata={"aliases": ["-q"]})
+
+    values = cfg.parse_overrides(Aliased, ["-g", "a", "-q", "--games", "b", "-t", "programmatic"])
+    config = cfg.build_config(Aliased, {}, values)
+    assert config.games == ["a", "b"] and config.partner == "programmatic" and config.quick is True
+    with pytest.raises(PlaypenError, match="unexpected argument '-x'; .* short options of this learner: -g, -t, -q"):
+        cfg.parse_overrides(Aliased, ["-x", "1"])
+
+    for alias in ("-l", "-m", "-c", "-h", "-v"):
+        @dataclass
+        class Colliding:
+            model_path: str = field(default="", metadata={"aliases": [alias]})
+
+        with pytest.raises(PlaypenError, match=f"declares the alias {alias}, which playpen learn uses itself"):
+            cfg.parse_overrides(Colliding, [])
+
+
+def test_host_learn_flags_are_the_learn_parsers_short_options():
+    """The aliases refused are exactly the short flags of 'playpen learn' (kept in step with playpen/cli.py)."""
+    from playpen.cli import build_parser
+
+    parser = build_parser()
+    learn = next(action for action in parser._subparsers._group_actions[0].choices.values()
+                 if action.prog.endswith(" learn"))
+    shorts = {option for action in learn._actions for option in action.option_strings
+              if len(option) == 2 and option[0] == "-" and option[1] != "-"}
+    assert shorts == set(cfg.HOST_LEARN_FLAGS)
+
+
+def test_learner_help_shows_aliases(playpen):
+    result = playpen("learn", "-l", "grpo_qlora", "--help")
+    assert result.code == 0
+    assert "  -g, --games (" in result.out and "  -t, --partner (" in result.out

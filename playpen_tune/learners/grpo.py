@@ -42,20 +42,16 @@ class GRPOQLoRALearner(Learner):
 
         from playpen_tune.learners import common
         from playpen_tune.rl import reward as rewards
-        from playpen_tune.rl.instances import select_instances
-        from playpen_tune.rl.rollout import (check_chat_template, clemcore_reward, episode_key, make_rollout_func,
-                                             policy_model)
+        from playpen_tune.rl.rollout import check_chat_template, clemcore_reward, make_rollout_func, policy_model
+        from playpen_tune.rl.split_instances import split_instances
 
         started = time.time()
         config: GRPOQLoRAConfig = request.config
         resume_from = common.check_output_dir(request)
-        games = game_specs(config.games)
-        train_rows = {episode_key(row): row for game in config.games
-                      for row in select_instances(games[game], config.split, config.split_source)}
-        eval_rows = ({episode_key(row): row for game in config.games
-                      for row in select_instances(games[game], config.eval_split, config.split_source)}
+        games, train_rows = split_instances(config.games, config.suite, config.split, config.split_source)
+        eval_rows = (split_instances(config.games, config.suite, config.eval_split, config.split_source)[1]
                      if config.eval_split else {})
-        for game in config.games:
+        for game in games:
             if not rewards.check_reward(games[game], next(row for row in train_rows.values()
                                                           if row["game_name"] == game),
                                         config.reward, config.format_reward):
@@ -98,7 +94,7 @@ class GRPOQLoRALearner(Learner):
             peft_config=LoraConfig(**lora) if parent is None else None, callbacks=[guard], rollout_func=rollout)
         fingerprint = hashlib.sha256(json.dumps(sorted(train_rows)).encode()).hexdigest()[:16]
         common.claim_output_dir(request, "grpo_qlora", fingerprint, trainer.accelerator)
-        data = {"format": "clemcore episodes played by the policy", "games": config.games, "split": config.split,
+        data = {"format": "clemcore episodes played by the policy", "games": sorted(games), "split": config.split,
                 "split_source": config.split_source, "instances": len(train_rows), "fingerprint": fingerprint,
                 "held_out": {"split": config.eval_split, "instances": len(eval_rows)} if eval_rows else None}
         record = common.RunRecord(
@@ -116,21 +112,6 @@ class GRPOQLoRALearner(Learner):
                    "rollouts_dir": str(request.output_dir / ROLLOUTS_DIR), "rollout_log": log})
         return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
                                   resume_from=resume_from)
-
-
-def game_specs(names: list[str]) -> dict:
-    """``{name: GameSpec}`` from clemcore's game registry (built from the working directory)."""
-    from clemcore.clemgame import GameRegistry
-
-    registry = GameRegistry.from_directories_and_cwd_files()
-    specs = {}
-    for name in names:
-        spec = registry.find_game_spec(name)
-        if spec is None:
-            raise PlaypenError(f"clemcore finds no game '{name}' from the working directory; add it to "
-                               f"./game_registry.json (see 'playpen list games')")
-        specs[name] = spec
-    return specs
 
 
 def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
@@ -178,7 +159,8 @@ def drop_reference_and_record_rewards(run) -> None:
     def mean(values):
         return sum(values) / len(values)
 
-    run.record.extra["reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"])} for e in train]
+    run.record.extra["reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"]),
+                                           "varied_groups": e["varied_groups"]} for e in train]
     run.record.extra["eval_reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"])}
                                                for e in held_out]
     if train:

@@ -237,7 +237,8 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
 
     ``instances`` maps an :func:`episode_key` to its instance row, ``games`` a game name to its GameSpec,
     ``partners`` a game name to the partner models of that game, ``reward_of(scores)`` gives an
-    episode's reward; one ``{"step", "mode", "rewards", "directory"}`` entry per call is appended to ``log``.
+    episode's reward; one ``{"step", "mode", "rewards", "directory", "varied_groups"}`` entry per call is
+    appended to ``log``.
     """
 
     def rollout(prompts: list[str], trainer) -> dict:
@@ -255,13 +256,23 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
             for index, episode in zip(indices, played):
                 episodes[index] = episode
         rewards = [reward_of(episode.scores) for episode in episodes]
-        log.append({"step": step, "mode": mode, "rewards": rewards, "directory": str(directory)})
+        log.append({"step": step, "mode": mode, "rewards": rewards, "directory": str(directory),
+                    "varied_groups": varied_groups(prompts, rewards)})
         return {"prompt_ids": [e.trace.prompt_ids for e in episodes],
                 "completion_ids": [e.trace.completion_ids for e in episodes],
                 "env_mask": [e.trace.env_mask for e in episodes],
                 "logprobs": None, "clemcore_reward": rewards}
 
     return rollout
+
+
+def varied_groups(prompts: list[str], rewards: list[float]) -> float:
+    """The share of GRPO groups (runs of the same prompt) whose episodes got different rewards: only
+    those carry a learning signal (GRPO's advantage is 0 in a group where all rewards are equal)."""
+    from itertools import groupby
+
+    groups = [[reward for _, reward in group] for _, group in groupby(zip(prompts, rewards), key=lambda pair: pair[0])]
+    return sum(max(group) > min(group) for group in groups) / len(groups)
 
 
 def clemcore_reward(prompts, completions, clemcore_reward, **kwargs) -> list[float]:
