@@ -14,7 +14,7 @@ from pathlib import Path
 from playpen.errors import PlaypenError
 from playpen.evaluation import (DEFAULT_BATCH_SIZE, EVAL_LOG, check_gameplay_arguments, play_selection,
                                 resolve_models, select_from_cli)
-from playpen.registry import atomic_write_text
+from playpen.files import atomic_write_text
 
 TRAIN_SPLIT = "train"
 

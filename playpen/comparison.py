@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from playpen.registry import atomic_write_text
+from playpen.files import atomic_write_text
 
 
 def _fmt(value) -> str:

@@ -27,7 +27,7 @@ from playpen.errors import PlaypenError
 from playpen.faults import resumable
 from playpen.paths import refuse_file
 from playpen.playing import check_generation_settings, play_games, scores_files
-from playpen.registry import atomic_write_text
+from playpen.files import atomic_write_text
 from playpen.secrets import without_secrets
 from playpen.selection import Selection, select
 from playpen.splits import EVAL_SPLIT

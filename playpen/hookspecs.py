@@ -58,9 +58,9 @@ def playpen_after_learn(learner_name, request, result):
 
     ``learner_name`` is the name the learner was invoked by, ``request`` the
     :class:`playpen.learners.LearnRequest` it ran with, ``result`` the
-    :class:`playpen.learners.LearnerResult` it returned. The built-in plugin writes the tuned
-    model's entry to ``./model_registry.json`` here. Return value is ignored. An exception
-    raised here fails the command (the trained artifacts stay on disk).
+    :class:`playpen.learners.LearnerResult` it returned; its ``registry_entry``, if any, is
+    already in ``./model_registry.json``. Return value is ignored. An exception raised here
+    fails the command (the trained artifacts stay on disk).
     """
 
 

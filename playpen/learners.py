@@ -34,6 +34,7 @@ class LearnRequest:
         config: an instance of the learner's ``config_class`` (YAML + CLI overrides applied).
         output_dir: where the learner writes its artifacts (adapter, checkpoints, manifest).
         name: the model name the result is registered under (``--name``).
+        learner: the name the learner was invoked by (``-l``): record it, never a literal.
         command_line: the argv of this invocation (recorded in manifests).
         resume: continue from the last checkpoint in ``output_dir`` (``--resume``).
         overwrite: the user allowed replacing a different earlier run in ``output_dir``.
@@ -43,6 +44,7 @@ class LearnRequest:
     config: Any
     output_dir: Path
     name: str
+    learner: str
     command_line: list[str] = field(default_factory=list)
     resume: bool = False
     overwrite: bool = False
@@ -58,14 +60,16 @@ class LearnerResult:
             or None if the learner produces no loadable model.
         manifest_path: the run manifest (JSON) describing config, data, metrics and versions.
         metrics: final metrics, e.g. ``{"train_loss": 1.23}``.
-        register: whether the built-in plugin should write a model-registry entry.
+        registry_entry: the clemcore model-registry entry that plays the trained model (its
+            ``model_name`` is ``request.name``), built by the learner, which knows what it trained.
+            ``playpen learn`` upserts it into ``./model_registry.json``; None: nothing is registered.
     """
 
     output_dir: Path
     adapter_dir: Path | None = None
     manifest_path: Path | None = None
     metrics: dict = field(default_factory=dict)
-    register: bool = True
+    registry_entry: dict | None = None
 
 
 class Learner(abc.ABC):

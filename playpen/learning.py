@@ -68,6 +68,15 @@ def resume_changes(output_dir: Path) -> dict:
     return {}
 
 
+def register_result(entry: dict) -> None:
+    """Upsert the entry a learner built for what it trained into ``./model_registry.json``."""
+    from playpen.registry import upsert_entry
+
+    action = upsert_entry(entry)
+    print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json "
+          f"(play it with: playpen eval {entry['model_name']})")
+
+
 def learn_from_cli(args) -> None:
     if not args.learner:
         if args.help:
@@ -94,7 +103,7 @@ def learn_from_cli(args) -> None:
     output_dir = getattr(config, "output_dir", None) or Path("models") / name
     if hasattr(config, "output_dir"):
         config.output_dir = str(output_dir)
-    request = LearnRequest(model=model, config=config, output_dir=Path(output_dir), name=name,
+    request = LearnRequest(model=model, config=config, output_dir=Path(output_dir), name=name, learner=info.name,
                            command_line=list(args.argv), resume=args.resume, overwrite=args.overwrite)
 
     from playpen.plugins import pm
@@ -107,6 +116,8 @@ def learn_from_cli(args) -> None:
         with faults.resumable(lambda: resume_changes(request.output_dir)), faults.disk_faults_as_errors(
                 request.output_dir, "choose another --output_dir (or --name)", needed=2**20):
             result = learner_cls().learn(request)
+        if result.registry_entry is not None:
+            register_result(result.registry_entry)
         pm.hook.playpen_after_learn(learner_name=info.name, request=request, result=result)
     print(f"done: {result.output_dir}" + (f" (manifest {result.manifest_path})" if result.manifest_path else ""))
     for key, value in result.metrics.items():

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from playpen.errors import PlaypenError
-from playpen.registry import append_entry
+from playpen.files import append_entry
 
 DEMO_GAME_NAME = "wordecho"
 DEMO_GAME_DIR = Path(__file__).resolve().parents[1] / "examples" / "games" / DEMO_GAME_NAME

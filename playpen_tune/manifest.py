@@ -9,7 +9,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from playpen.registry import atomic_write_text
+from playpen.files import atomic_write_text
 
 MANIFEST_NAME = "playpen_run.json"
 LIBRARIES = ["playpen-tune", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate",

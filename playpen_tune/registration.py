@@ -11,7 +11,8 @@ from playpen.errors import PlaypenError
 from playpen.paths import refuse_file
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files
-from playpen_tune.plugin import BACKEND_NAME
+
+BACKEND_NAME = "playpen_qlora"  # the clemcore backend that plays tuned models (playpen_tune.backend)
 
 # metadata copied from the base entry, as clemcore's packaged registry spells it
 COPIED_KEYS = ["release_date", "open_weight", "parameters", "languages", "context_size", "license"]

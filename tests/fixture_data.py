@@ -70,7 +70,7 @@ def play_relay(workdir: Path) -> Path:
 
     The episodes land in ``<workdir>/results/mock--mock/relay/<experiment>/instance_<id>/``.
     """
-    from playpen.registry import append_entry
+    from playpen.files import append_entry
     from playpen_tune.games import play
 
     append_entry({"benchmark_path": str(RELAY_GAME_DIR)}, workdir / "game_registry.json")

@@ -121,7 +121,7 @@ for i in range(1000000):
 # the same writer with the registry's atomic write swapped for an in-place one (truncate, then
 # write in pieces): the control that shows the harness below can see a torn file
 NON_ATOMIC_WRITER = """
-from playpen import registry
+from playpen import files
 
 def in_place(path, text):
     with open(path, "w", encoding="utf-8") as f:
@@ -129,7 +129,7 @@ def in_place(path, text):
             f.write(text[start:start + 4096])
             f.flush()
 
-registry.atomic_write_text = in_place
+files.atomic_write_text = in_place
 """ + WRITER
 
 

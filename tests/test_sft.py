@@ -194,7 +194,7 @@ def test_user_turns_are_masked(workdir, sft_file):
     data = workdir / "multi.json"
     data.write_text(json.dumps(rows))
     config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(data)], "max_steps": "1"})
-    request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / "out", name="t")
+    request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / "out", name="t", learner="sft_qlora")
     run = SFTQLoRALearner().prepare(request)
     batch = next(iter(run.trainer.get_train_dataloader()))
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
@@ -305,7 +305,7 @@ def test_seed_fixes_the_initial_adapter(workdir, sft_file):
 
     def initial_adapter(seed: str, name: str) -> dict:
         config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(sft_file)], "max_steps": "1", "seed": seed})
-        request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / name, name=name)
+        request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / name, name=name, learner="sft_qlora")
         model = SFTQLoRALearner().prepare(request).trainer.model
         return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_A" in k}
 
@@ -407,7 +407,7 @@ def test_registry_chat_template_kwargs_reach_training(workdir, sft_file):
     model = dict(model, huggingface_id=str(tokenizer_dir),
                  model_config=dict(model["model_config"], chat_template_kwargs={"shout": True}))
     config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(sft_file)], "max_steps": "1", "max_length": "64"})
-    run = SFTQLoRALearner().prepare(LearnRequest(model=model, config=config, output_dir=workdir / "o", name="t"))
+    run = SFTQLoRALearner().prepare(LearnRequest(model=model, config=config, output_dir=workdir / "o", name="t", learner="sft_qlora"))
     first = run.tokenizer.decode(run.trainer.train_dataset[0]["input_ids"])
     assert first.startswith("LOUD ")
 
