@@ -13,7 +13,6 @@ upstream's layout: ``<results>/clem/<model>/...`` and ``<results>/static/<model>
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import math
@@ -28,6 +27,7 @@ from playpen.faults import resumable
 from playpen.paths import refuse_file
 from playpen.playing import check_generation_settings, play_games, scores_files
 from playpen.files import atomic_write_text
+from playpen.models import find_models
 from playpen.secrets import without_secrets
 from playpen.selection import Selection, select
 from playpen.splits import EVAL_SPLIT
@@ -58,15 +58,15 @@ class ModelEvaluation:
 SETTINGS_FILE = "playpen_eval.json"
 
 
-def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def _model_settings(model_spec) -> dict:
+    """The registry entry (without secrets) and what plugins say identifies the model (``playpen_model_identity``)."""
+    from playpen.plugins import pm
+
     entry = model_spec.to_dict()
-    adapter = (entry.get("model_config") or {}).get("peft_model")
-    return {"model": without_secrets(entry),
-            "adapter_manifest_sha256": _sha256(Path(adapter) / "playpen_run.json") if adapter else None}
+    settings = {"model": without_secrets(entry)}
+    for facts in pm.hook.playpen_model_identity(model_entry=entry):
+        settings.update(facts or {})
+    return settings
 
 
 def check_same_settings(results_dir: Path, players: list, gen_args: dict, instances: dict) -> None:
@@ -92,26 +92,6 @@ def check_same_settings(results_dir: Path, players: list, gen_args: dict, instan
         instances = {**recorded.get("instances", {}), **instances}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({**settings, "instances": instances}, indent=2) + "\n")
-
-
-def resolve_models(names: list[str]) -> dict:
-    """``{name: clemcore ModelSpec}`` from the model registry; 'mock'/'programmatic' are clemcore's
-    scripted players, as in ``clem run``."""
-    from clemcore.backends import ModelSpec
-
-    from playpen.clemcore_bridge import install_plugin_backends, model_registry
-
-    install_plugin_backends()
-    registry = model_registry()
-    specs = {}
-    for name in names:
-        selector = ModelSpec.from_name(name)
-        matches = ([selector] if selector.is_programmatic()
-                   else [spec for spec in registry if spec["model_name"] == name])
-        if not matches:
-            raise PlaypenError(f"unknown model '{name}'; see 'playpen list models'")
-        specs[name] = matches[0]
-    return specs
 
 
 def play_selection(players: list, selection: Selection, root: Path, gen_args: dict, *, batch_size: int,
@@ -208,7 +188,7 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
 
 def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dict,
              batch_size: int = 1, skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
-    """Evaluate each model (``{name: ModelSpec}``, see :func:`resolve_models`) on the selection into
+    """Evaluate each model (``{name: ModelSpec}``, see :func:`playpen.models.find_models`) on the selection into
     ``results_dir``; write ``<model>.val.json``."""
     results_dir.mkdir(parents=True, exist_ok=True)
     failures, scored = {}, {}
@@ -256,7 +236,7 @@ def evaluate_from_cli(args) -> None:
     if args.skip_gameplay and not args.results_dir:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
     results_dir, gen_args = check_gameplay_arguments(args)
-    specs = resolve_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
+    specs = find_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
     selection = select_from_cli(args, EVAL_SPLIT)
     from playpen.console import library_chatter_to
 

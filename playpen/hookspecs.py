@@ -65,6 +65,17 @@ def playpen_after_learn(learner_name, request, result):
 
 
 @hookspec
+def playpen_model_identity(model_entry):
+    """Facts that tell one trained model from another beyond its registry entry.
+
+    ``model_entry`` is a registry entry (a plain dict). ``playpen eval`` and ``playpen play``
+    record the facts of every player next to the episodes and refuse to resume them with other
+    facts (the built-in plugin returns the hash of a tuned model's run manifest, which changes
+    whenever the adapter is trained again). Return a dict of JSON values, or None.
+    """
+
+
+@hookspec
 def playpen_register_commands(subparsers):
     """Add subcommands to the ``playpen`` CLI (datasette's ``register_commands`` idea).
 

@@ -18,6 +18,13 @@ def playpen_before_learn(learner_name, request):
 
 
 @hookimpl
+def playpen_model_identity(model_entry):
+    from playpen_tune.manifest import adapter_manifest_sha256
+
+    return {"adapter_manifest_sha256": adapter_manifest_sha256(model_entry)}
+
+
+@hookimpl
 def playpen_register_commands(subparsers):
     from playpen_tune import commands
 

@@ -415,3 +415,24 @@ def test_quickstart_command_with_dpo(tmp_path):
     tuned = json.loads((tmp_path / "qs" / "eval" / f"{dpo}.val.json").read_text())
     assert tuned["clemscore"] > base["clemscore"]
     assert f"clemscore {BASE} = " in run.stdout
+
+
+def test_eval_settings_identify_an_adapter_by_its_run_manifest_through_the_plugin(tmp_path):
+    """The host asks plugins what identifies a model (``playpen_model_identity``); the built-in plugin answers
+    with the hash of the adapter's run manifest, so a retrained adapter is not resumed into old episodes."""
+    import hashlib
+
+    from clemcore.backends import ModelSpec
+
+    from playpen.evaluation import _model_settings
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "playpen_run.json").write_text('{"metrics": {"final_loss": 1.0}}')
+    entry = {"model_name": "tuned", "backend": "playpen_qlora", "huggingface_id": "base",
+             "model_config": {"peft_model": str(adapter)}}
+    first = _model_settings(ModelSpec.from_dict(entry))
+    assert first["adapter_manifest_sha256"] == hashlib.sha256((adapter / "playpen_run.json").read_bytes()).hexdigest()
+    (adapter / "playpen_run.json").write_text('{"metrics": {"final_loss": 0.5}}')
+    assert _model_settings(ModelSpec.from_dict(entry))["adapter_manifest_sha256"] != first["adapter_manifest_sha256"]
+    assert _model_settings(ModelSpec.from_dict({**entry, "model_config": {}}))["adapter_manifest_sha256"] is None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from playpen import registry
+from playpen import files, registry
 from playpen.errors import PlaypenError
 
 HAND_WRITTEN = """[
@@ -71,7 +71,7 @@ def test_exception_mid_write_leaves_file_unchanged(tmp_path, monkeypatch):
         if len(calls) == 3:  # 1: model_registry.json.bak, 2: its directory, 3: model_registry.json
             raise OSError("disk full")
 
-    monkeypatch.setattr(registry.os, "fsync", fsync_failing_on_the_registry_write)
+    monkeypatch.setattr(files.os, "fsync", fsync_failing_on_the_registry_write)
     with pytest.raises(OSError, match="disk full"):
         registry.upsert_entry(entry("tuned"), path)
     assert path.read_text() == HAND_WRITTEN

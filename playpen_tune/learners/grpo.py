@@ -133,13 +133,12 @@ def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
         return {name: [] for name in games}
     from clemcore import backends
 
-    from playpen.clemcore_bridge import install_plugin_backends
+    from playpen.models import find_model
 
-    install_plugin_backends()
     try:
-        (spec,) = backends.ModelSpec.from_strings([config.partner])
+        spec = find_model(config.partner, scripted=True)
         (partner,) = backends.load_models([spec], {"temperature": 0.0, "max_tokens": config.max_tokens})
-    except Exception as error:  # clemcore raises many kinds for a model it cannot resolve or load
+    except Exception as error:  # an unknown name, and the many kinds clemcore raises for a model it cannot load
         raise PlaypenError(f"--partner {config.partner} cannot be loaded: {type(error).__name__}: {error}; "
                            f"pass a model from 'playpen list models' or programmatic") from None
     return {name: [partner] for name in games}
