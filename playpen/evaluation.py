@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from playpen.paths import refuse_file
 from playpen.playing import check_generation_settings, play_games, scores_files
 from playpen.files import atomic_write_text
 from playpen.models import find_models
+from playpen.scores import score_number
 from playpen.secrets import without_secrets
 from playpen.selection import Selection, select
 from playpen.splits import EVAL_SPLIT
@@ -147,10 +147,6 @@ def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]]):
     return table
 
 
-def _number(value) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
 def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: dict[str, dict]) -> ModelEvaluation:
     """Read one model's row of clemcore's table into a ModelEvaluation (per game and per suite).
 
@@ -164,8 +160,8 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
             name = spec["game_name"]
             if name in failed:
                 continue
-            played = _number(row.get(f"{name}, % Played")) if row is not None else None
-            quality = _number(row.get(f"{name}, Quality Score")) if row is not None else None
+            played = score_number(row.get(f"{name}, % Played")) if row is not None else None
+            quality = score_number(row.get(f"{name}, Quality Score")) if row is not None else None
             if played is None:
                 evaluation.failed.setdefault(name, "no scores found for this game")
                 continue

@@ -88,10 +88,11 @@ def build_tiny_chat_model(output_dir: str | Path, corpus: list[str] | None = Non
 def save_prequantized(source_dir: str | Path, output_dir: str | Path) -> Path:
     """Load ``source_dir`` in 4-bit NF4 (double quant, fp32 compute) and save the quantized copy."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
+    from playpen_tune.quantization import DEFAULT_QUANTIZATION, to_bnb_config
+
+    quantization = to_bnb_config({**DEFAULT_QUANTIZATION, "bnb_4bit_compute_dtype": "float32"})
     model = AutoModelForCausalLM.from_pretrained(source_dir, quantization_config=quantization,
                                                  dtype=torch.float32)
     model.save_pretrained(output_dir)
