@@ -43,6 +43,6 @@ def find_models(names: list[str], *, scripted: bool = True) -> dict:
     return specs
 
 
-def find_model(name: str, *, scripted: bool = False) -> "ModelSpec":  # noqa: F821 (clemcore, imported lazily)
-    """The ModelSpec of one name (see :func:`find_models`); by default no scripted player (nothing to train)."""
+def find_model(name: str, *, scripted: bool = False):
+    """The clemcore ModelSpec of one name (see :func:`find_models`); by default no scripted player (nothing to train)."""
     return find_models([name], scripted=scripted)[name]
