@@ -42,6 +42,18 @@ def playpen_register_backends():
 
 
 @hookspec
+def playpen_register_data_sources():
+    """Contribute kinds of ``--dataset`` sources that the built-in learners read rows from.
+
+    Return ``{kind: reader}``; ``reader.claims(source) -> bool`` says whether a ``--dataset``
+    value is of this kind (plugin readers are asked before the built-in ``file``, ``hub`` and
+    ``transcripts``), ``reader.read(source, split, column_sets) -> (name, rows)`` returns a name
+    for messages and the rows (dicts holding all columns of one of ``column_sets``, e.g.
+    ``("messages",)`` for SFT). See :mod:`playpen_tune.data.readers`. A kind declared twice is an error.
+    """
+
+
+@hookspec
 def playpen_before_learn(learner_name, request):
     """Called by ``playpen learn`` once learner, model, config, name and output directory are
     resolved, before anything is loaded or written.
