@@ -31,6 +31,7 @@ from playpen.scores import score_number
 from playpen.secrets import without_secrets
 from playpen.selection import Selection, select
 from playpen.splits import EVAL_SPLIT
+from playpen.suites import GAME_SUITE, eval_suites
 
 # benchmarks/eval_throughput.py: batch 16 played 6.8x the episodes/min of clemcore's sequential
 # runner (batch 8: 4.9x) with identical greedy responses. Models that cannot batch play sequentially.
@@ -45,14 +46,13 @@ class ModelEvaluation:
     model: str
     games: dict = field(default_factory=dict)  # game -> {"% played", "quality score", "score", "episodes"}
     failed: dict = field(default_factory=dict)  # game -> error message
-    clemscore: float | None = None
-    statscore: float | None = None
+    scores: dict = field(default_factory=dict)  # score name of every suite (playpen.suites) -> value or None
     suites: dict = field(default_factory=dict)  # suite -> {"score", "games"}
     instances: dict = field(default_factory=dict)  # Selection.to_json: split source, split, ids played
 
     def to_json(self) -> dict:
-        return {"clemscore": self.clemscore, "statscore": self.statscore, "model": self.model,
-                "games": self.games, "failed_games": self.failed, "suites": self.suites, **self.instances}
+        return {**self.scores, "model": self.model, "games": self.games, "failed_games": self.failed,
+                "suites": self.suites, **self.instances}
 
 
 SETTINGS_FILE = "playpen_eval.json"
@@ -177,8 +177,9 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
         else:
             score = None
         evaluation.suites[suite] = {"score": score, "games": [s["game_name"] for s in specs]}
-    evaluation.clemscore = evaluation.suites.get("clem", evaluation.suites.get("game", {})).get("score")
-    evaluation.statscore = evaluation.suites.get("static", {}).get("score")
+    for name, suite in eval_suites().items():
+        played = evaluation.suites.get(name, evaluation.suites.get(GAME_SUITE, {}) if name == "clem" else {})
+        evaluation.scores[suite.score] = played.get("score")
     return evaluation
 
 

@@ -54,6 +54,16 @@ def playpen_register_data_sources():
 
 
 @hookspec
+def playpen_register_eval_suites():
+    """Contribute evaluation suites to ``playpen eval``/``playpen play`` (``--suite NAME``).
+
+    Return a list of :class:`playpen.suites.EvalSuite` (name, clemcore game selector, score name,
+    help). ``--suite all`` plays every suite; val.json, the terminal summary and comparison.md
+    report each suite's score under its score name. A suite name declared twice is an error.
+    """
+
+
+@hookspec
 def playpen_before_learn(learner_name, request):
     """Called by ``playpen learn`` once learner, model, config, name and output directory are
     resolved, before anything is loaded or written.
