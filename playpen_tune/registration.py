@@ -75,8 +75,8 @@ def build_entry(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = F
 
 def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = False,
                      overwrite: bool = False) -> tuple[str, dict]:
-    """Validate name and adapter against the base and upsert its entry in ./model_registry.json
-    (:func:`playpen.registry.upsert_entry` refuses a name that is not allowed)."""
+    """Validate name and adapter against the base and upsert its entry in ./model_registry.json."""
+    registry.validate_model_name(name)  # a bad name is the first thing to say (upsert_entry guards it again)
     check_name_is_free(name, base, overwrite)
     adapter_dir = refuse_file(adapter_dir, "--adapter")
     if not adapter_dir.is_dir():
