@@ -16,9 +16,7 @@ numbers the sessions by their position in the list the runner uses.
 """
 from __future__ import annotations
 
-import importlib
-
-from playpen.errors import PlaypenError
+from playpen.tables import add_unique, load_target
 
 LOOKUP_SOURCE = "playpen-plugin"
 _installed: dict[str, str] = {}
@@ -31,10 +29,7 @@ def plugin_backends() -> dict[str, str]:
     backends: dict[str, str] = {}
     for contribution in pm.hook.playpen_register_backends():
         for name, target in (contribution or {}).items():
-            if name in backends and backends[name] != target:
-                raise PlaypenError(f"backend '{name}' is registered by two plugins "
-                                   f"({backends[name]} and {target}); uninstall one")
-            backends[name] = target
+            add_unique(backends, name, target, "backend")
     return backends
 
 
@@ -50,11 +45,6 @@ def model_registry():
 
     read_entries()
     return ModelRegistry.from_packaged_and_cwd_files()
-
-
-def _load_backend_class(target: str):
-    module_name, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
 
 
 def install_plugin_backends() -> dict[str, str]:
@@ -79,7 +69,7 @@ def install_plugin_backends() -> dict[str, str]:
             if backend_selector in _installed:
                 entry = self.get_first_file_matching(backend_selector)
                 if entry["lookup_source"] == LOOKUP_SOURCE:
-                    return _load_backend_class(entry["file_path"])()
+                    return load_target(entry["file_path"])()
             return original_get(self, backend_selector)
 
         cbr.BackendRegistry.from_packaged_and_cwd_files = classmethod(from_packaged_and_cwd_files)

@@ -199,8 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, results_required: bool = False) -> None:
     """Options ``eval`` and ``play`` share: which games and instances, where to, generation settings."""
-    p.add_argument("--suite", choices=["clem", "static", "all"], default="all",
-                   help="clem: games of benchmark 2.0; static: benchmark static_1.0. Default: all")
+    from playpen.suites import eval_suites
+
+    suites = eval_suites()
+    p.add_argument("--suite", choices=[*suites, "all"], default="all",
+                   help="; ".join(f"{name}: {suite.help}" for name, suite in suites.items()) + ". Default: all")
     p.add_argument("-g", "--game", default=None,
                    help="game name or GameSpec JSON; overrides --suite's selection")
     p.add_argument("-e", "--experiment", default=None, help="only this experiment")

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from playpen.errors import PlaypenError
-from playpen.evaluation import (DEFAULT_BATCH_SIZE, EVAL_LOG, check_gameplay_arguments, play_selection,
-                                resolve_models, select_from_cli)
-from playpen.registry import atomic_write_text
+from playpen.evaluation import DEFAULT_BATCH_SIZE, EVAL_LOG, check_gameplay_arguments, play_selection, select_from_cli
+from playpen.files import atomic_write_text
+from playpen.models import find_models
 
 TRAIN_SPLIT = "train"
 
@@ -35,7 +35,7 @@ def play_from_cli(args) -> None:
                            f"different episodes only when sampling: pass -T above 0 (e.g. -T 0.7)")
     results_dir, gen_args = check_gameplay_arguments(args)
     names = [args.model] + ([args.partner] if args.partner else [])
-    specs = resolve_models(names)
+    specs = find_models(names)
     selection = select_from_cli(args, TRAIN_SPLIT)
     players = [specs[name] for name in names]
     run_dir = Model.to_identifier(names)

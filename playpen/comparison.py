@@ -4,7 +4,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from playpen.registry import atomic_write_text
+from playpen.files import atomic_write_text
+from playpen.suites import score_names
 
 
 def _fmt(value) -> str:
@@ -12,8 +13,8 @@ def _fmt(value) -> str:
 
 
 def print_summary(evaluation, results_dir: Path) -> None:
-    print(f"\n{evaluation.model}: clemscore {_fmt(evaluation.clemscore)}, statscore {_fmt(evaluation.statscore)} "
-          f"({results_dir / (evaluation.model + '.val.json')})")
+    scores = ", ".join(f"{name} {_fmt(value)}" for name, value in evaluation.scores.items())
+    print(f"\n{evaluation.model}: {scores} ({results_dir / (evaluation.model + '.val.json')})")
     for game, numbers in sorted(evaluation.games.items()):
         print(f"  {game:<24} % played {_fmt(numbers['% played']):>7}  quality {_fmt(numbers['quality score']):>7}")
     for game, error in sorted(evaluation.failed.items()):
@@ -21,7 +22,7 @@ def print_summary(evaluation, results_dir: Path) -> None:
 
 
 def comparison_rows(base, tuned) -> list[dict]:
-    """One row per game (and 'clemscore'/'statscore' rows): base, tuned, delta, or FAILED."""
+    """One row per game (and one per suite score: 'clemscore', 'statscore', ...): base, tuned, delta, or FAILED."""
     rows = []
     for game in sorted(set(base.games) | set(tuned.games) | set(base.failed) | set(tuned.failed)):
         row = {"game": game}
@@ -30,8 +31,8 @@ def comparison_rows(base, tuned) -> list[dict]:
             row[f"{label}_failed"] = evaluation.failed.get(game)
         row["delta"] = None if row["base"] is None or row["tuned"] is None else round(row["tuned"] - row["base"], 2)
         rows.append(row)
-    for key in ("clemscore", "statscore"):
-        b, t = getattr(base, key), getattr(tuned, key)
+    for key in score_names():
+        b, t = base.scores.get(key), tuned.scores.get(key)
         rows.append({"game": key, "base": b, "tuned": t, "base_failed": None, "tuned_failed": None,
                      "delta": None if b is None or t is None else round(t - b, 2)})
     return rows
@@ -67,7 +68,7 @@ def write_chart(rows, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    games = [r for r in rows if r["game"] not in ("clemscore", "statscore")]
+    games = [r for r in rows if r["game"] not in score_names()]
     labels = [r["game"] + (" (FAILED)" if r["base_failed"] or r["tuned_failed"] else "") for r in games]
     deltas = [r["delta"] or 0.0 for r in games]
     fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(games) + 2), 4))

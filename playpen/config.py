@@ -19,7 +19,7 @@ from playpen.errors import PlaypenError
 from playpen.paths import refuse_directory
 
 HOST_LEARN_FLAGS = ("-l", "-m", "-c", "-h", "-v")  # playpen learn's own short flags (playpen/cli.py)
-_TRUE = {"true", "1", "yes", "on"}
+TRUE_WORDS = {"true", "1", "yes", "on"}  # bool values of YAML, CLI options and environment variables
 _FALSE = {"false", "0", "no", "off"}
 
 
@@ -97,7 +97,7 @@ def coerce(config_class: type, name: str, value: Any) -> Any:
             if isinstance(value, bool):
                 return value
             text = str(value).strip().lower()
-            if text in _TRUE:
+            if text in TRUE_WORDS:
                 return True
             if text in _FALSE:
                 return False

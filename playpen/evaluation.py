@@ -13,10 +13,8 @@ upstream's layout: ``<results>/clem/<model>/...`` and ``<results>/static/<model>
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import math
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -27,10 +25,13 @@ from playpen.errors import PlaypenError
 from playpen.faults import resumable
 from playpen.paths import refuse_file
 from playpen.playing import check_generation_settings, play_games, scores_files
-from playpen.registry import atomic_write_text
+from playpen.files import atomic_write_text
+from playpen.models import find_models
+from playpen.scores import score_number
 from playpen.secrets import without_secrets
 from playpen.selection import Selection, select
 from playpen.splits import EVAL_SPLIT
+from playpen.suites import GAME_SUITE, eval_suites
 
 # benchmarks/eval_throughput.py: batch 16 played 6.8x the episodes/min of clemcore's sequential
 # runner (batch 8: 4.9x) with identical greedy responses. Models that cannot batch play sequentially.
@@ -45,29 +46,28 @@ class ModelEvaluation:
     model: str
     games: dict = field(default_factory=dict)  # game -> {"% played", "quality score", "score", "episodes"}
     failed: dict = field(default_factory=dict)  # game -> error message
-    clemscore: float | None = None
-    statscore: float | None = None
+    scores: dict = field(default_factory=dict)  # score name of every suite (playpen.suites) -> value or None
     suites: dict = field(default_factory=dict)  # suite -> {"score", "games"}
     instances: dict = field(default_factory=dict)  # Selection.to_json: split source, split, ids played
 
     def to_json(self) -> dict:
-        return {"clemscore": self.clemscore, "statscore": self.statscore, "model": self.model,
-                "games": self.games, "failed_games": self.failed, "suites": self.suites, **self.instances}
+        return {**self.scores, "model": self.model, "games": self.games, "failed_games": self.failed,
+                "suites": self.suites, **self.instances}
 
 
 SETTINGS_FILE = "playpen_eval.json"
 
 
-def _sha256(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def _model_settings(model_spec) -> dict:
-    """The model's registry entry (without where it was looked up: a moved directory is the same model)."""
+    """The registry entry (without secrets and without where it was looked up: a moved directory is the same
+    model) and what plugins say identifies the model (``playpen_model_identity``)."""
+    from playpen.plugins import pm
+
     entry = {key: value for key, value in model_spec.to_dict().items() if key != "lookup_source"}
-    adapter = (entry.get("model_config") or {}).get("peft_model")
-    return {"model": without_secrets(entry),
-            "adapter_manifest_sha256": _sha256(Path(adapter) / "playpen_run.json") if adapter else None}
+    settings = {"model": without_secrets(entry)}
+    for facts in pm.hook.playpen_model_identity(model_entry=entry):
+        settings.update(facts or {})
+    return settings
 
 
 def check_same_settings(results_dir: Path, players: list, gen_args: dict, instances: dict) -> None:
@@ -93,26 +93,6 @@ def check_same_settings(results_dir: Path, players: list, gen_args: dict, instan
         instances = {**recorded.get("instances", {}), **instances}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps({**settings, "instances": instances}, indent=2) + "\n")
-
-
-def resolve_models(names: list[str]) -> dict:
-    """``{name: clemcore ModelSpec}`` from the model registry; 'mock'/'programmatic' are clemcore's
-    scripted players, as in ``clem run``."""
-    from clemcore.backends import ModelSpec
-
-    from playpen.clemcore_bridge import install_plugin_backends, model_registry
-
-    install_plugin_backends()
-    registry = model_registry()
-    specs = {}
-    for name in names:
-        selector = ModelSpec.from_name(name)
-        matches = ([selector] if selector.is_programmatic()
-                   else [spec for spec in registry if spec["model_name"] == name])
-        if not matches:
-            raise PlaypenError(f"unknown model '{name}'; see 'playpen list models'")
-        specs[name] = matches[0]
-    return specs
 
 
 def play_selection(players: list, selection: Selection, root: Path, gen_args: dict, *, batch_size: int,
@@ -168,10 +148,6 @@ def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]]):
     return table
 
 
-def _number(value) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-
-
 def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: dict[str, dict]) -> ModelEvaluation:
     """Read one model's row of clemcore's table into a ModelEvaluation (per game and per suite).
 
@@ -185,8 +161,8 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
             name = spec["game_name"]
             if name in failed:
                 continue
-            played = _number(row.get(f"{name}, % Played")) if row is not None else None
-            quality = _number(row.get(f"{name}, Quality Score")) if row is not None else None
+            played = score_number(row.get(f"{name}, % Played")) if row is not None else None
+            quality = score_number(row.get(f"{name}, Quality Score")) if row is not None else None
             if played is None:
                 evaluation.failed.setdefault(name, "no scores found for this game")
                 continue
@@ -202,14 +178,15 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
         else:
             score = None
         evaluation.suites[suite] = {"score": score, "games": [s["game_name"] for s in specs]}
-    evaluation.clemscore = evaluation.suites.get("clem", evaluation.suites.get("game", {})).get("score")
-    evaluation.statscore = evaluation.suites.get("static", {}).get("score")
+    for name, suite in eval_suites().items():
+        played = evaluation.suites.get(name, evaluation.suites.get(GAME_SUITE, {}) if name == "clem" else {})
+        evaluation.scores[suite.score] = played.get("score")
     return evaluation
 
 
 def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dict,
              batch_size: int = 1, skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
-    """Evaluate each model (``{name: ModelSpec}``, see :func:`resolve_models`) on the selection into
+    """Evaluate each model (``{name: ModelSpec}``, see :func:`playpen.models.find_models`) on the selection into
     ``results_dir``; write ``<model>.val.json``."""
     results_dir.mkdir(parents=True, exist_ok=True)
     failures, scored = {}, {}
@@ -257,7 +234,7 @@ def evaluate_from_cli(args) -> None:
     if args.skip_gameplay and not args.results_dir:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
     results_dir, gen_args = check_gameplay_arguments(args)
-    specs = resolve_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
+    specs = find_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
     selection = select_from_cli(args, EVAL_SPLIT)
     from playpen.console import library_chatter_to
 

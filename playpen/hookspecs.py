@@ -42,6 +42,28 @@ def playpen_register_backends():
 
 
 @hookspec
+def playpen_register_data_sources():
+    """Contribute kinds of ``--dataset`` sources that the built-in learners read rows from.
+
+    Return ``{kind: reader}``; ``reader.claims(source) -> bool`` says whether a ``--dataset``
+    value is of this kind (plugin readers are asked before the built-in ``file``, ``hub`` and
+    ``transcripts``), ``reader.read(source, split, column_sets) -> (name, rows)`` returns a name
+    for messages and the rows (dicts holding all columns of one of ``column_sets``, e.g.
+    ``("messages",)`` for SFT). See :mod:`playpen_tune.data.readers`. A kind declared twice is an error.
+    """
+
+
+@hookspec
+def playpen_register_eval_suites():
+    """Contribute evaluation suites to ``playpen eval``/``playpen play`` (``--suite NAME``).
+
+    Return a list of :class:`playpen.suites.EvalSuite` (name, clemcore game selector, score name,
+    help). ``--suite all`` plays every suite; val.json, the terminal summary and comparison.md
+    report each suite's score under its score name. A suite name declared twice is an error.
+    """
+
+
+@hookspec
 def playpen_before_learn(learner_name, request):
     """Called by ``playpen learn`` once learner, model, config, name and output directory are
     resolved, before anything is loaded or written.
@@ -58,9 +80,20 @@ def playpen_after_learn(learner_name, request, result):
 
     ``learner_name`` is the name the learner was invoked by, ``request`` the
     :class:`playpen.learners.LearnRequest` it ran with, ``result`` the
-    :class:`playpen.learners.LearnerResult` it returned. The built-in plugin writes the tuned
-    model's entry to ``./model_registry.json`` here. Return value is ignored. An exception
-    raised here fails the command (the trained artifacts stay on disk).
+    :class:`playpen.learners.LearnerResult` it returned; its ``registry_entry``, if any, is
+    already in ``./model_registry.json``. Return value is ignored. An exception raised here
+    fails the command (the trained artifacts stay on disk).
+    """
+
+
+@hookspec
+def playpen_model_identity(model_entry):
+    """Facts that tell one trained model from another beyond its registry entry.
+
+    ``model_entry`` is a registry entry (a plain dict). ``playpen eval`` and ``playpen play``
+    record the facts of every player next to the episodes and refuse to resume them with other
+    facts (the built-in plugin returns the hash of a tuned model's run manifest, which changes
+    whenever the adapter is trained again). Return a dict of JSON values, or None.
     """
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 import contextlib
 import os
 
-_TRUE = {"1", "ON", "YES", "TRUE"}
+from playpen.config import TRUE_WORDS
 
 
 @contextlib.contextmanager
 def offline_if_requested():
     """Apply an offline switch (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) set in the environment after the
     HF libraries read it at import, so that an offline call fails at once instead of retrying."""
-    if not any(os.environ.get(name, "").upper() in _TRUE for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+    if not any(os.environ.get(name, "").strip().lower() in TRUE_WORDS for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         yield
         return
     import datasets

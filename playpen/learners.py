@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import importlib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, ClassVar
 
 from playpen.errors import PlaypenError
+from playpen.tables import add_unique, load_target
 
 ENTRY_POINT_GROUP = "playpen.learners"
 
@@ -34,6 +34,7 @@ class LearnRequest:
         config: an instance of the learner's ``config_class`` (YAML + CLI overrides applied).
         output_dir: where the learner writes its artifacts (adapter, checkpoints, manifest).
         name: the model name the result is registered under (``--name``).
+        learner: the name the learner was invoked by (``-l``): record it, never a literal.
         command_line: the argv of this invocation (recorded in manifests).
         resume: continue from the last checkpoint in ``output_dir`` (``--resume``).
         overwrite: the user allowed replacing a different earlier run in ``output_dir``.
@@ -43,6 +44,7 @@ class LearnRequest:
     config: Any
     output_dir: Path
     name: str
+    learner: str
     command_line: list[str] = field(default_factory=list)
     resume: bool = False
     overwrite: bool = False
@@ -58,14 +60,16 @@ class LearnerResult:
             or None if the learner produces no loadable model.
         manifest_path: the run manifest (JSON) describing config, data, metrics and versions.
         metrics: final metrics, e.g. ``{"train_loss": 1.23}``.
-        register: whether the built-in plugin should write a model-registry entry.
+        registry_entry: the clemcore model-registry entry that plays the trained model (its
+            ``model_name`` is ``request.name``), built by the learner, which knows what it trained.
+            ``playpen learn`` upserts it into ``./model_registry.json``; None: nothing is registered.
     """
 
     output_dir: Path
     adapter_dir: Path | None = None
     manifest_path: Path | None = None
     metrics: dict = field(default_factory=dict)
-    register: bool = True
+    registry_entry: dict | None = None
 
 
 class Learner(abc.ABC):
@@ -107,11 +111,8 @@ class LearnerInfo:
 
     def load(self) -> type[Learner]:
         """Import the learner class; errors name the entry point that is broken."""
-        module_name, _, attr = self.target.partition(":")
         try:
-            obj = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
+            obj = load_target(self.target)
         except Exception as error:  # a broken module may raise anything while importing
             raise PlaypenError(
                 f"learner '{self.name}' ({self.target}, from {self.distribution or 'a plugin'}) "
@@ -142,25 +143,17 @@ def installed_learners() -> dict[str, LearnerInfo]:
     """All learners: ``playpen.learners`` entry points plus ``playpen_register_learners`` hooks."""
     from playpen.plugins import pm
 
-    table: dict[str, LearnerInfo] = {}
-
-    def add(info: LearnerInfo) -> None:
-        if info.name in table and table[info.name].target != info.target:
-            raise PlaypenError(
-                f"learner name '{info.name}' is declared twice ({table[info.name].target} and "
-                f"{info.target}); uninstall one of the packages")
-        table[info.name] = info
-
+    targets: dict[str, str] = {}
+    origins: dict[str, tuple[str | None, str | None]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist
-        add(LearnerInfo(ep.name, ep.value, dist.metadata["Name"] if dist else None,
-                        dist.version if dist else None))
+        add_unique(targets, ep.name, ep.value, "learner name")
+        origins[ep.name] = (ep.dist.metadata["Name"], ep.dist.version) if ep.dist else (None, None)
     for contribution in pm.hook.playpen_register_learners():
         for name, target in (contribution or {}).items():
             if isinstance(target, type):
                 target = f"{target.__module__}:{target.__qualname__}"
-            add(LearnerInfo(name, target, None, None))
-    return dict(sorted(table.items()))
+            add_unique(targets, name, target, "learner name")
+    return {name: LearnerInfo(name, targets[name], *origins.get(name, (None, None))) for name in sorted(targets)}
 
 
 def get_learner(name: str) -> tuple[LearnerInfo, type[Learner]]:

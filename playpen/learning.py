@@ -14,32 +14,6 @@ from playpen.registry import validate_model_name
 TRAIN_LOG = "train.log"  # library messages of a run, in its output dir (playpen.console)
 
 
-def resolve_model(name: str) -> dict:
-    """The registry entry for ``name`` (./model_registry.json first, then clemcore's packaged one).
-
-    A path to an existing model directory is accepted too; it becomes an ad-hoc entry.
-    """
-    if not name:
-        raise PlaypenError("no model given; pass -m MODEL (see 'playpen list models')")
-    from playpen.clemcore_bridge import model_registry
-
-    registry = model_registry()  # a corrupt ./model_registry.json is reported now, not after training
-    for spec in registry:
-        if spec["model_name"] == name:
-            return spec.to_dict()
-    path = Path(name)
-    if path.is_dir() and (path / "config.json").is_file():
-        return {"model_name": path.resolve().name, "backend": "huggingface_local",
-                "huggingface_id": str(path.resolve()), "model_config": {}}
-    known = [spec["model_name"] for spec in registry]
-    import difflib
-
-    close = difflib.get_close_matches(name, known, n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise PlaypenError(f"unknown model '{name}'; add it to ./model_registry.json or pick one from "
-                       f"'playpen list models'.{hint}")
-
-
 def learner_help(learner_name: str, learner_cls) -> str:
     """The ``--<field>`` options of a learner, from its config dataclass."""
     lines = [f"playpen learn -l {learner_name} -m MODEL [-c CONFIG.yaml] [--name NAME] [--resume] "
@@ -70,6 +44,15 @@ def resume_changes(output_dir: Path) -> dict:
     return {}
 
 
+def register_result(entry: dict) -> None:
+    """Upsert the entry a learner built for what it trained into ``./model_registry.json``."""
+    from playpen.registry import upsert_entry
+
+    action = upsert_entry(entry)
+    print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json "
+          f"(play it with: playpen eval {entry['model_name']})")
+
+
 def learn_from_cli(args) -> None:
     if not args.learner:
         if args.help:
@@ -91,12 +74,14 @@ def learn_from_cli(args) -> None:
             print(f"note: {notice}")
     config = cfg.build_config(config_class, yaml_values, overrides)
 
-    model = resolve_model(args.model)
+    from playpen.models import find_model
+
+    model = find_model(args.model).to_dict()
     name = validate_model_name(args.name or f"{model['model_name']}-{info.name}")
     output_dir = getattr(config, "output_dir", None) or Path("models") / name
     if hasattr(config, "output_dir"):
         config.output_dir = str(output_dir)
-    request = LearnRequest(model=model, config=config, output_dir=Path(output_dir), name=name,
+    request = LearnRequest(model=model, config=config, output_dir=Path(output_dir), name=name, learner=info.name,
                            command_line=list(args.argv), resume=args.resume, overwrite=args.overwrite)
 
     from playpen.plugins import pm
@@ -109,6 +94,8 @@ def learn_from_cli(args) -> None:
         with faults.resumable(lambda: resume_changes(request.output_dir)), faults.disk_faults_as_errors(
                 request.output_dir, "choose another --output_dir (or --name)", needed=2**20):
             result = learner_cls().learn(request)
+        if result.registry_entry is not None:
+            register_result(result.registry_entry)
         pm.hook.playpen_after_learn(learner_name=info.name, request=request, result=result)
     print(f"done: {result.output_dir}" + (f" (manifest {result.manifest_path})" if result.manifest_path else ""))
     for key, value in result.metrics.items():

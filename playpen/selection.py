@@ -13,8 +13,8 @@ from playpen.errors import PlaypenError
 from playpen.playing import selected_episodes
 from playpen.splits import (DEFAULT_SPLIT_SOURCE, EVAL_SPLIT, HUB_CONFIGS, InstanceSplit, SplitSourceUnreadable,
                             load_split)
+from playpen.suites import GAME_SUITE, eval_suites
 
-SUITES = {"clem": {"benchmark": ["2.0"]}, "static": {"benchmark": ["static_1.0"]}}
 NO_GAMES_HELP = ("create ./game_registry.json pointing at your clembench checkout, e.g. "
                  "[{\"benchmark_path\": \"/path/to/clembench\"}], or set CLEMBENCH_HOME")
 LEADERBOARD_GEN_ARGS = {"temperature": 0.0, "max_tokens": 300}  # upstream playpen eval's defaults
@@ -143,7 +143,9 @@ def select_games(registry, suite: str, game: str | None) -> dict[str, list]:
     """``{suite_name: [GameSpec, ...]}``; ``-g`` replaces the suite selection."""
     if len(registry) == 0:
         raise PlaypenError(f"no clemgames found; {NO_GAMES_HELP}")
-    wanted = {"game": game} if game else {name: sel for name, sel in SUITES.items() if suite in (name, "all")}
+    suites = eval_suites()
+    wanted = ({GAME_SUITE: game} if game else
+              {name: entry.selector for name, entry in suites.items() if suite in (name, "all")})
     selected = {}
     for name, selector in wanted.items():
         try:
@@ -161,6 +163,6 @@ def select_games(registry, suite: str, game: str | None) -> dict[str, list]:
                 unique.setdefault(spec["game_name"], spec)
             selected[name] = list(unique.values())
     if not selected:
-        raise PlaypenError(f"no games of benchmark 2.0 or static_1.0 in the game registry; pass -g GAME or "
-                           f"{NO_GAMES_HELP}")
+        raise PlaypenError(f"no games of the suites {', '.join(map(str, suites.values()))} in the game registry; "
+                           f"pass -g GAME or {NO_GAMES_HELP}")
     return selected

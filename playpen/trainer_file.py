@@ -49,13 +49,11 @@ def run_trainer_file(file_path: str, learner: str, teacher: str | None,
     from clemcore import backends
     from clemcore.clemgame import GameRegistry
 
-    from playpen.clemcore_bridge import install_plugin_backends, model_registry
+    from playpen.models import find_models
 
-    install_plugin_backends()
-    model_registry()  # reports a corrupt ./model_registry.json, which clemcore would skip silently
-    names = [learner] + ([teacher] if teacher else [])
+    specs = find_models([learner] + ([teacher] if teacher else []))
     try:
-        models = backends.load_models(names, dict(temperature=temperature, max_tokens=max_tokens))
+        models = backends.load_models(list(specs.values()), dict(temperature=temperature, max_tokens=max_tokens))
     except ValueError as error:
         raise PlaypenError(f"{error}; see 'playpen list models'") from None
     trainer = trainer_cls(*models)

@@ -81,7 +81,7 @@ class QLoRABackend(backends.Backend):
 
 def write_clem_shim(directory: Path) -> Path:
     """Write ``playpen_qlora_api.py`` so that clemcore's own CLI finds this backend in ``directory``."""
-    from playpen.registry import atomic_write_text
+    from playpen.files import atomic_write_text
 
     path = Path(directory) / SHIM_FILE
     atomic_write_text(path, "# Written by 'playpen install-backend': lets 'clem run' load playpen_qlora models.\n"

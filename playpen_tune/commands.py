@@ -8,11 +8,11 @@ from pathlib import Path
 
 
 def _register(args) -> None:
-    from playpen.learning import resolve_model
+    from playpen.models import find_model
     from playpen_tune.manifest import trained_quantization
     from playpen_tune.registration import register_adapter
 
-    action, entry = register_adapter(args.name, resolve_model(args.base), Path(args.adapter),
+    action, entry = register_adapter(args.name, find_model(args.base).to_dict(), Path(args.adapter),
                                      allow_pickle=args.allow_pickle, overwrite=args.overwrite)
     print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json")
     if trained_quantization(Path(args.adapter)) is None:

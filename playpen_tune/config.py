@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from playpen.errors import PlaypenError
+from playpen_tune.quantization import DEFAULT_QUANTIZATION
 
 
 def _help(text: str, **kwargs):
@@ -39,11 +40,13 @@ class QLoRAConfig:
                                  "0 = no held-out set)", default=0.0)
     eval_steps: int = _help("measure the held-out loss every N steps", default=100)
     # quantization (bitsandbytes)
-    load_in_4bit: bool = _help("load the base in 4 bit (bitsandbytes)", default=True)
-    bnb_4bit_quant_type: str = _help("nf4 or fp4", default="nf4")
-    bnb_4bit_use_double_quant: bool = _help("quantize the quantization constants too", default=True)
+    load_in_4bit: bool = _help("load the base in 4 bit (bitsandbytes)", default=DEFAULT_QUANTIZATION["load_in_4bit"])
+    bnb_4bit_quant_type: str = _help("nf4 or fp4", default=DEFAULT_QUANTIZATION["bnb_4bit_quant_type"])
+    bnb_4bit_use_double_quant: bool = _help("quantize the quantization constants too",
+                                            default=DEFAULT_QUANTIZATION["bnb_4bit_use_double_quant"])
     bnb_4bit_compute_dtype: str = _help("auto (bf16 where supported, else fp16 on GPU, fp32 on CPU), "
-                                        "bfloat16, float16 or float32", default="auto")
+                                        "bfloat16, float16 or float32",
+                                        default=DEFAULT_QUANTIZATION["bnb_4bit_compute_dtype"])
     # LoRA (peft), names as in TRL's ModelConfig
     lora_r: int = _help("LoRA rank", default=16)
     lora_alpha: int = _help("LoRA alpha", default=16)

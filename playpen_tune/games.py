@@ -1,7 +1,7 @@
 """The demo clemgame shipped with the project (``wordecho``) and helpers to play it with clemcore.
 
-``wordecho`` lives in ``examples/games/wordecho`` of the repository (see its ``master.py`` for the
-rules): one player, two rounds, each round the Game Master says ``Say the word: <word>`` and the
+``wordecho`` is package data of ``playpen_tune`` (``playpen_tune/demo_game/wordecho``, see its
+``master.py`` for the rules): one player, two rounds, each round the Game Master says ``Say the word: <word>`` and the
 player must answer ``ANSWER: <word>``. The model name ``mock`` plays it as a perfect scripted expert.
 
 clemcore finds games only through its game registry, which it builds from the *current working
@@ -20,16 +20,16 @@ The same works from the shell: ``clem run -g wordecho -m mock -i instances_train
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
 from playpen.errors import PlaypenError
-from playpen.registry import append_entry
+from playpen.files import append_entry
 
 DEMO_GAME_NAME = "wordecho"
-DEMO_GAME_DIR = Path(__file__).resolve().parents[1] / "examples" / "games" / DEMO_GAME_NAME
-"""The demo game's directory. It is part of the repository, not of the installed package, so it
-resolves only for an editable install (``pip install -e .``) or a source checkout."""
+DEMO_GAME_DIR = Path(str(resources.files("playpen_tune").joinpath("demo_game", DEMO_GAME_NAME)))
+"""The demo game's directory: package data, installed with ``playpen_tune`` (editable or not)."""
 
 DEMO_SPLIT_FILE = DEMO_GAME_DIR / "splits.jsonl"
 """The demo game's instance split (``train``: experiment ``train``, ``validation``: experiment ``heldout``),
@@ -40,8 +40,8 @@ DEFAULT_GEN_ARGS = {"temperature": 0.0, "max_tokens": 300}  # the `clem run` def
 
 def _demo_game_dir() -> Path:
     if not (DEMO_GAME_DIR / "clemgame.json").is_file():
-        raise PlaypenError(f"the demo game is missing at {DEMO_GAME_DIR}; it ships in the repository's "
-                           "examples/ folder, so install playpen-tune editable from a checkout (pip install -e .)")
+        raise PlaypenError(f"the demo game is missing at {DEMO_GAME_DIR}; it is package data of playpen-tune, "
+                           "so reinstall playpen-tune (pip install --force-reinstall playpen-tune)")
     return DEMO_GAME_DIR
 
 

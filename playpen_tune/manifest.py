@@ -4,12 +4,13 @@ Loading code (the clemcore backend, DPO on top of SFT) reads the manifest and ne
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from playpen.registry import atomic_write_text
+from playpen.files import atomic_write_text
 
 MANIFEST_NAME = "playpen_run.json"
 LIBRARIES = ["playpen-tune", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate",
@@ -42,6 +43,12 @@ def read_manifest(directory: Path) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+
+def adapter_manifest_sha256(model_entry: dict) -> str | None:
+    """The sha256 of the run manifest next to an entry's adapter (``model_config.peft_model``), or None."""
+    adapter = (model_entry.get("model_config") or {}).get("peft_model")
+    path = Path(adapter) / MANIFEST_NAME if adapter else None
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None and path.is_file() else None
 
 
 def trained_quantization(directory: Path) -> dict | None:

@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 from playpen import hookimpl
-
-BACKEND_NAME = "playpen_qlora"
+from playpen_tune.registration import BACKEND_NAME
 
 
 @hookimpl
@@ -19,14 +18,10 @@ def playpen_before_learn(learner_name, request):
 
 
 @hookimpl
-def playpen_after_learn(learner_name, request, result):
-    if not result.register or result.adapter_dir is None:
-        return
-    from playpen_tune.registration import register_adapter
+def playpen_model_identity(model_entry):
+    from playpen_tune.manifest import adapter_manifest_sha256
 
-    action, entry = register_adapter(request.name, request.model, result.adapter_dir, overwrite=request.overwrite)
-    print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json "
-          f"(play it with: playpen eval {entry['model_name']})")
+    return {"adapter_manifest_sha256": adapter_manifest_sha256(model_entry)}
 
 
 @hookimpl

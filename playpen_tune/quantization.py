@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from playpen.errors import PlaypenError
 
+# how playpen loads a base by default (the learners' --bnb_4bit_* defaults, and the registry entry of an
+# adapter whose run manifest does not say how it was trained)
+DEFAULT_QUANTIZATION = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                        "bnb_4bit_compute_dtype": "auto"}
+
 
 def resolve_compute_dtype(name: str) -> str:
     """``auto`` -> bfloat16 where the GPU supports it, float16 on other GPUs, float32 on CPU."""

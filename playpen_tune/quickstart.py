@@ -1,8 +1,8 @@
 """``playpen quickstart``: the whole loop offline, in a few minutes on two CPU cores.
 
 1. build a tiny chat model offline and register it as ``tiny-base``;
-2. ``playpen play`` the demo game ``wordecho`` (examples/games) with clemcore's programmatic expert on
-   the train split of the game's split file (``examples/games/wordecho/splits.jsonl``);
+2. ``playpen play`` the demo game ``wordecho`` (package data of playpen_tune) with clemcore's programmatic expert on
+   the train split of the game's split file (``playpen_tune/demo_game/wordecho/splits.jsonl``);
 3. ``playpen learn -l sft_qlora`` on those transcripts (4-bit NF4 base + LoRA), checked against the
    validation split;
 4. optionally ``playpen play`` the base model on the train split too and ``playpen learn -l dpo_qlora``

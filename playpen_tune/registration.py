@@ -11,7 +11,9 @@ from playpen.errors import PlaypenError
 from playpen.paths import refuse_file
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files
-from playpen_tune.plugin import BACKEND_NAME
+from playpen_tune.quantization import DEFAULT_QUANTIZATION
+
+BACKEND_NAME = "playpen_qlora"  # the clemcore backend that plays tuned models (playpen_tune.backend)
 
 # metadata copied from the base entry, as clemcore's packaged registry spells it
 COPIED_KEYS = ["release_date", "open_weight", "parameters", "languages", "context_size", "license"]
@@ -51,10 +53,7 @@ def build_entry(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = F
     """The registry entry of base + adapter: base metadata, our backend, exact quantization."""
     adapter_dir = Path(adapter_dir).resolve()
     base_config = base.get("model_config", {})
-    quantization = manifest_io.trained_quantization(adapter_dir)
-    if not quantization:
-        quantization = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-                        "bnb_4bit_compute_dtype": "auto"}
+    quantization = manifest_io.trained_quantization(adapter_dir) or dict(DEFAULT_QUANTIZATION)
     # everything clemcore needs from the base (templates, reasoning settings, api key flag, ...) is
     # kept; loading keys are replaced by the adapter and the quantization it was trained with
     model_config = {k: copy.deepcopy(v) for k, v in base_config.items() if k not in REPLACED_CONFIG_KEYS}
@@ -77,7 +76,7 @@ def build_entry(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = F
 def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = False,
                      overwrite: bool = False) -> tuple[str, dict]:
     """Validate name and adapter against the base and upsert its entry in ./model_registry.json."""
-    registry.validate_model_name(name)
+    registry.validate_model_name(name)  # a bad name is the first thing to say (upsert_entry guards it again)
     check_name_is_free(name, base, overwrite)
     adapter_dir = refuse_file(adapter_dir, "--adapter")
     if not adapter_dir.is_dir():

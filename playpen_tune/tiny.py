@@ -1,10 +1,9 @@
-"""Build tiny chat models offline: the test fixtures and the quickstart's base model.
+"""Build tiny chat models offline: the quickstart's base model (and the test fixtures').
 
 Nothing is downloaded. A byte-level BPE tokenizer is trained with ``tokenizers`` on a small
 corpus, wrapped in ``PreTrainedTokenizerFast`` with a Llama-3-style chat template (distinct
 ``<|eot_id|>`` end-of-turn token, ``{% generation %}`` markers for assistant-only loss), and a
-randomly initialised ``LlamaForCausalLM`` is built from a config. :func:`save_prequantized`
-stores a bitsandbytes 4-bit copy, like the ``*-bnb-4bit`` checkpoints on the hub.
+randomly initialised ``LlamaForCausalLM`` is built from a config.
 """
 from __future__ import annotations
 
@@ -83,20 +82,6 @@ def build_tiny_chat_model(output_dir: str | Path, corpus: list[str] | None = Non
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
-
-
-def save_prequantized(source_dir: str | Path, output_dir: str | Path) -> Path:
-    """Load ``source_dir`` in 4-bit NF4 (double quant, fp32 compute) and save the quantized copy."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                      bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
-    model = AutoModelForCausalLM.from_pretrained(source_dir, quantization_config=quantization,
-                                                 dtype=torch.float32)
-    model.save_pretrained(output_dir)
-    AutoTokenizer.from_pretrained(source_dir).save_pretrained(output_dir)
-    return Path(output_dir)
 
 
 def registry_entry(model_name: str, model_dir: str | Path) -> dict:

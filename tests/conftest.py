@@ -48,7 +48,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_prequantized_dir(tiny_model_dir, tmp_path_factory) -> Path:
-    from playpen_tune.tiny import save_prequantized
+    from tests.fixture_data import save_prequantized
 
     return save_prequantized(tiny_model_dir, tmp_path_factory.mktemp("models") / "tiny-llama-bnb-4bit")
 

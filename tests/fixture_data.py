@@ -70,8 +70,23 @@ def play_relay(workdir: Path) -> Path:
 
     The episodes land in ``<workdir>/results/mock--mock/relay/<experiment>/instance_<id>/``.
     """
-    from playpen.registry import append_entry
+    from playpen.files import append_entry
     from playpen_tune.games import play
 
     append_entry({"benchmark_path": str(RELAY_GAME_DIR)}, workdir / "game_registry.json")
     return play(["mock", "mock"], workdir / "results", instances="instances", game="relay")
+
+
+def save_prequantized(source_dir: str | Path, output_dir: str | Path) -> Path:
+    """Load ``source_dir`` in 4-bit NF4 (double quant, fp32 compute) and save the quantized copy."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from playpen_tune.quantization import DEFAULT_QUANTIZATION, to_bnb_config
+
+    quantization = to_bnb_config({**DEFAULT_QUANTIZATION, "bnb_4bit_compute_dtype": "float32"})
+    model = AutoModelForCausalLM.from_pretrained(source_dir, quantization_config=quantization,
+                                                 dtype=torch.float32)
+    model.save_pretrained(output_dir)
+    AutoTokenizer.from_pretrained(source_dir).save_pretrained(output_dir)
+    return Path(output_dir)

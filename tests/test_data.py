@@ -21,7 +21,7 @@ from playpen_tune.data import (
     read_rows,
     source_kind,
 )
-from playpen_tune.data import sources
+from playpen_tune.data import readers, sources
 from tests.conftest import SFT_ROWS
 from tests.fixture_data import RELAY_RUN_DIR, relay_instances
 
@@ -309,7 +309,7 @@ def test_hub_rows_keep_used_columns_lazily_and_hash_row_by_row(tmp_path, monkeyp
     rows = [{"id": i, "messages": [{"role": "user", "content": f"q{i} \u00e9"}, {"role": "assistant", "content": "a"}],
              "meta": {"source": "x"}} for i in range(2500)]
     hub = datasets.Dataset.from_list(rows)
-    monkeypatch.setattr(sources, "load_hub_dataset", lambda dataset_id, split: hub)
+    monkeypatch.setattr(readers, "load_hub_dataset", lambda dataset_id, split: hub)
 
     def no_to_list(self):
         raise AssertionError("the whole Hub dataset was converted to Python objects")
@@ -332,8 +332,45 @@ def test_hub_rows_keep_used_columns_lazily_and_hash_row_by_row(tmp_path, monkeyp
 
 def test_hub_dataset_without_the_needed_columns(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sources, "load_hub_dataset",
+    monkeypatch.setattr(readers, "load_hub_dataset",
                         lambda dataset_id, split: datasets.Dataset.from_list([{"text": "a", "id": 1}]))
     with pytest.raises(PlaypenError, match=r"org/x \(split train\): has columns \['id', 'text'\] but needs 'messages' "
                                            r"or 'prompt'\+'completion'"):
         load_sft_dataset(["org/x"])
+
+
+class WordsSource:
+    """A third-party data source: ``words:a+b+c`` is one conversation per word."""
+
+    def claims(self, source: str) -> bool:
+        return source.startswith("words:")
+
+    def read(self, source, split, column_sets):
+        words = source.removeprefix("words:").split("+")
+        return source, [{"messages": [{"role": "user", "content": f"Say the word: {word}."},
+                                      {"role": "assistant", "content": f"ANSWER: {word}"}]} for word in words]
+
+
+def test_a_plugin_data_source_feeds_the_builtin_learner(playpen, workdir):
+    """``playpen_register_data_sources``: a plugin's kind is read by sft_qlora like a built-in one."""
+    from playpen import hookimpl
+    from playpen.plugins import pm
+
+    class Plugin:
+        @hookimpl
+        def playpen_register_data_sources(self):
+            return {"words": WordsSource()}
+
+    plugin = Plugin()
+    pm.register(plugin)
+    try:
+        assert sources.source_kind("words:apple") == "words"
+        result = playpen("learn", "-l", "sft_qlora", "-m", "tiny", "--name", "worded", "--max_steps", "1",
+                         "--dataset", "words:apple+pear+plum")
+    finally:
+        pm.unregister(plugin)
+    assert result.code == 0, result
+    manifest = json.loads((workdir / "models" / "worded" / "playpen_run.json").read_text())
+    assert manifest["data"]["sources"] == [{"source": "words:apple+pear+plum", "kind": "words", "examples": 3,
+                                            "dropped": {}}]
+    assert manifest["metrics"]["global_step"] == 1

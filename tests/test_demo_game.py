@@ -1,6 +1,7 @@
 """The demo clemgame ``wordecho`` played through clemcore's own run/score/eval code paths (offline, fast)."""
 import importlib.util
 import json
+import os
 import math
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def test_game_files_are_a_clemgame():
     assert spec.game_name == DEMO_GAME_NAME and spec.players == 1 and spec.game_file_exists()
     assert "playpen-demo" in spec.benchmark
     train, heldout = _instances("instances_train"), _instances("instances_heldout")
-    # clemcore's default file holds both; examples/games/wordecho/splits.jsonl says which is which
+    # clemcore's default file holds both; playpen_tune/demo_game/wordecho/splits.jsonl says which is which
     assert _instances("instances")["experiments"] == train["experiments"] + heldout["experiments"]
     train_pairs = [tuple(i["target_words"]) for e in train["experiments"] for i in e["game_instances"]]
     heldout_pairs = [tuple(i["target_words"]) for e in heldout["experiments"] for i in e["game_instances"]]
@@ -257,3 +258,39 @@ def test_play_reports_episodes_that_raised(tmp_path):
     _bad_models_setup(tmp_path)
     with pytest.raises(PlaypenError, match="12 episode.*clembench.log"):
         play(["crasher"], tmp_path / "results", instances="instances_heldout")
+
+
+def test_the_demo_game_is_package_data_of_a_non_editable_install(tmp_path):
+    """A wheel of the project holds every file of the demo game, and an installed (non-editable) playpen_tune
+    finds them through importlib.resources, far from any source checkout."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    source = tmp_path / "src"  # a copy, so that the build leaves no build/ or egg-info in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
+    for package in ("playpen", "playpen_tune"):
+        shutil.copytree(repo / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path / "wheel"), str(source)], check=True)
+    [wheel] = (tmp_path / "wheel").glob("playpen_tune-*.whl")
+    game_files = sorted(str(p.relative_to(repo)) for p in DEMO_GAME_DIR.rglob("*")
+                        if p.is_file() and "__pycache__" not in p.parts)
+    assert "playpen_tune/demo_game/wordecho/in/instances_train.json" in game_files
+    with zipfile.ZipFile(wheel) as archive:
+        assert set(game_files) <= set(archive.namelist())
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+                   check=True)
+    code = ("import playpen_tune.games as g; print(g.__file__); print(g.DEMO_GAME_DIR); "
+            "print(g.write_game_registry('.'))")
+    shown = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(site)),
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert shown[0].startswith(str(site)) and Path(shown[1]) == site / "playpen_tune" / "demo_game" / DEMO_GAME_NAME
+    assert json.loads((tmp_path / "game_registry.json").read_text()) == [{"benchmark_path": shown[1]}]
+    assert (Path(shown[1]) / "clemgame.json").is_file() and (Path(shown[1]) / "master.py").is_file()

@@ -209,13 +209,13 @@ def test_dpo_continues_the_sft_adapter_against_the_sft_policy(playpen, workdir, 
 def test_max_prompt_length_keeps_the_end_of_the_prompt(workdir, dpo_file):
     from playpen import config as cfg
     from playpen.learners import LearnRequest
-    from playpen.learning import resolve_model
+    from playpen.models import find_model
     from playpen_tune.learners.dpo import DPOQLoRALearner
 
     config = cfg.build_config(DPOQLoRALearner.config_class, {}, cfg.parse_overrides(
         DPOQLoRALearner.config_class, ["--dataset", str(dpo_file), "--max_prompt_length", "12",
                                        "--max_length", "48", "--max_steps", "1"]))
-    request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / "out", name="x")
+    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / "out", name="x", learner="dpo_qlora")
     run = DPOQLoRALearner().prepare(request)
     trainer, tokenizer = run.trainer, run.tokenizer
     header = tokenizer("<|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False)["input_ids"]

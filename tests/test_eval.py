@@ -415,3 +415,53 @@ def test_quickstart_command_with_dpo(tmp_path):
     tuned = json.loads((tmp_path / "qs" / "eval" / f"{dpo}.val.json").read_text())
     assert tuned["clemscore"] > base["clemscore"]
     assert f"clemscore {BASE} = " in run.stdout
+
+
+def test_eval_settings_identify_an_adapter_by_its_run_manifest_through_the_plugin(tmp_path):
+    """The host asks plugins what identifies a model (``playpen_model_identity``); the built-in plugin answers
+    with the hash of the adapter's run manifest, so a retrained adapter is not resumed into old episodes."""
+    import hashlib
+
+    from clemcore.backends import ModelSpec
+
+    from playpen.evaluation import _model_settings
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "playpen_run.json").write_text('{"metrics": {"final_loss": 1.0}}')
+    entry = {"model_name": "tuned", "backend": "playpen_qlora", "huggingface_id": "base",
+             "model_config": {"peft_model": str(adapter)}}
+    first = _model_settings(ModelSpec.from_dict(entry))
+    assert first["adapter_manifest_sha256"] == hashlib.sha256((adapter / "playpen_run.json").read_bytes()).hexdigest()
+    (adapter / "playpen_run.json").write_text('{"metrics": {"final_loss": 0.5}}')
+    assert _model_settings(ModelSpec.from_dict(entry))["adapter_manifest_sha256"] != first["adapter_manifest_sha256"]
+    assert _model_settings(ModelSpec.from_dict({**entry, "model_config": {}}))["adapter_manifest_sha256"] is None
+
+
+def test_a_plugin_eval_suite_is_a_choice_selected_scored_and_reported(workdir, playpen):
+    """``playpen_register_eval_suites``: the suite is a --suite choice, selects its games, and val.json and the
+    summary report its score (clemcore's numbers) under the suite's score name."""
+    from playpen import hookimpl
+    from playpen.plugins import pm
+    from playpen.suites import EvalSuite
+    from playpen_tune.games import write_game_registry
+
+    class Plugin:
+        @hookimpl
+        def playpen_register_eval_suites(self):
+            return [EvalSuite("echoes", {"game_name": "wordecho"}, "echoscore", "the demo game")]
+
+    write_game_registry(workdir)
+    plugin = Plugin()
+    pm.register(plugin)
+    try:
+        result = playpen("eval", "mock", "--suite", "echoes", "-i", "instances_heldout", "--all_instances", "-r", "ev")
+        unknown = playpen("eval", "mock", "--suite", "nosuch", "-r", "ev2")
+    finally:
+        pm.unregister(plugin)
+    assert result.code == 0, result
+    val = json.loads((workdir / "ev" / "mock.val.json").read_text())
+    assert val["suites"] == {"echoes": {"score": val["echoscore"], "games": ["wordecho"]}}
+    assert val["echoscore"] == val["games"]["wordecho"]["score"] > 0 and val["clemscore"] is None
+    assert f"echoscore {val['echoscore']:.2f}" in result.out
+    assert unknown.code == 2 and "'echoes'" in unknown.err  # argparse lists the plugin's suite among the choices

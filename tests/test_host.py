@@ -49,7 +49,7 @@ def test_builtin_plugin_is_an_entry_point_with_its_hooks(playpen):
     assert {ep.name: ep.value for ep in entry_points(group="playpen")}["playpen_tune"] == "playpen_tune.plugin"
     result = playpen("list", "plugins")
     assert "playpen_tune  [playpen-tune 0.1.0]" in result.out
-    assert "playpen_after_learn" in result.out and "playpen_register_backends" in result.out
+    assert "playpen_before_learn" in result.out and "playpen_register_backends" in result.out
 
 
 def test_hook_tracing_env_var_prints_hook_calls():
@@ -240,6 +240,49 @@ def test_a_broken_learner_is_listed_and_reported_on_use(tmp_path):
     assert learn.returncode == 2
     assert "error: learner 'brokenlearner'" in learn.stderr and "no_such_module_xyz" in learn.stderr
     assert "Traceback" not in learn.stderr
+
+
+ADAPTER_LIKE_LEARNER = """
+import json
+from dataclasses import dataclass
+from playpen import Learner, LearnerResult
+
+@dataclass
+class Config:
+    entry: bool = False
+
+class AdapterLikeLearner(Learner):
+    \"\"\"Writes the files of a LoRA adapter without being a playpen QLoRA learner.\"\"\"
+    config_class = Config
+
+    def learn(self, request):
+        out = request.output_dir
+        out.mkdir(parents=True)
+        (out / "adapter_model.safetensors").write_bytes(b"not a playpen adapter")
+        (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": request.model["huggingface_id"]}))
+        (out / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
+        entry = {"model_name": request.name, "backend": "my_backend", "trained_by": request.learner}
+        return LearnerResult(output_dir=out, adapter_dir=out, registry_entry=entry if request.config.entry else None)
+"""
+
+
+def test_only_the_registry_entry_a_learner_returns_is_registered(tmp_path):
+    """A third-party learner's adapter-like output is not registered by the built-in plugin; the entry the
+    learner builds itself is upserted by the host, unchanged."""
+    site = fake_site(tmp_path, "adapterlike", "[playpen.learners]\nadapterlike = adapterlike_mod:AdapterLikeLearner\n",
+                     {"adapterlike_mod": ADAPTER_LIKE_LEARNER})
+    (site / "somemodel").mkdir()
+    (site / "somemodel" / "config.json").write_text("{}")
+    quiet = run_with_site(site, "learn", "-l", "adapterlike", "-m", "somemodel", "--name", "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert (site / "models" / "quiet" / "adapter_model.safetensors").is_file()
+    assert not (site / "model_registry.json").exists() and "model registry" not in quiet.stdout
+
+    entry = run_with_site(site, "learn", "-l", "adapterlike", "-m", "somemodel", "--name", "loud", "--entry", "true")
+    assert entry.returncode == 0, entry.stderr
+    assert json.loads((site / "model_registry.json").read_text()) == [
+        {"model_name": "loud", "backend": "my_backend", "trained_by": "adapterlike"}]
+    assert "model registry: added 'loud'" in entry.stdout
 
 
 @pytest.mark.parametrize("selector", ["nosuch", '{"main_game": "nosuch"}'])

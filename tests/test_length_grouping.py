@@ -38,13 +38,13 @@ def uneven_pairs(workdir):
 def prepare(learner_class, data, workdir, *options, out: str = "out"):
     from playpen import config as cfg
     from playpen.learners import LearnRequest
-    from playpen.learning import resolve_model
+    from playpen.models import find_model
 
     overrides = cfg.parse_overrides(learner_class.config_class, ["--dataset", str(data), "--max_length", "256",
                                                                  "--per_device_train_batch_size", "4",
                                                                  "--gradient_accumulation_steps", "1", *options])
     config = cfg.build_config(learner_class.config_class, {}, overrides)
-    request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / out, name="t")
+    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / out, name="t", learner={"SFTQLoRALearner": "sft_qlora", "DPOQLoRALearner": "dpo_qlora"}[learner_class.__name__])
     return learner_class().prepare(request)
 
 

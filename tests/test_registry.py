@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from playpen import registry
+from playpen import files, registry
 from playpen.errors import PlaypenError
 
 HAND_WRITTEN = """[
@@ -71,7 +71,7 @@ def test_exception_mid_write_leaves_file_unchanged(tmp_path, monkeypatch):
         if len(calls) == 3:  # 1: model_registry.json.bak, 2: its directory, 3: model_registry.json
             raise OSError("disk full")
 
-    monkeypatch.setattr(registry.os, "fsync", fsync_failing_on_the_registry_write)
+    monkeypatch.setattr(files.os, "fsync", fsync_failing_on_the_registry_write)
     with pytest.raises(OSError, match="disk full"):
         registry.upsert_entry(entry("tuned"), path)
     assert path.read_text() == HAND_WRITTEN
@@ -121,7 +121,7 @@ for i in range(1000000):
 # the same writer with the registry's atomic write swapped for an in-place one (truncate, then
 # write in pieces): the control that shows the harness below can see a torn file
 NON_ATOMIC_WRITER = """
-from playpen import registry
+from playpen import files
 
 def in_place(path, text):
     with open(path, "w", encoding="utf-8") as f:
@@ -129,7 +129,7 @@ def in_place(path, text):
             f.write(text[start:start + 4096])
             f.flush()
 
-registry.atomic_write_text = in_place
+files.atomic_write_text = in_place
 """ + WRITER
 
 

@@ -183,7 +183,7 @@ def test_user_turns_are_masked(workdir, sft_file):
     """The batches the learner trains on carry label -100 on every non-assistant token."""
     from playpen.config import build_config
     from playpen.learners import LearnRequest
-    from playpen.learning import resolve_model
+    from playpen.models import find_model
     from playpen_tune.config import SFTQLoRAConfig
     from playpen_tune.learners.sft import SFTQLoRALearner
 
@@ -194,7 +194,7 @@ def test_user_turns_are_masked(workdir, sft_file):
     data = workdir / "multi.json"
     data.write_text(json.dumps(rows))
     config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(data)], "max_steps": "1"})
-    request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / "out", name="t")
+    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / "out", name="t", learner="sft_qlora")
     run = SFTQLoRALearner().prepare(request)
     batch = next(iter(run.trainer.get_train_dataloader()))
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
@@ -299,13 +299,13 @@ def test_seed_fixes_the_initial_adapter(workdir, sft_file):
     """Two runs with the same --seed start from the same LoRA weights; another seed does not."""
     from playpen.config import build_config
     from playpen.learners import LearnRequest
-    from playpen.learning import resolve_model
+    from playpen.models import find_model
     from playpen_tune.config import SFTQLoRAConfig
     from playpen_tune.learners.sft import SFTQLoRALearner
 
     def initial_adapter(seed: str, name: str) -> dict:
         config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(sft_file)], "max_steps": "1", "seed": seed})
-        request = LearnRequest(model=resolve_model("tiny"), config=config, output_dir=workdir / name, name=name)
+        request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / name, name=name, learner="sft_qlora")
         model = SFTQLoRALearner().prepare(request).trainer.model
         return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_A" in k}
 
@@ -393,12 +393,12 @@ def test_registry_chat_template_kwargs_reach_training(workdir, sft_file):
     """The entry's chat_template_kwargs render the training rows, as clemcore renders prompts."""
     from playpen.config import build_config
     from playpen.learners import LearnRequest
-    from playpen.learning import resolve_model
+    from playpen.models import find_model
     from playpen_tune.config import SFTQLoRAConfig
     from playpen_tune.learners.sft import SFTQLoRALearner
 
     tokenizer_dir = workdir / "templated"
-    model = resolve_model("tiny")
+    model = find_model("tiny").to_dict()
     import shutil
 
     shutil.copytree(model["huggingface_id"], tokenizer_dir)
@@ -407,7 +407,7 @@ def test_registry_chat_template_kwargs_reach_training(workdir, sft_file):
     model = dict(model, huggingface_id=str(tokenizer_dir),
                  model_config=dict(model["model_config"], chat_template_kwargs={"shout": True}))
     config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(sft_file)], "max_steps": "1", "max_length": "64"})
-    run = SFTQLoRALearner().prepare(LearnRequest(model=model, config=config, output_dir=workdir / "o", name="t"))
+    run = SFTQLoRALearner().prepare(LearnRequest(model=model, config=config, output_dir=workdir / "o", name="t", learner="sft_qlora"))
     first = run.tokenizer.decode(run.trainer.train_dataset[0]["input_ids"])
     assert first.startswith("LOUD ")
 

@@ -16,13 +16,13 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import datasets
 
 from playpen.errors import PlaypenError
-from playpen_tune.data.files import FILE_SUFFIXES, read_rows
-from playpen_tune.data.hub import load_hub_dataset
+from playpen_tune.data import readers
+from playpen_tune.data.files import FILE_SUFFIXES
 from playpen_tune.data.preferences import preference_pairs
 from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, episode_records
 from playpen_tune.static_suite import DROP_REASON, STATIC_GAMES, is_static_game
@@ -88,7 +88,7 @@ def _collect(sources, split, filters, columns, from_conversations, from_row, exc
             conversations, part = _transcripts(source, filters, exclude)
             from_conversations(conversations, part)
         else:
-            name, rows = _read(source, kind, split, columns)
+            name, rows = readers.reader(kind).read(source, split, columns)
             part = _Part(source, kind, [from_row(row, f"{name}: row {i} (0-based)") for i, row in enumerate(rows)])
         parts.append(part)
     return parts
@@ -164,7 +164,8 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
 
 
 def source_kind(source: str) -> str:
-    """Classify a source as "file" (.json/.jsonl), "transcripts" (a directory) or "hub" (a dataset id).
+    """Classify a source as a plugin's kind (:mod:`playpen_tune.data.readers`), "file" (.json/.jsonl),
+    "transcripts" (a directory) or "hub" (a dataset id).
 
     Hub ids look like ``name`` or ``org/name``; anything that looks like a path (a trailing
     separator, a data-file suffix, a leading '.', '/' or '~', or more than one '/') is local, so
@@ -173,10 +174,13 @@ def source_kind(source: str) -> str:
     text = str(source)
     if not text.strip():
         raise PlaypenError("empty data source; pass a .json/.jsonl file, a results directory or a Hub dataset id")
+    for kind, plugin_reader in readers.plugin_readers().items():
+        if plugin_reader.claims(text):
+            return kind
     path = Path(text).expanduser()
     if path.is_dir():
-        return "transcripts"
-    if path.suffix in FILE_SUFFIXES:
+        return readers.TRANSCRIPTS
+    if readers.BUILTIN_READERS["file"].claims(text):
         return "file"  # a missing one is reported by read_rows
     supported = f"supported: {', '.join(FILE_SUFFIXES)} files and clemcore results directories"
     if path.exists():
@@ -257,25 +261,6 @@ def _empty_eval_message(parts: list[_Part], exclude) -> str | None:
     return (f"0 examples left: the {removed} remaining conversations are all of instances of the evaluation "
             f"split ({exclude.describe()}); train on episodes of other instances (playpen play --split train) "
             f"or pass --allow_eval_instances true to keep them")
-
-
-def _read(source: str, kind: str, split: str, column_sets) -> tuple[str, Iterable[dict]]:
-    if kind == "file":
-        return source, read_rows(source, column_sets)
-    name = f"{source} (split {split})"
-    dataset = load_hub_dataset(source, split)
-    columns = next((list(c) for c in column_sets if all(col in dataset.column_names for col in c)), None)
-    if columns is None:
-        expected = " or ".join("+".join(repr(c) for c in column_set) for column_set in column_sets)
-        raise PlaypenError(f"{name}: has columns {sorted(dataset.column_names)} but needs {expected}; "
-                           "use another dataset or save it as a local .jsonl file with these columns")
-    return name, _hub_rows(dataset.select_columns(columns))
-
-
-def _hub_rows(dataset: datasets.Dataset, batch_size: int = 1000) -> Iterator[dict]:
-    """The rows of a Hub dataset as dicts, a batch at a time (not the whole table as Python objects)."""
-    for batch in dataset.iter(batch_size=batch_size):
-        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
 
 
 def _sft_row(row: dict, where: str) -> tuple[dict, str]:

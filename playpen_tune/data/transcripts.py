@@ -5,11 +5,11 @@ A results directory (``clem run``, then ``clem score``) holds one folder per epi
 turns of events) and ``scores.json`` (turn and episode scores).
 """
 
-import math
 from pathlib import Path
 from typing import Iterator
 
 from playpen.errors import PlaypenError
+from playpen.scores import score_number
 from playpen_tune.data.files import read_json
 
 OUTCOMES = ("success", "failure", "aborted")
@@ -80,7 +80,7 @@ def _record(path: Path, root: Path) -> dict:
             "instance": meta["game_id"],
             "players": players,
             "outcome": _outcome(episode),
-            "main_score": _number(episode.get("Main Score")),
+            "main_score": score_number(episode.get("Main Score")),
             "turns": _checked_turns(interactions["turns"], path),
         }
     except (KeyError, TypeError, AttributeError) as error:
@@ -96,12 +96,6 @@ def _outcome(episode_scores: dict) -> str:
     if episode_scores["Success"] == 1:
         return "success"
     return "failure"
-
-
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        return None
-    return float(value)
 
 
 def _checked_turns(turns, path: Path) -> list:

@@ -1,1 +1,2 @@
-"""The built-in learners ``sft_qlora`` and ``dpo_qlora`` (declared as ``playpen.learners`` entry points)."""
+"""The built-in learners ``sft_qlora``, ``dpo_qlora`` and ``grpo_qlora`` (``playpen.learners`` entry points), all
+``QLoRALearner`` subclasses (:mod:`playpen_tune.learners.base`)."""

@@ -14,11 +14,12 @@ Two starting points, decided by ``-m``:
 from __future__ import annotations
 
 import copy
-import time
 
 from playpen.errors import PlaypenError
-from playpen.learners import Learner, LearnerResult, LearnRequest
+from playpen.learners import LearnRequest
 from playpen_tune.config import DPOQLoRAConfig
+from playpen_tune.learners.base import QLoRALearner, TrainerSetup
+from playpen_tune.learners.training_data import TrainingData
 from playpen_tune.legacy_config import is_legacy, translate_legacy
 
 # trl.trainer.dpo_trainer.DPOTrainer._compute_loss (TRL 1.x); TRL itself only rejects a wrong name mid-step
@@ -30,95 +31,87 @@ TEXT_WRAPPING = ("prompt -> one user message, chosen/rejected -> one assistant m
                  "the model's chat template as at inference")
 
 
-class DPOQLoRALearner(Learner):
+class DPOQLoRALearner(QLoRALearner):
     """DPO on a 4-bit base with LoRA (TRL DPOTrainer); continues an SFT adapter when -m names one."""
 
     config_class = DPOQLoRAConfig
+    trainer_adds_adapter = True  # a new adapter: TRL wraps the base, so the reference is the adapter disabled
 
     @classmethod
     def translate_config(cls, raw: dict) -> tuple[dict, list[str]]:
         return translate_legacy(raw, "dpo", "preference_dataset") if is_legacy(raw) else (raw, [])
 
-    def learn(self, request: LearnRequest) -> LearnerResult:
-        from playpen_tune.learners import common
-
-        with common.removed_if_setup_fails(request.output_dir):
-            run = self.prepare(request)
-            common.check_room_for_checkpoints(run)
-        return common.train_and_finish(run, before_save=drop_reference_and_record_rewards)
-
-    def prepare(self, request: LearnRequest):
-        """Everything up to ``trainer.train()``: data, tokenizer, 4-bit policy (+ reference), DPOTrainer."""
-        from peft import LoraConfig
-        from trl import DPOConfig
-
-        from playpen_tune import chat_masks
-        from playpen_tune.data import load_preference_dataset
-        from playpen_tune.learners import common
-
-        started = time.time()
+    def check(self, request: LearnRequest) -> None:
         config: DPOQLoRAConfig = request.config
         if not config.dataset:
             raise PlaypenError("no preference data; pass --dataset FILE|RESULTS_DIR|HUB_ID (repeatable): rows with "
                                "prompt/chosen/rejected, or a clemcore results directory with several models' episodes")
-        loss_types = parse_loss_type(config.loss_type)
+        parse_loss_type(config.loss_type)
         if config.max_prompt_length is not None and not 0 < config.max_prompt_length < config.max_length:
             raise PlaypenError(f"--max_prompt_length must be > 0 and smaller than --max_length ({config.max_length}) "
                                f"so that the completions keep tokens, got {config.max_prompt_length}")
-        resume_from = common.check_output_dir(request)
+
+    def data(self, request: LearnRequest, tokenizer) -> TrainingData:
+        """Preference pairs as conversations, checked against the chat template."""
+        from playpen_tune import chat_masks
+        from playpen_tune.data import load_preference_dataset
+        from playpen_tune.learners.training_data import load_training_data
+
+        config: DPOQLoRAConfig = request.config
 
         def load(sources, exclude):
             return load_preference_dataset(sources, split=config.dataset_split, games=config.games or None,
                                            roles=config.roles or None, min_score_gap=config.min_score_gap,
                                            include_static_games=config.include_static_games, exclude=exclude)
 
-        dataset, report, held_out, held_out_record = common.load_training_data(config, load)
-        tokenizer = common.load_tokenizer(request.model, config)
-        dataset, data_format = as_conversations(dataset, report.format, tokenizer, request.model)
-        if held_out is not None:
-            held_out, _ = as_conversations(held_out, report.format, tokenizer, request.model)
+        data = load_training_data(config, load)
+        data.train, data_format = as_conversations(data.train, data.format, tokenizer, request.model)
+        if data.held_out is not None:
+            data.held_out, _ = as_conversations(data.held_out, data.format, tokenizer, request.model)
         if tokenizer.chat_template:  # TRL's completion mask is what the answer adds to the rendered prompt
-            chat_masks.check_preference_rows(dataset, tokenizer, "--dataset")
-            if held_out is not None:
-                chat_masks.check_preference_rows(held_out, tokenizer, "held-out")
+            chat_masks.check_preference_rows(data.train, tokenizer, "--dataset")
+            if data.held_out is not None:
+                chat_masks.check_preference_rows(data.held_out, tokenizer, "held-out")
+        data.facts = {"data_format": data_format}
+        return data
 
-        parent = common.parent_adapter(request.model)
-        model, quantization, lora = common.load_policy(request, config, wrap_new_adapter=False)
-        if parent is None:
-            peft_config = LoraConfig(**lora)  # TRL wraps the base: reference = adapter disabled
+    def trainer(self, request, data, tokenizer, policy, callbacks) -> TrainerSetup:
+        from peft import LoraConfig
+        from trl import DPOConfig
+
+        from playpen_tune.learners.arguments import train_sampler, trainer_arguments
+
+        config: DPOQLoRAConfig = request.config
+        loss_types = parse_loss_type(config.loss_type)
+        if policy.parent is None:
+            peft_config = LoraConfig(**policy.lora)  # TRL wraps the base: reference = adapter disabled
             reference = "base model with adapter disabled"
         else:
             peft_config = None  # TRL copies the loaded (trainable) adapter into a frozen "ref" adapter
-            reference = f"frozen copy of the parent adapter {parent} (TRL 'ref' adapter)"
+            reference = f"frozen copy of the parent adapter {policy.parent} (TRL 'ref' adapter)"
         args = DPOConfig(
-            **common.trainer_arguments(config, request.output_dir, quantization, held_out=held_out is not None),
+            **trainer_arguments(config, request.output_dir, policy.quantization, held_out=data.held_out is not None),
             beta=config.beta, loss_type=loss_types, precompute_ref_log_probs=config.precompute_ref_log_probs,
         )
-        guard = common.loss_guard_callback()
-        trainer = make_trainer(model=model, args=args, train_dataset=dataset, eval_dataset=held_out,
-                               processing_class=tokenizer,
-                               peft_config=peft_config, callbacks=[guard], config=config)
-        if parent is not None:
+        trainer = make_trainer(model=policy.model, args=args, train_dataset=data.train, eval_dataset=data.held_out,
+                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks, config=config)
+        if policy.parent is not None:
             check_reference_adapter(trainer.model)
         kept = len(trainer.train_dataset)
-        if kept < len(dataset):
-            print(f"warning: {len(dataset) - kept} of {len(dataset)} pairs have prompts of --max_length "
+        if kept < len(data.train):
+            print(f"warning: {len(data.train) - kept} of {len(data.train)} pairs have prompts of --max_length "
                   f"{config.max_length} tokens or more and are skipped (raise --max_length or set "
                   f"--max_prompt_length)")
-        common.claim_output_dir(request, "dpo_qlora", report.fingerprint, trainer.accelerator)
-        data = dict(report.to_dict(), pairs_trained=kept, prompts_truncated=trainer.prompts_truncated,
-                    held_out=held_out_record)
-        record = common.RunRecord(
-            learner="dpo_qlora", request=request, data=data, quantization=quantization, lora=lora,
-            started=started, resumed_from=str(resume_from) if resume_from else None,
-            extra={"parent_adapter": str(parent) if parent else None, "reference": reference,
-                   "data_format": data_format, "loss_type": loss_types, "beta": config.beta,
-                   "train_sampler": common.train_sampler(config),
+        return TrainerSetup(
+            trainer=trainer, data={"pairs_trained": kept, "prompts_truncated": trainer.prompts_truncated},
+            extra={"reference": reference, "loss_type": loss_types, "beta": config.beta,
+                   "train_sampler": train_sampler(config),
                    "prompt_truncation": (f"keep the last {config.max_prompt_length} tokens of the templated prompt"
                                          if config.max_prompt_length else "none (only --max_length, keep_start)"),
                    "dropout": "disabled during DPO (TRL disable_dropout), so policy and reference agree at step 0"})
-        return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
-                                  resume_from=resume_from)
+
+    def before_save(self, run) -> None:
+        drop_reference_and_record_rewards(run)
 
 
 def drop_reference_and_record_rewards(run) -> None:
@@ -153,7 +146,7 @@ def as_conversations(dataset, data_format: str, tokenizer, model: dict):
     Returns the dataset and a description of the format for the manifest. The registry entry's
     ``chat_template_kwargs`` (e.g. ``enable_thinking``) are passed to the template, as clemcore does.
     """
-    from playpen_tune.learners import common
+    from playpen_tune.learners.training_data import chat_template_kwargs, with_chat_template_kwargs
 
     name = model["model_name"]
     if not tokenizer.chat_template:
@@ -168,7 +161,8 @@ def as_conversations(dataset, data_format: str, tokenizer, model: dict):
         data_format = f"preference (text) wrapped as conversations: {TEXT_WRAPPING}"
     else:
         data_format = f"{data_format}, rendered with the model's chat template as at inference"
-    dataset, template_kwargs = common.with_chat_template_kwargs(dataset, model)
+    dataset = with_chat_template_kwargs(dataset, model)
+    template_kwargs = chat_template_kwargs(model)
     if template_kwargs:
         data_format += f" (chat_template_kwargs {template_kwargs})"
     return dataset, data_format
@@ -195,10 +189,10 @@ def make_trainer(*, config: DPOQLoRAConfig, **kwargs):
     """
     from trl import DPOTrainer
 
-    from playpen_tune.learners import common
+    from playpen_tune.learners.arguments import with_train_sampler
 
     max_prompt_length = config.max_prompt_length
-    sampled = common.with_train_sampler(DPOTrainer, config, lambda dataset: pair_lengths(dataset, config.max_length))
+    sampled = with_train_sampler(DPOTrainer, config, lambda dataset: pair_lengths(dataset, config.max_length))
 
     class PlaypenDPOTrainer(sampled):
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):

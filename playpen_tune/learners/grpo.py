@@ -13,41 +13,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 
 from playpen.errors import PlaypenError
-from playpen.learners import Learner, LearnerResult, LearnRequest
+from playpen.learners import LearnRequest
 from playpen_tune.config import GRPOQLoRAConfig
+from playpen_tune.learners.base import QLoRALearner, TrainerSetup
+from playpen_tune.learners.training_data import TrainingData, chat_template_kwargs
 
 ROLLOUTS_DIR = "rollouts"
 
 
-class GRPOQLoRALearner(Learner):
+class GRPOQLoRALearner(QLoRALearner):
     """GRPO on a 4-bit base with LoRA (TRL GRPOTrainer): the policy plays clemcore games, scores.json is the reward."""
 
     config_class = GRPOQLoRAConfig
+    trainer_adds_adapter = True
+    estimates_checkpoint_room = False
 
-    def learn(self, request: LearnRequest) -> LearnerResult:
-        from playpen_tune.learners import common
-
-        with common.removed_if_setup_fails(request.output_dir):
-            run = self.prepare(request)
-        return common.train_and_finish(run, before_save=drop_reference_and_record_rewards)
-
-    def prepare(self, request: LearnRequest):
-        """Everything up to ``trainer.train()``: games and instances, partner, tokenizer, policy, GRPOTrainer."""
-        from datasets import Dataset
-        from peft import LoraConfig
-        from trl import GRPOConfig, GRPOTrainer
-
-        from playpen_tune.learners import common
+    def data(self, request: LearnRequest, tokenizer) -> TrainingData:
+        """The instances of the games' split (and held-out split) to play, and the partners to play them with."""
         from playpen_tune.rl import reward as rewards
-        from playpen_tune.rl.rollout import check_chat_template, clemcore_reward, make_rollout_func, policy_model
+        from playpen_tune.rl.rollout import check_chat_template
         from playpen_tune.rl.split_instances import split_instances
 
-        started = time.time()
         config: GRPOQLoRAConfig = request.config
-        resume_from = common.check_output_dir(request)
         games, train_rows = split_instances(config.games, config.suite, config.split, config.split_source)
         eval_rows = (split_instances(config.games, config.suite, config.eval_split, config.split_source)[1]
                      if config.eval_split else {})
@@ -56,14 +45,27 @@ class GRPOQLoRALearner(Learner):
                                                           if row["game_name"] == game),
                                         config.reward, config.format_reward):
                 print(f"note: {game} has no programmatic player; --reward {config.reward} is checked at the first rollout")
-        partners = load_partners(config, games)
-        tokenizer = common.load_tokenizer(request.model, config)
-        template_kwargs = (request.model.get("model_config") or {}).get("chat_template_kwargs") or {}
-        check_chat_template(tokenizer, request.model["model_name"], template_kwargs)
+        self.games, self.partners = games, load_partners(config, games)  # the rollout plays with these
+        check_chat_template(tokenizer, request.model["model_name"], chat_template_kwargs(request.model))
+        fingerprint = hashlib.sha256(json.dumps(sorted(train_rows)).encode()).hexdigest()[:16]
+        record = {"format": "clemcore episodes played by the policy", "games": sorted(games), "split": config.split,
+                  "split_source": config.split_source, "instances": len(train_rows), "fingerprint": fingerprint,
+                  "held_out": {"split": config.eval_split, "instances": len(eval_rows)} if eval_rows else None}
+        return TrainingData(train=train_rows, held_out=eval_rows or None, fingerprint=fingerprint, record=record)
 
-        parent = common.parent_adapter(request.model)
-        model, quantization, lora = common.load_policy(request, config, wrap_new_adapter=False)
-        arguments = common.trainer_arguments(config, request.output_dir, quantization, held_out=bool(eval_rows))
+    def trainer(self, request, data, tokenizer, policy, callbacks) -> TrainerSetup:
+        from datasets import Dataset
+        from peft import LoraConfig
+        from trl import GRPOConfig, GRPOTrainer
+
+        from playpen_tune.learners.arguments import trainer_arguments
+        from playpen_tune.rl import reward as rewards
+        from playpen_tune.rl.rollout import clemcore_reward, make_rollout_func, policy_model
+
+        config: GRPOQLoRAConfig = request.config
+        train_rows, eval_rows = data.train, data.held_out or {}
+        template_kwargs = chat_template_kwargs(request.model)
+        arguments = trainer_arguments(config, request.output_dir, policy.quantization, held_out=bool(eval_rows))
         arguments.pop("max_length")  # GRPO bounds each turn with --max_tokens instead
         # held-out reward: each held-out instance played once per evaluation, a step's worth of episodes at a time
         arguments["per_device_eval_batch_size"] = config.per_device_train_batch_size * config.gradient_accumulation_steps
@@ -83,35 +85,28 @@ class GRPOQLoRALearner(Learner):
             return policy_cache["policy"]
 
         rollout = make_rollout_func(
-            games=games, instances={**train_rows, **eval_rows}, policy_factory=policy_for, partners=partners,
+            games=self.games, instances={**train_rows, **eval_rows}, policy_factory=policy_for, partners=self.partners,
             rollouts_dir=request.output_dir / ROLLOUTS_DIR,
             reward_of=lambda scores: rewards.episode_reward(scores, config.reward, config.format_reward), log=log)
-        guard = common.loss_guard_callback()
         trainer = GRPOTrainer(
-            model=model, args=args, reward_funcs=[clemcore_reward], processing_class=tokenizer,
+            model=policy.model, args=args, reward_funcs=[clemcore_reward], processing_class=tokenizer,
             train_dataset=Dataset.from_dict({"prompt": list(train_rows)}),
             eval_dataset=Dataset.from_dict({"prompt": list(eval_rows)}) if eval_rows else None,
-            peft_config=LoraConfig(**lora) if parent is None else None, callbacks=[guard], rollout_func=rollout)
-        fingerprint = hashlib.sha256(json.dumps(sorted(train_rows)).encode()).hexdigest()[:16]
-        common.claim_output_dir(request, "grpo_qlora", fingerprint, trainer.accelerator)
-        data = {"format": "clemcore episodes played by the policy", "games": sorted(games), "split": config.split,
-                "split_source": config.split_source, "instances": len(train_rows), "fingerprint": fingerprint,
-                "held_out": {"split": config.eval_split, "instances": len(eval_rows)} if eval_rows else None}
-        record = common.RunRecord(
-            learner="grpo_qlora", request=request, data=data, quantization=quantization, lora=lora, started=started,
-            resumed_from=str(resume_from) if resume_from else None,
-            extra={"parent_adapter": str(parent) if parent else None,
-                   "reference": ("base model with adapter disabled" if parent is None else
-                                 f"frozen copy of the parent adapter {parent} (TRL 'ref' adapter)"),
-                   "reward": {"name": config.reward, "format_reward": config.format_reward,
-                              "definition": rewards.describe(config.reward, config.format_reward),
-                              "source": "clemcore scores.json of each episode"},
-                   "partner": config.partner,
-                   "loss_masking": "policy-generated tokens only (TRL env_mask); game master and partner "
-                                   "messages are context",
-                   "rollouts_dir": str(request.output_dir / ROLLOUTS_DIR), "rollout_log": log})
-        return common.PreparedRun(trainer=trainer, tokenizer=tokenizer, guard=guard, record=record,
-                                  resume_from=resume_from)
+            peft_config=LoraConfig(**policy.lora) if policy.parent is None else None, callbacks=callbacks,
+            rollout_func=rollout)
+        return TrainerSetup(trainer=trainer, extra={
+            "reference": ("base model with adapter disabled" if policy.parent is None else
+                          f"frozen copy of the parent adapter {policy.parent} (TRL 'ref' adapter)"),
+            "reward": {"name": config.reward, "format_reward": config.format_reward,
+                       "definition": rewards.describe(config.reward, config.format_reward),
+                       "source": "clemcore scores.json of each episode"},
+            "partner": config.partner,
+            "loss_masking": "policy-generated tokens only (TRL env_mask); game master and partner "
+                            "messages are context",
+            "rollouts_dir": str(request.output_dir / ROLLOUTS_DIR), "rollout_log": log})
+
+    def before_save(self, run) -> None:
+        drop_reference_and_record_rewards(run)
 
 
 def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
@@ -120,13 +115,12 @@ def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
         return {name: [] for name in games}
     from clemcore import backends
 
-    from playpen.clemcore_bridge import install_plugin_backends
+    from playpen.models import find_model
 
-    install_plugin_backends()
     try:
-        (spec,) = backends.ModelSpec.from_strings([config.partner])
+        spec = find_model(config.partner, scripted=True)
         (partner,) = backends.load_models([spec], {"temperature": 0.0, "max_tokens": config.max_tokens})
-    except Exception as error:  # clemcore raises many kinds for a model it cannot resolve or load
+    except Exception as error:  # an unknown name, and the many kinds clemcore raises for a model it cannot load
         raise PlaypenError(f"--partner {config.partner} cannot be loaded: {type(error).__name__}: {error}; "
                            f"pass a model from 'playpen list models' or programmatic") from None
     return {name: [partner] for name in games}
@@ -173,5 +167,5 @@ def drop_reference_and_record_rewards(run) -> None:
 
         losses = [{"step": e["step"], "loss": e["loss"]} for e in run.trainer.state.log_history if "loss" in e]
         path = write_curves(run.record.request.output_dir / CURVES_FILE, losses, run.record.extra["reward_history"],
-                            run.record.extra["eval_reward_history"], f"grpo_qlora {run.record.request.name}")
+                            run.record.extra["eval_reward_history"], f"{run.record.request.learner} {run.record.request.name}")
         run.record.extra["curves"] = path.name

@@ -44,4 +44,4 @@ class WordCountLearner(Learner):
         manifest = request.output_dir / "wordcount.json"
         manifest.write_text(json.dumps({"model": request.model["model_name"], "top": top}, indent=2))
         return LearnerResult(output_dir=request.output_dir, manifest_path=manifest,
-                             metrics={"examples": len(rows)}, register=False)
+                             metrics={"examples": len(rows)})

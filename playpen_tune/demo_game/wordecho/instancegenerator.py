@@ -1,6 +1,6 @@
 """Generate the wordecho instance files in ``in/``.
 
-    python examples/games/wordecho/instancegenerator.py
+    python playpen_tune/demo_game/wordecho/instancegenerator.py
 
 writes (deterministically, seed 42):
 

@@ -1,0 +1,114 @@
+"""The one shape of a QLoRA learner: check, data, policy, trainer, claim the output directory, train,
+finish. :meth:`QLoRALearner.learn` is written once here; a learner module writes what is different
+(its checks, its data, its TRL trainer, what it does before saving)."""
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from playpen.learners import Learner, LearnerResult, LearnRequest
+from playpen_tune.learners.callbacks import checkpoint_manifest_callback, loss_guard_callback, raise_if_diverged
+from playpen_tune.learners.output_dir import (check_output_dir, check_room_for_checkpoints, claim_output_dir,
+                                              removed_if_setup_fails)
+from playpen_tune.learners.policy import Policy, load_policy, load_tokenizer
+from playpen_tune.learners.run_record import RunRecord, finish_run, report_held_out_loss
+from playpen_tune.learners.training_data import TrainingData
+
+
+@dataclass
+class TrainerSetup:
+    """What :meth:`QLoRALearner.trainer` builds: the TRL trainer and the manifest facts only it knows.
+
+    Attributes:
+        trainer: a ``transformers.Trainer`` (TRL trainer) ready to train.
+        data: additions to the manifest's ``data`` section (e.g. how many rows survived tokenization).
+        extra: learner-specific top-level manifest keys.
+    """
+
+    trainer: object
+    data: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreparedRun:
+    """A trainer ready to train, and what the manifest needs to know about it."""
+
+    trainer: object
+    tokenizer: object
+    guard: object
+    record: RunRecord
+
+
+class QLoRALearner(Learner):
+    """Base class of the LoRA-on-a-4-bit-base learners (``sft_qlora``, ``dpo_qlora``, ``grpo_qlora``).
+
+    Subclasses set ``config_class`` and implement :meth:`data` and :meth:`trainer`; :meth:`check`
+    and :meth:`before_save` are optional. The learner's name is the one it was invoked by
+    (``request.learner``).
+    """
+
+    # True: the TRL trainer adds a new LoRA adapter itself from peft_config (DPO, GRPO)
+    trainer_adds_adapter: ClassVar[bool] = False
+    # False for learners whose dataloader does not tell the number of steps before training (GRPO)
+    estimates_checkpoint_room: ClassVar[bool] = True
+
+    def check(self, request: LearnRequest) -> None:
+        """Refuse settings that cannot work before anything is read (raise ``PlaypenError``)."""
+
+    @abc.abstractmethod
+    def data(self, request: LearnRequest, tokenizer) -> TrainingData:
+        """Load and check what the learner trains on (the tokenizer of ``-m`` is loaded already)."""
+
+    @abc.abstractmethod
+    def trainer(self, request: LearnRequest, data: TrainingData, tokenizer, policy: Policy,
+                callbacks: list) -> TrainerSetup:
+        """Build the TRL trainer on ``policy`` with ``callbacks``; the one part each learner writes."""
+
+    def before_save(self, run: PreparedRun) -> None:
+        """Runs after training and before anything is saved (e.g. drop a reference adapter)."""
+
+    def learn(self, request: LearnRequest) -> LearnerResult:
+        """Prepare (removing the output dir again if that fails), train, save and describe the run."""
+        with removed_if_setup_fails(request.output_dir):
+            run = self.prepare(request)
+            if self.estimates_checkpoint_room:
+                check_room_for_checkpoints(run.trainer, request.output_dir)
+        return self.train_and_finish(run)
+
+    def prepare(self, request: LearnRequest) -> PreparedRun:
+        """Everything up to ``trainer.train()``: checks, data, tokenizer, 4-bit policy + LoRA, trainer, claim."""
+        started = time.time()
+        self.check(request)
+        resume_from = check_output_dir(request)
+        tokenizer = load_tokenizer(request.model, request.config)
+        data = self.data(request, tokenizer)
+        policy = load_policy(request, request.config, wrap_new_adapter=not self.trainer_adds_adapter)
+        guard = loss_guard_callback()
+        setup = self.trainer(request, data, tokenizer, policy, [guard])
+        claim_output_dir(request, data.fingerprint, setup.trainer.accelerator)
+        record = RunRecord(request=request, data={**data.record, **setup.data}, quantization=policy.quantization,
+                           lora=policy.lora, started=started, resume_from=resume_from,
+                           extra={"parent_adapter": str(policy.parent) if policy.parent else None,
+                                  **data.facts, **setup.extra})
+        return PreparedRun(trainer=setup.trainer, tokenizer=tokenizer, guard=guard, record=record)
+
+    def train_and_finish(self, run: PreparedRun) -> LearnerResult:
+        """Train (resuming if asked), stop on a non-finite loss, then save and write the manifest.
+
+        With a held-out set its loss is measured before training (not on ``--resume``: that would be
+        the checkpoint's) and after it, as ``first_eval_loss`` and ``final_eval_loss``.
+        """
+        record, trainer = run.record, run.trainer
+        trainer.add_callback(checkpoint_manifest_callback(record.what_was_trained(), record.request.output_dir))
+        held_out = trainer.eval_dataset is not None
+        if held_out and record.resume_from is None:
+            record.metrics["first_eval_loss"] = trainer.evaluate()["eval_loss"]
+        trainer.train(resume_from_checkpoint=str(record.resume_from) if record.resume_from else None)
+        raise_if_diverged(run.guard, record.request.output_dir)
+        if held_out:
+            report_held_out_loss(record, trainer)
+        self.before_save(run)
+        return finish_run(record, trainer, run.tokenizer)

@@ -1,0 +1,112 @@
+"""The policy a QLoRA learner trains: the tokenizer, the 4-bit base prepared for k-bit training and
+its LoRA adapter (a new one, or the parent's when ``-m`` names a tuned model)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from playpen.errors import PlaypenError
+from playpen.learners import LearnRequest
+from playpen_tune import manifest as manifest_io
+from playpen_tune.adapters import check_adapter_files
+from playpen_tune.credentials import hub_token
+from playpen_tune.quantization import load_base_model, quantization_settings
+from playpen_tune.registration import BACKEND_NAME
+
+
+@dataclass
+class Policy:
+    """The loaded model to train and what the manifest says about it.
+
+    Attributes:
+        model: the peft model (or the prepared base, when the trainer adds the adapter itself).
+        quantization: the effective bitsandbytes settings the base was loaded with.
+        lora: the LoRA settings (the parent adapter's when continuing one).
+        parent: the adapter continued (``-m`` names a tuned model), or None for a new adapter.
+    """
+
+    model: object
+    quantization: dict
+    lora: dict
+    parent: Path | None
+
+
+def parent_adapter(model: dict) -> Path | None:
+    """The adapter of a tuned registry entry (``-m`` names an earlier playpen result)."""
+    if model.get("backend") != BACKEND_NAME:
+        return None
+    return Path(model["model_config"]["peft_model"])
+
+
+def trusts_remote_code(model: dict, config) -> bool:
+    """Remote code runs only if the config or the registry entry asks for it."""
+    return bool(config.trust_remote_code or (model.get("model_config") or {}).get("trust_remote_code"))
+
+
+def load_tokenizer(model: dict, config):
+    """The tokenizer of ``-m`` (a tuned model's is saved with its adapter); pad token = eos if unset."""
+    from transformers import AutoTokenizer
+
+    parent = parent_adapter(model)
+    if parent is not None:  # the tokenizer was saved with the adapter: an incomplete adapter dir is caught here
+        check_adapter_files(parent, config.allow_pickle)
+    source = parent or model["huggingface_id"]
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=trusts_remote_code(model, config),
+                                                  token=hub_token(model))
+    except OSError as error:
+        raise PlaypenError(f"cannot load the tokenizer of '{model['model_name']}' from {source}: "
+                           f"{str(error).splitlines()[0]}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def lora_settings(config) -> dict:
+    """``LoraConfig`` keyword arguments of the ``--lora_*`` fields."""
+    targets = config.lora_target_modules
+    return {"r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
+            "target_modules": "all-linear" if targets == ["all-linear"] else list(targets),
+            "use_rslora": config.use_rslora, "task_type": "CAUSAL_LM"}
+
+
+def load_policy(request: LearnRequest, config, wrap_new_adapter: bool = True) -> Policy:
+    """4-bit base prepared for k-bit training, with a new LoRA adapter or the parent's (trainable).
+
+    The parent adapter's files were checked when its tokenizer loaded (:func:`load_tokenizer`).
+    With ``wrap_new_adapter=False`` and no parent adapter, the prepared base is returned unwrapped:
+    the caller hands ``LoraConfig(**policy.lora)`` to the trainer, which adds the adapter itself.
+    """
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+    from transformers import set_seed
+
+    set_seed(config.seed)  # the new adapter's initialisation must depend on --seed too
+
+    wanted = quantization_settings(config)
+    parent = parent_adapter(request.model)
+    if parent is not None:
+        wanted = manifest_io.trained_quantization(parent) or wanted
+        print(f"note: continuing the adapter of '{request.model['model_name']}' ({parent}): its LoRA and "
+              f"quantization settings are used, --lora_* and --bnb_4bit_* are ignored")
+    base, quantization = load_base_model(request.model["huggingface_id"], wanted,
+                                         trust_remote_code=trusts_remote_code(request.model, config),
+                                         allow_pickle=config.allow_pickle,
+                                         attn_implementation=config.attn_implementation, token=hub_token(request.model))
+    if quantization["load_in_4bit"]:
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing,
+                                               gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif config.gradient_checkpointing:  # full precision: no fp32 upcast of every weight
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    if parent is not None:
+        model = PeftModel.from_pretrained(base, str(parent), is_trainable=True)
+        lora = {k: v for k, v in model.peft_config["default"].to_dict().items()
+                if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora")}
+        lora["target_modules"] = sorted(lora["target_modules"]) if isinstance(lora["target_modules"], set) else lora["target_modules"]
+    else:
+        lora = lora_settings(config)
+        try:
+            model = get_peft_model(base, LoraConfig(**lora)) if wrap_new_adapter else base
+        except ValueError as error:  # e.g. --lora_target_modules that match nothing
+            raise PlaypenError(f"LoRA cannot be applied: {str(error).splitlines()[0]}; check --lora_target_modules") from None
+    return Policy(model=model, quantization=quantization, lora=lora, parent=parent)
