@@ -389,6 +389,22 @@ def test_resume_refuses_other_settings_but_accepts_more_steps(playpen, workdir, 
     assert manifest["metrics"]["global_step"] == 4 and manifest["resumed_from"].endswith("checkpoint-2")
 
 
+def test_resume_of_a_run_an_earlier_version_started_names_the_new_settings(playpen, workdir, sft_file):
+    """A run whose identity lacks fields added since (an upgrade mid-run) resumes, saying which ones are new."""
+    args = ["learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", sft_file, *FAST, "--save_steps", "2"]
+    assert playpen(*args, "--max_steps", "2").code == 0
+    identity_file = workdir / "models" / "tiny-sft_qlora" / "playpen_run_identity.json"
+    identity = json.loads(identity_file.read_text())
+    del identity["config"]["group_by_length"], identity["config"]["include_static_games"]
+    identity_file.write_text(json.dumps(identity))
+    more = playpen(*args, "--max_steps", "4", "--resume")
+    assert more.code == 0, more
+    assert "had no group_by_length (now True), include_static_games (now False)" in more.out
+    assert json.loads(identity_file.read_text())["config"]["group_by_length"] is True  # recorded from now on
+    other = playpen(*args, "--max_steps", "6", "--resume", "--lora_r", "8")
+    assert other.code == 2 and "holds a run with a different lora_r" in other.err
+
+
 def test_registry_chat_template_kwargs_reach_training(workdir, sft_file):
     """The entry's chat_template_kwargs render the training rows, as clemcore renders prompts."""
     from playpen.config import build_config

@@ -82,11 +82,17 @@ def _claim_output_dir(request: LearnRequest, data_fingerprint: str) -> None:
     path = out / RUN_IDENTITY_FILE
     if request.resume:
         recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        if recorded is not None and recorded != identity:
+        if recorded is not None:
+            config = recorded["config"]
             changed = sorted(k for k in identity if k != "config" and recorded.get(k) != identity[k])
-            changed += sorted(k for k in identity["config"] if recorded["config"].get(k) != identity["config"][k])
-            raise PlaypenError(f"--resume: {out} holds a run with a different {', '.join(changed)}; resume with "
-                               f"the same settings, or start a new run (--overwrite or another --name)")
+            changed += sorted(k for k in identity["config"] if k in config and config[k] != identity["config"][k])
+            if changed:
+                raise PlaypenError(f"--resume: {out} holds a run with a different {', '.join(changed)}; resume with "
+                                   f"the same settings, or start a new run (--overwrite or another --name)")
+            new = sorted(k for k in identity["config"] if k not in config)
+            if new:  # fields an earlier playpen-tune did not have: the run goes on with their values now
+                values = ", ".join(f"{key} (now {identity['config'][key]!r})" for key in new)
+                print(f"note: --resume: {out} was started by an earlier playpen-tune that had no {values}")
     elif request.overwrite and out.exists() and any(out.iterdir()):
         archive = out / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
         archive.mkdir()
