@@ -56,8 +56,8 @@ def main(argv=None) -> dict:
         from playpen_tune.rl.split_instances import split_instances
 
         model_dir = common.demo_game_workspace(workspace, args.hidden_size)
-        specs, instances = split_instances(["wordecho"], None, "train", str(DEMO_SPLIT_FILE))
-        spec, rows = specs["wordecho"], list(instances.values())
+        train = split_instances(["wordecho"], None, "train", str(DEMO_SPLIT_FILE))
+        spec, rows = train.games["wordecho"], list(train.rows.values())
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         policy = policy_model(ModelSpec.from_dict({"model_name": "policy", "model_config": {

@@ -73,8 +73,11 @@ class Selection:
 
 
 def select(suite: str, game: str | None, *, experiment: str | None = None, instances: str | None = None,
-           split: str | None = None, split_source: str | None = None) -> Selection:
-    """Resolve the games and episodes to play; ``split`` None plays every instance (``--all_instances``)."""
+           split: str | None = None, split_source: str | None = None, offer_all_instances: bool = True) -> Selection:
+    """Resolve the games and episodes to play; ``split`` None plays every instance (``--all_instances``).
+
+    ``offer_all_instances`` False: the calling command has no ``--all_instances``, so its errors do not suggest it.
+    """
     from clemcore.clemgame import GameRegistry
 
     registry = GameRegistry.from_directories_and_cwd_files()
@@ -83,7 +86,8 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
     if experiment and not any(selected_episodes(spec, instances, experiment) for spec in specs):
         raise PlaypenError(f"no instances of experiment '{experiment}' in "
                            f"{', '.join(spec['game_name'] for spec in specs)}; check -e and -i")
-    instance_split = None if split is None else _load(split_source, split, suite if not game else "all")
+    instance_split = None if split is None else _load(split_source, split, suite if not game else "all",
+                                                      offer_all_instances)
     known = {spec["game_name"] for spec in registry}
     if instance_split is not None:
         missing = sorted(instance_split.games() - known)
@@ -104,8 +108,8 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
         empty = sorted(name for name, episodes in wanted.items() if not episodes)
         if empty and (game or not any(wanted.values())):
             raise PlaypenError(f"{instance_split.describe()} has no instances of {', '.join(empty)}"
-                               f"{f' in experiment {experiment!r}' if experiment else ''}; pass another --split, "
-                               f"--split_source, or --all_instances")
+                               f"{f' in experiment {experiment!r}' if experiment else ''}; pass another --split"
+                               f"{', --split_source, or --all_instances' if offer_all_instances else ' or --split_source'}")
         for name in empty:
             print(f"note: {name} has no instances in {instance_split.describe()}; not played")
     kept = {name: [spec for spec in game_specs if wanted[spec["game_name"]]] for name, game_specs in suites.items()}
@@ -115,13 +119,14 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
                      whole_suites=not game and suite == "all")
 
 
-def _load(split_source: str | None, split: str, suite: str) -> InstanceSplit:
+def _load(split_source: str | None, split: str, suite: str, offer_all_instances: bool) -> InstanceSplit:
     try:
         return load_split(split_source, split, [name for name in HUB_CONFIGS if suite in (name, "all")])
     except SplitSourceUnreadable as error:
+        alternative = (" or --all_instances to play every instance (not comparable with the playpen leaderboard)"
+                       if offer_all_instances else "")
         raise PlaypenError(f"{error}; pass --split_source FILE (a .jsonl/.json/.csv file with game, experiment, "
-                           f"task_id, split) or --all_instances to play every instance (not comparable with the "
-                           f"playpen leaderboard)") from None
+                           f"task_id, split){alternative}") from None
 
 
 def _check_split_instances(split: InstanceSplit, game_spec, instances: str | None) -> None:

@@ -127,6 +127,12 @@ def test_bad_input_is_one_error_line_before_loading(playpen, game_dir, tmp_path)
         assert result.code == 2, result
         assert len(error_lines(result)) == 1 and expected in error_lines(result)[0], result
         assert not (game_dir / "models").exists()
+    # offline, without --split_source: the default hub source is unreadable; the fix named is one grpo_qlora has
+    offline = [arg for arg in FAST if arg not in ("--split_source", str(DEMO_SPLIT_FILE))]
+    result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "--max_steps", "1", *offline)
+    assert result.code == 2 and len(error_lines(result)) == 1, result
+    assert "pass --split_source FILE" in error_lines(result)[0] and "--all_instances" not in result.err, result
+    assert not (game_dir / "models").exists()
     # a model whose tokenizer has no chat template
     plain = tmp_path / "plain"
     import shutil
@@ -149,17 +155,19 @@ def test_instances_come_from_the_split_as_for_playpen_play(game_dir, tmp_path):
     from playpen_tune.games import DEMO_GAME_DIR
     from playpen_tune.rl.split_instances import split_instances
 
-    specs, rows = split_instances(["wordecho"], None, "train", str(DEMO_SPLIT_FILE))
-    assert list(specs) == ["wordecho"] and len(rows) == 48
+    train = split_instances(["wordecho"], None, "train", str(DEMO_SPLIT_FILE))
+    specs, rows = train.games, train.rows
+    assert list(specs) == ["wordecho"] and len(rows) == 48 and train.source == str(DEMO_SPLIT_FILE)
     assert {row["experiment"]["name"] for row in rows.values()} == {"train"}
-    _, held_out = split_instances(["wordecho"], None, "validation", str(DEMO_SPLIT_FILE))
+    held_out = split_instances(["wordecho"], None, "validation", str(DEMO_SPLIT_FILE)).rows
     assert len(held_out) == 12 and not set(held_out) & set(rows)
     # a split file whose train split names no wordecho instance: one clear error, as for playpen play
     split_file = tmp_path / "splits.jsonl"
     split_file.write_text("\n".join(json.dumps({"game": game, "experiment": experiment, "task_id": 1, "split": split})
                                     for game, experiment, split in [("wordecho", "heldout", "validation"),
                                                                     ("othergame", "x", "train")]))
-    with pytest.raises(PlaypenError, match="split 'train' of .* has no instances of wordecho"):
+    with pytest.raises(PlaypenError, match="split 'train' of .* has no instances of wordecho; pass another "
+                                           "--split or --split_source$"):  # grpo_qlora has no --all_instances
         split_instances(["wordecho"], None, "train", str(split_file))
     # --suite clem: every benchmark-2.0 game of the registry (here a copy of wordecho marked 2.0)
     with pytest.raises(PlaypenError, match="no game matches"):
@@ -168,8 +176,8 @@ def test_instances_come_from_the_split_as_for_playpen_play(game_dir, tmp_path):
     spec = json.loads((copy / "clemgame.json").read_text())
     (copy / "clemgame.json").write_text(json.dumps({**spec, "benchmark": ["2.0"]}))
     (game_dir / "game_registry.json").write_text(json.dumps([{"benchmark_path": str(copy)}]))
-    specs, rows = split_instances([], "clem", "train", str(DEMO_SPLIT_FILE))
-    assert list(specs) == ["wordecho"] and len(rows) == 48
+    clem = split_instances([], "clem", "train", str(DEMO_SPLIT_FILE))
+    assert list(clem.games) == ["wordecho"] and len(clem.rows) == 48
 
 
 def test_rewards_come_from_scores_json():
@@ -195,3 +203,42 @@ def test_grpo_qlora_is_an_installed_learner():
     names = {ep.name: ep.value for ep in entry_points(group="playpen.learners")}
     assert names.get("grpo_qlora") == "playpen_tune.learners.grpo:GRPOQLoRALearner"
 
+
+
+@pytest.mark.parametrize("partner", ["programmatic", None], ids=["partner", "self-play"])
+def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner):
+    """The policy plays the first role (the Describer) of the two-player test game ``relay``; the other
+    role is the partner (-t) or, without -t, the policy itself. Only the policy's Describer turns are trained."""
+    from playpen.files import append_entry
+    from tests.fixture_data import RELAY_GAME_DIR, relay_instances
+
+    append_entry({"benchmark_path": str(RELAY_GAME_DIR)}, workdir / "game_registry.json")
+    split_file = tmp_path / "relay-splits.jsonl"
+    split_file.write_text("\n".join(json.dumps({"game": "relay", "experiment": row["experiment"],
+                                                "task_id": row["game_id"], "split": "train"})
+                                    for row in relay_instances()))
+    result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "-g", "relay", "--split_source", str(split_file),
+                     "--num_generations", "2", "--per_device_train_batch_size", "4", "--max_tokens", "6",
+                     "--max_steps", "2", "--logging_steps", "1", "--save_steps", "100",
+                     *(["-t", partner] if partner else []))
+    assert result.code == 0, result
+    out = workdir / "models" / "tiny-grpo_qlora"
+    manifest = json.loads((out / "playpen_run.json").read_text())
+    assert manifest["partner"] == partner
+    assert manifest["data"]["split_source"] == str(split_file)  # the source the instances came from
+    episodes = sorted((out / "rollouts").rglob("interactions.json"))
+    assert len(episodes) == 2 * 4
+    guessers = set()
+    for path in episodes:
+        interactions = json.loads(path.read_text())
+        players = {p["game_role"]: p["model_name"] for name, p in interactions["players"].items() if name != "GM"}
+        assert players["Describer"] == "tiny-grpo_qlora"
+        guessers.add(players["Guesser"])
+    assert guessers == {partner or "tiny-grpo_qlora"}
+    # every reward is the one clemcore's relay scorer wrote for that episode
+    for entry in manifest["rollout_log"]:
+        outcomes = [json.loads(path.read_text())["episode scores"]
+                    for path in sorted(Path(entry["directory"]).rglob("scores.json"))]
+        assert entry["rewards"] == [1.0 if s["Success"] else (-1.0 if s["Aborted"] else 0.0) for s in outcomes]
+    if partner:  # the scripted Guesser always names a candidate: the episodes end won or lost, never aborted
+        assert {reward for entry in manifest["rollout_log"] for reward in entry["rewards"]} <= {0.0, 1.0}

@@ -37,8 +37,9 @@ class GRPOQLoRALearner(QLoRALearner):
         from playpen_tune.rl.split_instances import split_instances
 
         config: GRPOQLoRAConfig = request.config
-        games, train_rows = split_instances(config.games, config.suite, config.split, config.split_source)
-        eval_rows = (split_instances(config.games, config.suite, config.eval_split, config.split_source)[1]
+        train = split_instances(config.games, config.suite, config.split, config.split_source)
+        games, train_rows = train.games, train.rows
+        eval_rows = (split_instances(config.games, config.suite, config.eval_split, config.split_source).rows
                      if config.eval_split else {})
         for game in games:
             if not rewards.check_reward(games[game], next(row for row in train_rows.values()
@@ -49,7 +50,7 @@ class GRPOQLoRALearner(QLoRALearner):
         check_chat_template(tokenizer, request.model["model_name"], chat_template_kwargs(request.model))
         fingerprint = hashlib.sha256(json.dumps(sorted(train_rows)).encode()).hexdigest()[:16]
         record = {"format": "clemcore episodes played by the policy", "games": sorted(games), "split": config.split,
-                  "split_source": config.split_source, "instances": len(train_rows), "fingerprint": fingerprint,
+                  "split_source": train.source, "instances": len(train_rows), "fingerprint": fingerprint,
                   "held_out": {"split": config.eval_split, "instances": len(eval_rows)} if eval_rows else None}
         return TrainingData(train=train_rows, held_out=eval_rows or None, fingerprint=fingerprint, record=record)
 

@@ -3,25 +3,36 @@ a split of a split source, chosen exactly as ``playpen play`` chooses them (:fun
 same defaults, checks and error messages), as clemcore instance rows for the rollouts."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-def split_instances(games: list[str], suite: str | None, split: str, split_source: str | None) -> tuple[dict, dict]:
-    """``({game: GameSpec}, {episode key: clemcore instance row})`` of ``split`` of the selected games.
+
+@dataclass
+class SplitInstances:
+    """The instances of one split of the selected games."""
+
+    games: dict  # {game: GameSpec}
+    rows: dict  # {episode key: clemcore instance row}
+    source: str  # the split source read (the default hub id when --split_source was not given)
+
+
+def split_instances(games: list[str], suite: str | None, split: str, split_source: str | None) -> SplitInstances:
+    """The games and instance rows of ``split`` of the selected games.
 
     Raises:
         PlaypenError: as ``playpen play`` does, e.g. for a game whose split has no instances or an
-            unreadable split source.
+            unreadable split source (grpo_qlora has no ``--all_instances``, so the errors do not offer it).
     """
     from clemcore.clemgame import GameInstances
 
     from playpen.selection import select
     from playpen_tune.rl.rollout import episode_key
 
-    selections = ([select(suite, None, split=split, split_source=split_source)] if suite else
-                  [select("all", game, split=split, split_source=split_source) for game in games])
+    options = {"split": split, "split_source": split_source, "offer_all_instances": False}
+    selections = ([select(suite, None, **options)] if suite else [select("all", game, **options) for game in games])
     specs, rows = {}, {}
     for selection in selections:
         for name, spec in selection.games().items():
             specs[name] = spec
             rows.update((episode_key(row), row)
                         for row in GameInstances.from_game_spec(spec).filter(selection.instances_filter()))
-    return specs, rows
+    return SplitInstances(games=specs, rows=rows, source=selections[0].split.source)

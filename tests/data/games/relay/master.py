@@ -3,16 +3,17 @@
 Rules (one episode = one game instance, one round):
 
 * The instance names a ``target`` word and an ordered list of ``candidates`` (the target among them).
-* The Game Master shows the Describer the target and the candidates; the Describer answers
-  ``CLUE: <text>``. The Game Master passes the clue and the candidates to the Guesser, who answers
-  ``GUESS: <word>``.
-* A response not of its form, or a guess that is not a candidate, aborts the episode.
+* The Game Master shows the Describer the target and the candidates; the Describer's answer is the
+  clue (any non-empty text; the scripted Describer answers ``CLUE: <text>``). The Game Master passes
+  the clue and the candidates to the Guesser, who answers ``GUESS: <word>``.
+* An empty clue, a guess not of its form, or a guess that is not a candidate aborts the episode.
 * Guessing the target wins (``Success`` = 1, ``Main Score`` = 100); another candidate loses
   (``Lose`` = 1, ``Main Score`` = 0); an aborted episode has ``Main Score`` NaN.
 
 With the programmatic model ``mock`` the Describer says ``CLUE: the word starts with <letter>``
-and the Guesser picks the first candidate starting with that letter, so the scripted pair loses
-exactly the episodes where an earlier candidate shares the target's first letter.
+and the Guesser picks the first candidate starting with that letter (the first candidate when the
+clue names no letter), so the scripted pair loses exactly the episodes where an earlier candidate
+shares the target's first letter.
 """
 import math
 import re
@@ -26,7 +27,7 @@ from clemcore.clemgame.metrics import BENCH_SCORE, METRIC_ABORTED, METRIC_LOSE, 
 
 RULES = ("Relay game. Two players share a list of candidate words. The describer knows which one is the "
          "target and gives one short clue; the guesser reads the clue and names the target.")
-CLUE_PATTERN = re.compile(r"CLUE:[ \t]*(.+)")
+CLUE_PATTERN = re.compile(r"(?s).*\S.*")  # any non-empty text
 GUESS_PATTERN = re.compile(r"GUESS:[ \t]*([A-Za-z]+)")
 LETTER_PATTERN = re.compile(r"starts with ([A-Za-z])")
 CANDIDATES_PATTERN = re.compile(r"Candidates: (.+)")
@@ -48,8 +49,12 @@ class Guesser(Player):
     """Sees the clue; scripted (``mock``): the first candidate starting with the clue's letter."""
 
     def _custom_response(self, context: Dict) -> str:
-        letter = LETTER_PATTERN.search(context["content"]).group(1).lower()
-        return "GUESS: " + next(word for word in _candidates(context["content"]) if word.startswith(letter))
+        candidates = _candidates(context["content"])
+        letter = LETTER_PATTERN.search(context["content"].split("The describer says: ")[-1])
+        if letter is None:  # a clue of a trained player that names no letter
+            return "GUESS: " + candidates[0]
+        return "GUESS: " + next((word for word in candidates if word.startswith(letter.group(1).lower())),
+                                candidates[0])
 
 
 class Relay(DialogueGameMaster):
