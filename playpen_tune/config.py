@@ -174,7 +174,8 @@ class GRPOQLoRAConfig(QLoRAConfig):
                                    "is measured before training and every eval_steps (None = none)", default=None)
     split_source: str | None = _help("instance splits, as for playpen play: a hub dataset id or a .jsonl/.json/.csv "
                                      "file with game, experiment, task_id, split rows (the demo game ships "
-                                     "examples/games/wordecho/splits.jsonl); None = colab-potsdam/playpen-data",
+                                     "playpen_tune/demo_game/wordecho/splits.jsonl in the installed package); "
+                                     "None = colab-potsdam/playpen-data",
                                      default=None)
     partner: str | None = field(default=None, metadata={
         "help": "model playing the other roles of multi-player games (a registry name, or programmatic); "

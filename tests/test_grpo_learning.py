@@ -1,7 +1,7 @@
 """Evidence that grpo_qlora learns in interaction: on CPU, a tiny model that an early SFT checkpoint
-taught wordecho's answer format most of the time (and rarely to echo the word) plays the train split,
-and the held-out % played that ``playpen eval`` (clemcore) computes rises above the starting policy's.
-(Held-out clemscore does not rise with this recipe: see the README's grpo_qlora section.)"""
+taught wordecho only part of the way (held-out, greedy: some episodes aborted, about half of the words
+echoed) plays the train split, and the held-out clemscore and % played that ``playpen eval``
+(clemcore) computes rise above the starting policy's."""
 from __future__ import annotations
 
 import json
@@ -10,17 +10,18 @@ import pytest
 
 from playpen_tune.quickstart import GAME_ARGS, SFT_ARGS
 
-START_SFT_STEPS = 80  # an early SFT checkpoint: the answer format most of the time, the word rarely
-# The recipe for the tiny model: sample close to greedy (at temperature >= 0.5 the tiny model samples
-# near-uniformly, every episode aborts and a group's rewards never differ), 8 episodes per group,
-# Main Score plus a format term, so that an aborted episode scores below a lost one.
-GRPO_ARGS = ["--temperature", "0.3", "--num_generations", "8", "--per_device_train_batch_size", "16",
-             "--max_tokens", "8", "--learning_rate", "5e-4", "--beta", "0", "--max_steps", "15",
+START_SFT_STEPS = 100  # an early SFT checkpoint: the answer format most of the time, the word about half the time
+# The recipe for the tiny model: sample close to greedy (its logits are nearly flat: at temperature 0.3 most
+# sampled episodes fail, at >= 0.5 nearly all abort), 8 episodes per group, two groups per step, Main Score
+# plus a format term (an aborted episode scores below a lost one), a small learning rate (TRL divides the
+# logits by the temperature in the loss, so 1/T scales the updates; 5e-4 undid what SFT had learned).
+GRPO_ARGS = ["--temperature", "0.1", "--num_generations", "8", "--per_device_train_batch_size", "16",
+             "--max_tokens", "8", "--learning_rate", "2e-4", "--beta", "0", "--max_steps", "30",
              "--reward", "main_score", "--format_reward", "0.5", "--logging_steps", "1", "--save_steps", "100"]
 
 
 @pytest.mark.slow
-def test_grpo_raises_heldout_played_share_above_the_starting_policy(playpen, tmp_path, monkeypatch):
+def test_grpo_raises_heldout_clemscore_above_the_starting_policy(playpen, tmp_path, monkeypatch):
     from playpen import registry
     from playpen_tune.games import demo_corpus, write_game_registry
     from playpen_tune.tiny import build_tiny_chat_model, registry_entry
@@ -50,8 +51,9 @@ def test_grpo_raises_heldout_played_share_above_the_starting_policy(playpen, tmp
         f"{name} clemscore {scores['clemscore']}, % played {scores['games']['wordecho']['% played']}"
         for name, scores in (("start", before), ("after GRPO", after))))
     assert before["failed_games"] == {} and after["failed_games"] == {}
-    # the policy learned to keep the game's format: more held-out episodes played to the end (not aborted)
-    assert after["games"]["wordecho"]["% played"] > before["games"]["wordecho"]["% played"], (before, after)
+    # the policy plays the held-out instances better than where it started: more words echoed, no more aborts
+    assert after["clemscore"] > before["clemscore"], (before, after)
+    assert after["games"]["wordecho"]["% played"] >= before["games"]["wordecho"]["% played"], (before, after)
     # the rise came from groups whose episodes clemcore scored differently (GRPO's learning signal)
     manifest = json.loads((tmp_path / "models" / "start-grpo_qlora" / "playpen_run.json").read_text())
     assert any(entry["varied_groups"] > 0 for entry in manifest["reward_history"])
