@@ -242,3 +242,18 @@ def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner):
         assert entry["rewards"] == [1.0 if s["Success"] else (-1.0 if s["Aborted"] else 0.0) for s in outcomes]
     if partner:  # the scripted Guesser always names a candidate: the episodes end won or lost, never aborted
         assert {reward for entry in manifest["rollout_log"] for reward in entry["rewards"]} <= {0.0, 1.0}
+
+
+def test_grpo_resumes_and_keeps_the_reward_history(playpen, game_dir):
+    """--resume continues from the last checkpoint: earlier rollouts stay, and the manifest's reward
+    history holds every step of the run, not only the resumed ones."""
+    args = ["learn", "-l", "grpo_qlora", "-m", "tiny", *FAST, "--save_steps", "2"]
+    assert playpen(*args, "--max_steps", "2").code == 0
+    out = game_dir / "models" / "tiny-grpo_qlora"
+    first = sorted(path.relative_to(out) for path in (out / "rollouts").rglob("scores.json"))
+    more = playpen(*args, "--max_steps", "3", "--resume")
+    assert more.code == 0, more
+    manifest = json.loads((out / "playpen_run.json").read_text())
+    assert manifest["metrics"]["global_step"] == 3 and manifest["resumed_from"].endswith("checkpoint-2")
+    assert set(first) <= {path.relative_to(out) for path in (out / "rollouts").rglob("scores.json")}
+    assert [entry["step"] for entry in manifest["reward_history"]] == [1, 2, 3]

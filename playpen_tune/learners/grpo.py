@@ -74,7 +74,6 @@ class GRPOQLoRALearner(QLoRALearner):
                           num_generations_eval=1, temperature=config.temperature,
                           max_completion_length=config.max_tokens, chat_template_kwargs=template_kwargs or None,
                           log_completions=False)
-        log: list[dict] = []
         policy_cache: dict = {}
 
         def policy_for(trainer):
@@ -88,7 +87,7 @@ class GRPOQLoRALearner(QLoRALearner):
         rollout = make_rollout_func(
             games=self.games, instances={**train_rows, **eval_rows}, policy_factory=policy_for, partners=self.partners,
             rollouts_dir=request.output_dir / ROLLOUTS_DIR,
-            reward_of=lambda scores: rewards.episode_reward(scores, config.reward, config.format_reward), log=log)
+            reward_of=lambda scores: rewards.episode_reward(scores, config.reward, config.format_reward))
         trainer = GRPOTrainer(
             model=policy.model, args=args, reward_funcs=[clemcore_reward], processing_class=tokenizer,
             train_dataset=Dataset.from_dict({"prompt": list(train_rows)}),
@@ -104,7 +103,7 @@ class GRPOQLoRALearner(QLoRALearner):
             "partner": config.partner,
             "loss_masking": "policy-generated tokens only (TRL env_mask); game master and partner "
                             "messages are context",
-            "rollouts_dir": str(request.output_dir / ROLLOUTS_DIR), "rollout_log": log})
+            "rollouts_dir": str(request.output_dir / ROLLOUTS_DIR)})
 
     def before_save(self, run) -> None:
         drop_reference_and_record_rewards(run)
@@ -143,11 +142,14 @@ def policy_spec(request: LearnRequest, tokenizer, template_kwargs: dict):
 
 
 def drop_reference_and_record_rewards(run) -> None:
-    """Save the GRPO adapter only; put the reward per step (train) and on the held-out split (eval) in the manifest."""
+    """Save the GRPO adapter only; put the reward per step (train) and on the held-out split (eval) in the
+    manifest, for every step of the run (those before a ``--resume`` too)."""
     from playpen_tune.learners.dpo import drop_reference_adapter
+    from playpen_tune.rl.rollout import read_rollout_log
 
     drop_reference_adapter(run.trainer.model)
-    log = run.record.extra["rollout_log"]
+    log = read_rollout_log(run.record.request.output_dir / ROLLOUTS_DIR)
+    run.record.extra["rollout_log"] = log
     train = [entry for entry in log if entry["mode"] == "train"]
     held_out = [entry for entry in log if entry["mode"] == "eval"]
 

@@ -231,14 +231,17 @@ def unique_dir(path: Path) -> Path:
     return candidate
 
 
+ROLLOUT_LOG = "rollout_log.jsonl"  # in the rollouts directory: one line per rollout call, kept across --resume
+
+
 def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners: dict, rollouts_dir: Path,
-                      reward_of, log: list):
+                      reward_of):
     """TRL's ``rollout_func(prompts, trainer)``: play each prompt's instance, return tokens, masks and rewards.
 
     ``instances`` maps an :func:`episode_key` to its instance row, ``games`` a game name to its GameSpec,
     ``partners`` a game name to the partner models of that game, ``reward_of(scores)`` gives an
-    episode's reward; one ``{"step", "mode", "rewards", "directory", "varied_groups"}`` entry per call is
-    appended to ``log``.
+    episode's reward; one ``{"step", "mode", "rewards", "directory", "varied_groups"}`` line per call is
+    appended to ``rollouts_dir/rollout_log.jsonl`` (read back with :func:`read_rollout_log`).
     """
 
     def rollout(prompts: list[str], trainer) -> dict:
@@ -256,14 +259,26 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
             for index, episode in zip(indices, played):
                 episodes[index] = episode
         rewards = [reward_of(episode.scores) for episode in episodes]
-        log.append({"step": step, "mode": mode, "rewards": rewards, "directory": str(directory),
-                    "varied_groups": varied_groups(prompts, rewards)})
+        entry = {"step": step, "mode": mode, "rewards": rewards, "directory": str(directory),
+                 "varied_groups": varied_groups(prompts, rewards)}
+        Path(rollouts_dir).mkdir(parents=True, exist_ok=True)
+        with open(Path(rollouts_dir) / ROLLOUT_LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps(entry) + "\n")
         return {"prompt_ids": [e.trace.prompt_ids for e in episodes],
                 "completion_ids": [e.trace.completion_ids for e in episodes],
                 "env_mask": [e.trace.env_mask for e in episodes],
                 "logprobs": None, "clemcore_reward": rewards}
 
     return rollout
+
+
+def read_rollout_log(rollouts_dir: Path) -> list[dict]:
+    """The rollout log of a run, one entry per (mode, step): a step played again after ``--resume``
+    (it came after the last checkpoint) counts as played the last time."""
+    path = Path(rollouts_dir) / ROLLOUT_LOG
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    latest = {(entry["mode"], entry["step"]): entry for entry in map(json.loads, filter(None, lines))}
+    return sorted(latest.values(), key=lambda entry: (entry["step"], entry["mode"]))
 
 
 def varied_groups(prompts: list[str], rewards: list[float]) -> float:
