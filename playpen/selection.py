@@ -107,9 +107,10 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
     if instance_split is not None:
         empty = sorted(name for name, episodes in wanted.items() if not episodes)
         if empty and (game or not any(wanted.values())):
+            fixes = ("--split, --split_source, or --all_instances" if offer_all_instances
+                     else "--split or --split_source")
             raise PlaypenError(f"{instance_split.describe()} has no instances of {', '.join(empty)}"
-                               f"{f' in experiment {experiment!r}' if experiment else ''}; pass another --split"
-                               f"{', --split_source, or --all_instances' if offer_all_instances else ' or --split_source'}")
+                               f"{f' in experiment {experiment!r}' if experiment else ''}; pass another {fixes}")
         for name in empty:
             print(f"note: {name} has no instances in {instance_split.describe()}; not played")
     kept = {name: [spec for spec in game_specs if wanted[spec["game_name"]]] for name, game_specs in suites.items()}

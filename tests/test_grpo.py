@@ -204,11 +204,10 @@ def test_grpo_qlora_is_an_installed_learner():
     assert names.get("grpo_qlora") == "playpen_tune.learners.grpo:GRPOQLoRALearner"
 
 
-
 @pytest.mark.parametrize("partner", ["programmatic", None], ids=["partner", "self-play"])
 def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner):
     """The policy plays the first role (the Describer) of the two-player test game ``relay``; the other
-    role is the partner (-t) or, without -t, the policy itself. Only the policy's Describer turns are trained."""
+    role is the partner (-t) or, without -t, the policy itself; each reward is the score clemcore wrote."""
     from playpen.files import append_entry
     from tests.fixture_data import RELAY_GAME_DIR, relay_instances
 

@@ -14,7 +14,7 @@ START_SFT_STEPS = 100  # an early SFT checkpoint: the answer format most of the 
 # The recipe for the tiny model: sample close to greedy (its logits are nearly flat: at temperature 0.3 most
 # sampled episodes fail, at >= 0.5 nearly all abort), 8 episodes per group, two groups per step, Main Score
 # plus a format term (an aborted episode scores below a lost one), a small learning rate (TRL divides the
-# logits by the temperature in the loss, so 1/T scales the updates; 5e-4 undid what SFT had learned).
+# logits by the temperature in the loss, so 1/T scales the updates; at 5e-4 clemscore fell).
 GRPO_ARGS = ["--temperature", "0.1", "--num_generations", "8", "--per_device_train_batch_size", "16",
              "--max_tokens", "8", "--learning_rate", "2e-4", "--beta", "0", "--max_steps", "30",
              "--reward", "main_score", "--format_reward", "0.5", "--logging_steps", "1", "--save_steps", "100"]

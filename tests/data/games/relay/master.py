@@ -51,10 +51,9 @@ class Guesser(Player):
     def _custom_response(self, context: Dict) -> str:
         candidates = _candidates(context["content"])
         letter = LETTER_PATTERN.search(context["content"].split("The describer says: ")[-1])
-        if letter is None:  # a clue of a trained player that names no letter
-            return "GUESS: " + candidates[0]
-        return "GUESS: " + next((word for word in candidates if word.startswith(letter.group(1).lower())),
-                                candidates[0])
+        # a trained Describer's clue may name no letter, or one no candidate starts with
+        matching = [word for word in candidates if letter and word.startswith(letter.group(1).lower())]
+        return "GUESS: " + (matching or candidates)[0]
 
 
 class Relay(DialogueGameMaster):
