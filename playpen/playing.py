@@ -139,7 +139,7 @@ def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results
         problem = f"could not load {run_dir}: {type(error).__name__}: {error}"
         return {name: problem if episodes else None for name, episodes in todo.items()}
     try:
-        callbacks = _file_savers(results_dir, run_dir, player_models)
+        callbacks = episode_file_savers(results_dir, run_dir, player_models)
         return {spec["game_name"]: _play(spec, player_models, callbacks, todo[spec["game_name"]], batch_size)
                 if todo[spec["game_name"]] else None for spec in game_specs}
     finally:
@@ -148,8 +148,11 @@ def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results
         _empty_cuda_cache()
 
 
-def _file_savers(results_dir: Path, run_dir: str, player_models: list):
-    """The callbacks of ``clemcore.cli.run``: they write the episode files that ``clem score`` reads."""
+def episode_file_savers(results_dir: Path, run_dir: str, player_models: list):
+    """The callbacks of ``clemcore.cli.run``: they write the episode files that ``clem score`` reads.
+
+    Public for plugins that play episodes themselves (``grpo_qlora``'s rollouts) and must leave the
+    same clemcore episode records as ``playpen play``."""
     from clemcore.backends import Model
     from clemcore.clemgame import (ExperimentFileSaver, GameBenchmarkCallbackList, InstanceFileSaver,
                                    InteractionsFileSaver, ResultsFolder, RunFileSaver)

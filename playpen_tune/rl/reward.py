@@ -80,14 +80,14 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import sequential
 
-    from playpen.playing import _file_savers
+    from playpen.playing import episode_file_savers
     from playpen_tune.rl.rollout import number_of_players
 
     players = [CustomResponseModel()] * number_of_players(game_spec)
     with tempfile.TemporaryDirectory() as tmp:
         with GameBenchmark.load_from_spec(game_spec) as benchmark:
             sequential.run(benchmark, GameInstances(game_spec["game_name"], [row]), players,
-                           callbacks=_file_savers(Path(tmp), "programmatic", players))
+                           callbacks=episode_file_savers(Path(tmp), "programmatic", players))
             benchmark.compute_scores(list(Path(tmp).rglob("interactions.json")))
         scores = next(Path(tmp).rglob("scores.json"), None)
         if scores is None:

@@ -173,7 +173,7 @@ def play_episodes(game_spec, rows: list[dict], policy, partners: list, results_d
     from clemcore.clemgame.envs.pettingzoo.master import GameMasterEnv
     from clemcore.clemgame.runners.batchwise import DynamicBatchDataLoader, GameSession, SinglePassGameSessionPoller
 
-    from playpen.playing import _file_savers
+    from playpen.playing import episode_file_savers
 
     players = [policy] + list(partners) if partners else [policy] * number_of_players(game_spec)
     run_dir = Model.to_identifier(players)
@@ -182,7 +182,7 @@ def play_episodes(game_spec, rows: list[dict], policy, partners: list, results_d
     with GameBenchmark.load_from_spec(game_spec) as benchmark:
         for session_id, row in enumerate(rows):
             directory = Path(results_dir) / f"episode-{session_id:03d}"
-            callbacks = _file_savers(directory, run_dir, players)
+            callbacks = episode_file_savers(directory, run_dir, players)
             callbacks.on_benchmark_start(benchmark)
             env = GameMasterEnv(benchmark, callbacks=callbacks)
             env.reset(options={"player_models": players, "experiment": row["experiment"],
