@@ -192,8 +192,17 @@ class GRPOQLoRAConfig(QLoRAConfig):
                         default="success")
     format_reward: float = _help("add this weight times the episode's Request Success Ratio", default=0.0)
     learning_rate: float = _help("peak learning rate", default=1e-5)
-    use_vllm: bool = _help("refused: TRL's vLLM weight sync cannot push a 4-bit bitsandbytes base + LoRA "
-                           "(see README, grpo_qlora)", default=False)
+    use_vllm: bool = _help("generate the rollouts on a vLLM server serving the unquantized base; before each "
+                           "step's rollouts TRL syncs it with the policy (4-bit weights dequantized, LoRA "
+                           "added). Needs vLLM, a CUDA GPU and one training process (see README, grpo_qlora)",
+                           default=False)
+    vllm_server_base_url: str = _help("the vLLM server of --use_vllm", default="http://localhost:8000")
+    vllm_server_timeout: float = _help("seconds to wait for the --use_vllm server to answer at start", default=240.0)
+    vllm_group_port: int = _help("port of the NCCL group that syncs the weights to the --use_vllm server",
+                                 default=51216)
+    vllm_importance_sampling_correction: bool = _help(
+        "with --use_vllm, correct the loss for the difference between the server's and the policy's token "
+        "probabilities (TRL's truncated importance sampling)", default=True)
 
     def __post_init__(self):
         super().__post_init__()
@@ -226,7 +235,6 @@ class GRPOQLoRAConfig(QLoRAConfig):
             raise PlaypenError(f"--reward must be success, main_score or a dotted path into scores.json, "
                                f"got {self.reward!r}")
         if self.use_vllm:
-            raise PlaypenError("--use_vllm is not supported by grpo_qlora: TRL's vLLM weight sync merges the LoRA "
-                               "adapter into the base and pushes the merged parameters, which on a 4-bit "
-                               "bitsandbytes base are packed NF4 storage that vLLM cannot load; drop --use_vllm "
-                               "(the rollouts generate with the live policy in transformers)")
+            from playpen_tune.rl.vllm_server import check_vllm_usable
+
+            check_vllm_usable()

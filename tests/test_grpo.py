@@ -119,7 +119,6 @@ def test_bad_input_is_one_error_line_before_loading(playpen, game_dir, tmp_path)
         (["--split", "nosuch"], "has no split 'nosuch' (splits: train, validation); pass --split train"),
         (["--suite", "clem"], "pass either -g GAME[,GAME...] or --suite clem"),
         (["-t", "no-such-model"], "--partner no-such-model cannot be loaded"),
-        (["--use_vllm"], "--use_vllm is not supported by grpo_qlora: TRL's vLLM weight sync"),
         (["--reward", "episode scores.No Such Score"], "scores.json has no 'No Such Score'"),
     ]
     for options, expected in cases:

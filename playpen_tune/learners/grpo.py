@@ -7,7 +7,8 @@ the episodes with clemcore's game masters and reads each reward from the episode
 (:mod:`playpen_tune.rl.reward`). The loss counts only the tokens the policy generated. The
 reference for the KL term (``--beta``) is the base (adapter disabled) for a new adapter, or a
 frozen copy of the starting adapter (TRL's ``ref`` adapter) when ``-m`` names a tuned model;
-the ``ref`` copy is dropped before saving, as in ``dpo_qlora``.
+the ``ref`` copy is dropped before saving, as in ``dpo_qlora``. With ``--use_vllm`` the rollouts
+generate on a vLLM server that TRL syncs with the policy (:mod:`playpen_tune.rl.vllm_server`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from playpen_tune.learners.base import QLoRALearner, TrainerSetup
 from playpen_tune.learners.training_data import TrainingData, chat_template_kwargs
 
 ROLLOUTS_DIR = "rollouts"
+SERVER_LOGP_DIFFERENCE = "sampling/sampling_logp_difference/mean"  # logged by TRL with use_vllm
 
 
 class GRPOQLoRALearner(QLoRALearner):
@@ -73,14 +75,15 @@ class GRPOQLoRALearner(QLoRALearner):
         args = GRPOConfig(**arguments, beta=config.beta, num_generations=config.num_generations,
                           num_generations_eval=1, temperature=config.temperature,
                           max_completion_length=config.max_tokens, chat_template_kwargs=template_kwargs or None,
-                          log_completions=False)
+                          log_completions=False, **vllm_arguments(config))
         policy_cache: dict = {}
 
         def policy_for(trainer):
             if "policy" not in policy_cache:
                 spec = policy_spec(request, tokenizer, template_kwargs)
+                client = trainer.vllm_generation.vllm_client if config.use_vllm else None
                 policy_cache["policy"] = policy_model(spec, trainer.accelerator.unwrap_model(trainer.model),
-                                                      tokenizer, template_kwargs)
+                                                      tokenizer, template_kwargs, vllm_client=client)
                 policy_cache["policy"].set_gen_args(temperature=config.temperature, max_tokens=config.max_tokens)
             return policy_cache["policy"]
 
@@ -94,6 +97,12 @@ class GRPOQLoRALearner(QLoRALearner):
             eval_dataset=Dataset.from_dict({"prompt": list(eval_rows)}) if eval_rows else None,
             peft_config=LoraConfig(**policy.lora) if policy.parent is None else None, callbacks=callbacks,
             rollout_func=rollout)
+        if config.use_vllm:
+            import torch
+
+            from playpen_tune.rl.vllm_server import push_merged_weights
+
+            push_merged_weights(trainer.vllm_generation, getattr(torch, policy.quantization["bnb_4bit_compute_dtype"]))
         return TrainerSetup(trainer=trainer, extra={
             "reference": ("base model with adapter disabled" if policy.parent is None else
                           f"frozen copy of the parent adapter {policy.parent} (TRL 'ref' adapter)"),
@@ -101,12 +110,24 @@ class GRPOQLoRALearner(QLoRALearner):
                        "definition": rewards.describe(config.reward, config.format_reward),
                        "source": "clemcore scores.json of each episode"},
             "partner": config.partner,
+            "rollout_generation": (f"vLLM server {config.vllm_server_base_url} (weights synced before each step: "
+                                   f"4-bit base dequantized + LoRA)" if config.use_vllm else
+                                   "transformers generate with the live policy"),
             "loss_masking": "policy-generated tokens only (TRL env_mask); game master and partner "
                             "messages are context",
             "rollouts_dir": str(request.output_dir / ROLLOUTS_DIR)})
 
     def before_save(self, run) -> None:
         drop_reference_and_record_rewards(run)
+
+
+def vllm_arguments(config: GRPOQLoRAConfig) -> dict:
+    """``GRPOConfig`` fields of ``--use_vllm``: TRL's server mode (none without it)."""
+    if not config.use_vllm:
+        return {}
+    return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": config.vllm_server_base_url,
+            "vllm_server_timeout": config.vllm_server_timeout, "vllm_group_port": config.vllm_group_port,
+            "vllm_importance_sampling_correction": config.vllm_importance_sampling_correction}
 
 
 def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
@@ -158,6 +179,11 @@ def drop_reference_and_record_rewards(run) -> None:
 
     run.record.extra["reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"]),
                                            "varied_groups": e["varied_groups"]} for e in train]
+    # --use_vllm: how far the server's token log-probabilities were from the policy's (TRL's metric)
+    server = {e["step"]: e[SERVER_LOGP_DIFFERENCE] for e in run.trainer.state.log_history if SERVER_LOGP_DIFFERENCE in e}
+    for entry in run.record.extra["reward_history"]:
+        if entry["step"] in server:
+            entry["server_logp_difference"] = server[entry["step"]]
     run.record.extra["eval_reward_history"] = [{"step": e["step"], "mean_reward": mean(e["rewards"])}
                                                for e in held_out]
     if train:
