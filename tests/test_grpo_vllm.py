@@ -177,6 +177,7 @@ def test_the_rollout_hands_the_servers_logprobs_to_trl(tiny_model_dir, tmp_path)
 
 
 CUDA_AND_VLLM = torch.cuda.is_available() and importlib.util.find_spec("vllm") is not None
+TWO_GPUS = CUDA_AND_VLLM and torch.cuda.device_count() >= 2  # the server and the trainer need a GPU each (NCCL)
 
 
 @pytest.mark.skipif(CUDA_AND_VLLM, reason="vLLM and CUDA are here, so --use_vllm is accepted")
@@ -194,7 +195,7 @@ def test_use_vllm_is_refused_where_it_cannot_run(playpen, workdir):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CUDA_AND_VLLM, reason="needs a CUDA GPU and vLLM (pip install 'playpen-tune[vllm]')")
+@pytest.mark.skipif(not TWO_GPUS, reason="needs two CUDA GPUs and vLLM (pip install 'playpen-tune[vllm]')")
 def test_grpo_learns_with_rollouts_on_a_vllm_server(tmp_path, monkeypatch):
     """A real ``vllm serve`` of the base, grpo_qlora --use_vllm for a few steps: the run is registered,
     its rollouts are episode records, and the server's token probabilities match the policy's after
@@ -211,7 +212,7 @@ def test_grpo_learns_with_rollouts_on_a_vllm_server(tmp_path, monkeypatch):
         ["vllm", "serve", str(base), "--port", str(port), "--dtype", "bfloat16", "--gpu-memory-utilization", "0.2",
          "--weight-transfer-config", '{"backend": "nccl"}', "--logprobs-mode", "processed_logprobs",
          "--max-logprobs", "-1", "--max-model-len", "1024"],
-        env={**os.environ, "VLLM_SERVER_DEV_MODE": "1"}, stdout=open(tmp_path / "vllm.log", "w"), stderr=subprocess.STDOUT)
+        env={**os.environ, "VLLM_SERVER_DEV_MODE": "1", "CUDA_VISIBLE_DEVICES": "1"}, stdout=open(tmp_path / "vllm.log", "w"), stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 300
         while True:
@@ -226,7 +227,7 @@ def test_grpo_learns_with_rollouts_on_a_vllm_server(tmp_path, monkeypatch):
              "--split_source", str(DEMO_SPLIT_FILE), "--num_generations", "4", "--per_device_train_batch_size", "8",
              "--max_tokens", "8", "--max_steps", "4", "--logging_steps", "1", "--learning_rate", "1e-3",
              "--use_vllm", "--vllm_server_base_url", f"http://localhost:{port}"],
-            cwd=tmp_path, capture_output=True, text=True)
+            cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": "0"})
     finally:
         server.terminate()
         server.wait(timeout=60)
