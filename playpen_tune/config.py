@@ -5,7 +5,7 @@ their knobs; every field is a YAML key of ``-c`` and a ``--<field>`` option of `
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from playpen.errors import PlaypenError
 from playpen_tune.quantization import DEFAULT_QUANTIZATION
@@ -194,7 +194,8 @@ class GRPOQLoRAConfig(QLoRAConfig):
     learning_rate: float = _help("peak learning rate", default=1e-5)
     use_vllm: bool = _help("generate the rollouts on a vLLM server serving the unquantized base; before each "
                            "step's rollouts TRL syncs it with the policy (4-bit weights dequantized, LoRA "
-                           "added). Needs vLLM, a CUDA GPU and one training process (see README, grpo_qlora)",
+                           "added). Needs vLLM, one training process and CUDA: the server on another GPU than the "
+                           "trainer (see README, grpo_qlora)",
                            default=False)
     vllm_server_base_url: str = _help("the vLLM server of --use_vllm", default="http://localhost:8000")
     vllm_server_timeout: float = _help("seconds to wait for the --use_vllm server to answer at start", default=240.0)
@@ -238,3 +239,6 @@ class GRPOQLoRAConfig(QLoRAConfig):
             from playpen_tune.rl.vllm_server import check_vllm_usable
 
             check_vllm_usable()
+        for option in fields(self):
+            if option.name.startswith("vllm_") and not self.use_vllm and getattr(self, option.name) != option.default:
+                raise PlaypenError(f"--{option.name} applies only with --use_vllm; add --use_vllm or drop it")

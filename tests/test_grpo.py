@@ -120,6 +120,7 @@ def test_bad_input_is_one_error_line_before_loading(playpen, game_dir, tmp_path)
         (["--suite", "clem"], "pass either -g GAME[,GAME...] or --suite clem"),
         (["-t", "no-such-model"], "--partner no-such-model cannot be loaded"),
         (["--reward", "episode scores.No Such Score"], "scores.json has no 'No Such Score'"),
+        (["--vllm_server_base_url", "http://gpu:8000"], "--vllm_server_base_url applies only with --use_vllm"),
     ]
     for options, expected in cases:
         result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "--max_steps", "1", *FAST, *options)
