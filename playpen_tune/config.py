@@ -179,7 +179,10 @@ class GRPOQLoRAConfig(QLoRAConfig):
                                      default=None)
     partner: str | None = field(default=None, metadata={
         "help": "model playing the other roles of multi-player games (a registry name, or programmatic); "
-                "None = the policy plays every role, learning from the first", "aliases": ["-t"]})
+                "None = the policy plays every role, learning from --player's", "aliases": ["-t"]})
+    player: int = _help("the player the policy is in multi-player games, numbered as the models of 'clem run "
+                        "-m A B' (1 = the first role, e.g. a Describer); the partner plays the others. In "
+                        "self-play (no -t) the policy plays every role and learns from this one", default=1)
     num_generations: int = _help("G: episodes per instance in one GRPO group (>= 2)", default=4)
     per_device_train_batch_size: int = _help("episodes per micro-batch (a multiple of --num_generations)", default=4)
     gradient_accumulation_steps: int = _help("micro-batches per optimizer step; all its episodes are played as "
@@ -219,6 +222,8 @@ class GRPOQLoRAConfig(QLoRAConfig):
         if bool(self.games) == bool(self.suite):
             raise PlaypenError("pass either -g GAME[,GAME...] or --suite clem: the games to play "
                                "(see 'playpen list games')")
+        if self.player < 1:
+            raise PlaypenError(f"--player must be >= 1 (1 = the first role), got {self.player}")
         if self.num_generations < 2:
             raise PlaypenError(f"--num_generations must be >= 2 (GRPO compares the episodes of a group), "
                                f"got {self.num_generations}")

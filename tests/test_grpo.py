@@ -121,6 +121,7 @@ def test_bad_input_is_one_error_line_before_loading(playpen, game_dir, tmp_path)
         (["-t", "no-such-model"], "--partner no-such-model cannot be loaded"),
         (["--reward", "episode scores.No Such Score"], "scores.json has no 'No Such Score'"),
         (["--vllm_server_base_url", "http://gpu:8000"], "--vllm_server_base_url applies only with --use_vllm"),
+        (["--player", "2"], "--player 2: wordecho has 1 player(s)"),
     ]
     for options, expected in cases:
         result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "--max_steps", "1", *FAST, *options)
@@ -204,10 +205,12 @@ def test_grpo_qlora_is_an_installed_learner():
     assert names.get("grpo_qlora") == "playpen_tune.learners.grpo:GRPOQLoRALearner"
 
 
-@pytest.mark.parametrize("partner", ["programmatic", None], ids=["partner", "self-play"])
-def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner):
-    """The policy plays the first role (the Describer) of the two-player test game ``relay``; the other
-    role is the partner (-t) or, without -t, the policy itself; each reward is the score clemcore wrote."""
+@pytest.mark.parametrize("partner, player", [("programmatic", 1), (None, 1), ("programmatic", 2)],
+                         ids=["partner", "self-play", "guesser-with-partner"])
+def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner, player):
+    """The policy plays player ``--player`` (1: the Describer, 2: the Guesser) of the two-player test game
+    ``relay``; the other role is the partner (-t) or, without -t, the policy itself; each reward is the
+    score clemcore wrote."""
     from playpen.files import append_entry
     from tests.fixture_data import RELAY_GAME_DIR, relay_instances
 
@@ -219,28 +222,62 @@ def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner):
     result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "-g", "relay", "--split_source", str(split_file),
                      "--num_generations", "2", "--per_device_train_batch_size", "4", "--max_tokens", "6",
                      "--max_steps", "2", "--logging_steps", "1", "--save_steps", "100",
-                     *(["-t", partner] if partner else []))
+                     "--player", str(player), *(["-t", partner] if partner else []))
     assert result.code == 0, result
     out = workdir / "models" / "tiny-grpo_qlora"
     manifest = json.loads((out / "playpen_run.json").read_text())
-    assert manifest["partner"] == partner
+    assert manifest["partner"] == partner and manifest["player"] == player
     assert manifest["data"]["split_source"] == str(split_file)  # the source the instances came from
     episodes = sorted((out / "rollouts").rglob("interactions.json"))
     assert len(episodes) == 2 * 4
-    guessers = set()
+    policy_role, other_role = ("Describer", "Guesser") if player == 1 else ("Guesser", "Describer")
+    others = set()
     for path in episodes:
         interactions = json.loads(path.read_text())
         players = {p["game_role"]: p["model_name"] for name, p in interactions["players"].items() if name != "GM"}
-        assert players["Describer"] == "tiny-grpo_qlora"
-        guessers.add(players["Guesser"])
-    assert guessers == {partner or "tiny-grpo_qlora"}
+        assert players[policy_role] == "tiny-grpo_qlora"
+        others.add(players[other_role])
+    assert others == {partner or "tiny-grpo_qlora"}
     # every reward is the one clemcore's relay scorer wrote for that episode
     for entry in manifest["rollout_log"]:
         outcomes = [json.loads(path.read_text())["episode scores"]
                     for path in sorted(Path(entry["directory"]).rglob("scores.json"))]
         assert entry["rewards"] == [1.0 if s["Success"] else (-1.0 if s["Aborted"] else 0.0) for s in outcomes]
-    if partner:  # the scripted Guesser always names a candidate: the episodes end won or lost, never aborted
+    if partner and player == 1:  # the scripted Guesser always names a candidate: won or lost, never aborted
         assert {reward for entry in manifest["rollout_log"] for reward in entry["rewards"]} <= {0.0, 1.0}
+
+
+def test_self_play_learns_from_the_turns_of_the_chosen_player(tiny_model_dir, tmp_path):
+    """Without a partner the policy plays both relay roles; the trace handed to TRL is player N's: its
+    first context is the prompt the game master gave that role."""
+    import torch
+    from clemcore.backends import ModelSpec
+    from clemcore.clemgame import GameSpec
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from playpen_tune.rl.rollout import play_episodes, policy_model
+    from tests.fixture_data import RELAY_GAME_DIR
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    spec = ModelSpec.from_dict({"model_name": "policy", "model_config": {"eos_to_cull": r"(?s)<\|eot_id\|>.*"}})
+    policy = policy_model(spec, AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, {})
+    policy.set_gen_args(temperature=1.0, max_tokens=4)
+    game = GameSpec.from_dict(json.loads((RELAY_GAME_DIR / "clemgame.json").read_text()) | {"game_path": str(RELAY_GAME_DIR)})
+    document = json.loads((RELAY_GAME_DIR / "in" / "instances.json").read_text())
+    experiment = document["experiments"][0]
+    rows = [{"experiment": experiment, "game_instance": instance} for instance in experiment["game_instances"]]
+    torch.manual_seed(0)
+    describer = play_episodes(game, rows, policy, [], tmp_path / "player-1", batch_size=4, player=1)
+    guesser = play_episodes(game, rows, policy, [], tmp_path / "player-2", batch_size=4, player=2)
+    assert all("Target word:" in tokenizer.decode(episode.trace.prompt_ids) for episode in describer)
+    played = [episode for episode in guesser if 1 in episode.trace.env_mask]
+    assert played  # the Guesser's prompt: the clue and the candidates, not the target
+    assert all("The describer says:" in tokenizer.decode(episode.trace.prompt_ids)
+               and "Target word:" not in tokenizer.decode(episode.trace.prompt_ids) for episode in played)
+    # an episode that ended before the Guesser's turn (an empty clue aborts) keeps its reward, trains nothing
+    for episode in guesser:
+        if episode not in played:
+            assert episode.scores["episode scores"]["Aborted"] == 1 and episode.trace.env_mask == [0]
 
 
 def test_grpo_resumes_and_keeps_the_reward_history(playpen, game_dir):

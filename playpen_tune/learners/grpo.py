@@ -35,7 +35,7 @@ class GRPOQLoRALearner(QLoRALearner):
     def data(self, request: LearnRequest, tokenizer) -> TrainingData:
         """The instances of the games' split (and held-out split) to play, and the partners to play them with."""
         from playpen_tune.rl import reward as rewards
-        from playpen_tune.rl.rollout import check_chat_template
+        from playpen_tune.rl.rollout import check_chat_template, number_of_players
         from playpen_tune.rl.split_instances import split_instances
 
         config: GRPOQLoRAConfig = request.config
@@ -48,6 +48,10 @@ class GRPOQLoRALearner(QLoRALearner):
                                                           if row["game_name"] == game),
                                         config.reward, config.format_reward):
                 print(f"note: {game} has no programmatic player; --reward {config.reward} is checked at the first rollout")
+        for game, spec in games.items():
+            if config.player > number_of_players(spec):
+                raise PlaypenError(f"--player {config.player}: {game} has {number_of_players(spec)} player(s); "
+                                   f"pass a --player up to that, or games with that many players")
         self.games, self.partners = games, load_partners(config, games)  # the rollout plays with these
         check_chat_template(tokenizer, request.model["model_name"], chat_template_kwargs(request.model))
         fingerprint = hashlib.sha256(json.dumps(sorted(train_rows)).encode()).hexdigest()[:16]
@@ -90,7 +94,8 @@ class GRPOQLoRALearner(QLoRALearner):
         rollout = make_rollout_func(
             games=self.games, instances={**train_rows, **eval_rows}, policy_factory=policy_for, partners=self.partners,
             rollouts_dir=request.output_dir / ROLLOUTS_DIR,
-            reward_of=lambda scores: rewards.episode_reward(scores, config.reward, config.format_reward))
+            reward_of=lambda scores: rewards.episode_reward(scores, config.reward, config.format_reward),
+            player=config.player)
         trainer = GRPOTrainer(
             model=policy.model, args=args, reward_funcs=[clemcore_reward], processing_class=tokenizer,
             train_dataset=Dataset.from_dict({"prompt": list(train_rows)}),
@@ -110,6 +115,7 @@ class GRPOQLoRALearner(QLoRALearner):
                        "definition": rewards.describe(config.reward, config.format_reward),
                        "source": "clemcore scores.json of each episode"},
             "partner": config.partner,
+            "player": config.player,
             "rollout_generation": (f"vLLM server {config.vllm_server_base_url} (weights synced before each step: "
                                    f"4-bit base dequantized + LoRA)" if config.use_vllm else
                                    "transformers generate with the live policy"),
@@ -131,12 +137,14 @@ def vllm_arguments(config: GRPOQLoRAConfig) -> dict:
 
 
 def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
-    """``{game: [partner model]}`` (empty lists without ``--partner``): loaded once, before the policy."""
+    """``{game: [partner model] * (players - 1)}``, the partner in every role but the policy's (empty
+    lists without ``--partner``): loaded once, before the policy."""
     if config.partner is None:
         return {name: [] for name in games}
     from clemcore import backends
 
     from playpen.models import find_model
+    from playpen_tune.rl.rollout import number_of_players
 
     try:
         spec = find_model(config.partner, scripted=True)
@@ -144,7 +152,7 @@ def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
     except Exception as error:  # an unknown name, and the many kinds clemcore raises for a model it cannot load
         raise PlaypenError(f"--partner {config.partner} cannot be loaded: {type(error).__name__}: {error}; "
                            f"pass a model from 'playpen list models' or programmatic") from None
-    return {name: [partner] for name in games}
+    return {name: [partner] * (number_of_players(spec) - 1) for name, spec in games.items()}
 
 
 def policy_spec(request: LearnRequest, tokenizer, template_kwargs: dict):

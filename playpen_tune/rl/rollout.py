@@ -177,10 +177,11 @@ class Episode:
 
 
 def play_episodes(game_spec, rows: list[dict], policy, partners: list, results_dir: Path, batch_size: int,
-                  trained_agent: str = "player_0") -> list[Episode]:
-    """Play ``rows`` (clemcore instance rows; repeats allowed) with the policy as ``player_0`` and the
-    ``partners`` in the other roles (or the policy itself), as one batch; score each episode with the
-    game's scorer. Episode ``i`` is written under ``results_dir/episode-<i>/``."""
+                  player: int = 1) -> list[Episode]:
+    """Play ``rows`` (clemcore instance rows; repeats allowed) as one batch, the policy as player number
+    ``player`` (1 = the first model of ``clem run -m A B``) and the ``partners`` in the other roles, in
+    order; without partners the policy plays every role. Each episode is scored with the game's scorer
+    and written under ``results_dir/episode-<i>/``; its trace is the one of player ``player``."""
     from clemcore.backends import Model
     from clemcore.clemgame import GameBenchmark, Player
     from clemcore.clemgame.envs.pettingzoo.master import GameMasterEnv
@@ -188,7 +189,9 @@ def play_episodes(game_spec, rows: list[dict], policy, partners: list, results_d
 
     from playpen.playing import episode_file_savers
 
-    players = [policy] + list(partners) if partners else [policy] * number_of_players(game_spec)
+    players = (list(partners[:player - 1]) + [policy] + list(partners[player - 1:]) if partners
+               else [policy] * number_of_players(game_spec))
+    trained_agent = f"player_{player - 1}"  # clemcore's GameMasterEnv names the players' agents in this order
     run_dir = Model.to_identifier(players)
     policy.traces.clear()
     directories, sessions, all_callbacks = [], [], []
@@ -221,11 +224,17 @@ def play_episodes(game_spec, rows: list[dict], policy, partners: list, results_d
         if scores_path is None or not scores_path.is_file():
             raise PlaypenError(f"{game_spec['game_name']}: episode {directory} was not recorded and scored by clemcore; "
                                f"see clembench.log")
-        trace = policy.traces.get((session_id, trained_agent))
-        if trace is None:
-            raise PlaypenError(f"{game_spec['game_name']}: the policy never played {trained_agent} in {directory}")
+        trace = policy.traces.get((session_id, trained_agent)) or unplayed_trace(policy)
         episodes.append(Episode(directory, json.loads(scores_path.read_text(encoding="utf-8")), trace))
     return episodes
+
+
+def unplayed_trace(policy) -> Trace:
+    """The trace of a player whose turn never came (the episode ended before it): one end-of-text token,
+    masked, so the episode still counts in its GRPO group with its reward but trains nothing."""
+    eos = policy.tokenizer.eos_token_id
+    return Trace(prompt_ids=[eos], completion_ids=[eos], env_mask=[0],
+                 logprobs=None if policy.vllm_client is None else [0.0])
 
 
 def number_of_players(game_spec) -> int:
@@ -248,11 +257,12 @@ ROLLOUT_LOG = "rollout_log.jsonl"  # in the rollouts directory: one line per rol
 
 
 def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners: dict, rollouts_dir: Path,
-                      reward_of):
+                      reward_of, player: int = 1):
     """TRL's ``rollout_func(prompts, trainer)``: play each prompt's instance, return tokens, masks and rewards.
 
     ``instances`` maps an :func:`episode_key` to its instance row, ``games`` a game name to its GameSpec,
-    ``partners`` a game name to the partner models of that game, ``reward_of(scores)`` gives an
+    ``partners`` a game name to the partner models of that game (the policy is player ``player``, see
+    :func:`play_episodes`), ``reward_of(scores)`` gives an
     episode's reward; one ``{"step", "mode", "rewards", "directory", "varied_groups"}`` line per call is
     appended to ``rollouts_dir/rollout_log.jsonl`` (read back with :func:`read_rollout_log`).
     """
@@ -268,7 +278,7 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
         episodes: list = [None] * len(prompts)
         for game, indices in by_game.items():
             played = play_episodes(games[game], [instances[prompts[i]] for i in indices], policy, partners[game],
-                                   directory / game, batch_size=len(indices))
+                                   directory / game, batch_size=len(indices), player=player)
             for index, episode in zip(indices, played):
                 episodes[index] = episode
         rewards = [reward_of(episode.scores) for episode in episodes]
