@@ -280,6 +280,44 @@ def test_self_play_learns_from_the_turns_of_the_chosen_player(tiny_model_dir, tm
             assert episode.scores["episode scores"]["Aborted"] == 1 and episode.trace.env_mask == [0]
 
 
+def test_episodes_that_end_before_the_policys_turn_count_with_their_reward(playpen, workdir, tmp_path, monkeypatch):
+    """The policy is the Guesser; its partner, a Describer that gives no clue, aborts every episode before
+    the Guesser's turn. The run trains on those episodes' rewards (clemcore's: aborted, -1) with no policy
+    tokens to learn from, and completes."""
+    from clemcore.backends import BatchGenerativeModel, ModelSpec
+
+    from playpen.files import append_entry
+    from playpen_tune.learners import grpo
+    from tests.fixture_data import RELAY_GAME_DIR, relay_instances
+
+    class SilentDescriber(BatchGenerativeModel):
+        def generate_response(self, messages):
+            return {}, {}, ""
+
+        def generate_batch_response(self, batch_messages):
+            return [self.generate_response(messages) for messages in batch_messages]
+
+    monkeypatch.setattr(grpo, "load_partners", lambda config, games: {
+        "relay": [SilentDescriber(ModelSpec(model_name="silent"))]})  # any clemcore Model can be the partner
+    append_entry({"benchmark_path": str(RELAY_GAME_DIR)}, workdir / "game_registry.json")
+    split_file = tmp_path / "relay-splits.jsonl"
+    split_file.write_text("\n".join(json.dumps({"game": "relay", "experiment": row["experiment"],
+                                                "task_id": row["game_id"], "split": "train"})
+                                    for row in relay_instances()))
+    result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "-g", "relay", "--split_source", str(split_file),
+                     "--player", "2", "-t", "programmatic", "--num_generations", "2", "--per_device_train_batch_size",
+                     "2", "--max_tokens", "4", "--max_steps", "2", "--logging_steps", "1", "--save_steps", "100")
+    assert result.code == 0, result
+    manifest = json.loads((workdir / "models" / "tiny-grpo_qlora" / "playpen_run.json").read_text())
+    assert [entry["rewards"] for entry in manifest["rollout_log"]] == [[-1.0, -1.0], [-1.0, -1.0]]
+    assert manifest["metrics"]["final_loss"] == 0.0  # no policy token: nothing to learn, and no NaN
+    for entry in manifest["rollout_log"]:
+        for path in Path(entry["directory"]).rglob("interactions.json"):
+            players = {p["game_role"]: p["model_name"] for name, p in json.loads(path.read_text())["players"].items()
+                       if name != "GM"}
+            assert players == {"Describer": "silent", "Guesser": "tiny-grpo_qlora"}
+
+
 def test_grpo_resumes_and_keeps_the_reward_history(playpen, game_dir):
     """--resume continues from the last checkpoint: earlier rollouts stay, and the manifest's reward
     history holds every step of the run, not only the resumed ones."""
