@@ -205,12 +205,9 @@ def test_grpo_qlora_is_an_installed_learner():
     assert names.get("grpo_qlora") == "playpen_tune.learners.grpo:GRPOQLoRALearner"
 
 
-@pytest.mark.parametrize("partner, player", [("programmatic", 1), (None, 1), ("programmatic", 2)],
-                         ids=["partner", "self-play", "guesser-with-partner"])
-def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner, player):
-    """The policy plays player ``--player`` (1: the Describer, 2: the Guesser) of the two-player test game
-    ``relay``; the other role is the partner (-t) or, without -t, the policy itself; each reward is the
-    score clemcore wrote."""
+def register_relay(workdir: Path, tmp_path: Path) -> Path:
+    """Add the two-player test game ``relay`` to the game registry; return a split file with all its
+    instances in ``train``."""
     from playpen.files import append_entry
     from tests.fixture_data import RELAY_GAME_DIR, relay_instances
 
@@ -219,6 +216,16 @@ def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner, playe
     split_file.write_text("\n".join(json.dumps({"game": "relay", "experiment": row["experiment"],
                                                 "task_id": row["game_id"], "split": "train"})
                                     for row in relay_instances()))
+    return split_file
+
+
+@pytest.mark.parametrize("partner, player", [("programmatic", 1), (None, 1), ("programmatic", 2)],
+                         ids=["partner", "self-play", "guesser-with-partner"])
+def test_grpo_plays_a_two_player_game(playpen, workdir, tmp_path, partner, player):
+    """The policy plays player ``--player`` (1: the Describer, 2: the Guesser) of the two-player test game
+    ``relay``; the other role is the partner (-t) or, without -t, the policy itself; each reward is the
+    score clemcore wrote."""
+    split_file = register_relay(workdir, tmp_path)
     result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "-g", "relay", "--split_source", str(split_file),
                      "--num_generations", "2", "--per_device_train_batch_size", "4", "--max_tokens", "6",
                      "--max_steps", "2", "--logging_steps", "1", "--save_steps", "100",
@@ -286,9 +293,7 @@ def test_episodes_that_end_before_the_policys_turn_count_with_their_reward(playp
     tokens to learn from, and completes."""
     from clemcore.backends import BatchGenerativeModel, ModelSpec
 
-    from playpen.files import append_entry
     from playpen_tune.learners import grpo
-    from tests.fixture_data import RELAY_GAME_DIR, relay_instances
 
     class SilentDescriber(BatchGenerativeModel):
         def generate_response(self, messages):
@@ -299,11 +304,7 @@ def test_episodes_that_end_before_the_policys_turn_count_with_their_reward(playp
 
     monkeypatch.setattr(grpo, "load_partners", lambda config, games: {
         "relay": [SilentDescriber(ModelSpec(model_name="silent"))]})  # any clemcore Model can be the partner
-    append_entry({"benchmark_path": str(RELAY_GAME_DIR)}, workdir / "game_registry.json")
-    split_file = tmp_path / "relay-splits.jsonl"
-    split_file.write_text("\n".join(json.dumps({"game": "relay", "experiment": row["experiment"],
-                                                "task_id": row["game_id"], "split": "train"})
-                                    for row in relay_instances()))
+    split_file = register_relay(workdir, tmp_path)
     result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "-g", "relay", "--split_source", str(split_file),
                      "--player", "2", "-t", "programmatic", "--num_generations", "2", "--per_device_train_batch_size",
                      "2", "--max_tokens", "4", "--max_steps", "2", "--logging_steps", "1", "--save_steps", "100")
