@@ -152,7 +152,7 @@ def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
     except Exception as error:  # an unknown name, and the many kinds clemcore raises for a model it cannot load
         raise PlaypenError(f"--partner {config.partner} cannot be loaded: {type(error).__name__}: {error}; "
                            f"pass a model from 'playpen list models' or programmatic") from None
-    return {name: [partner] * (number_of_players(spec) - 1) for name, spec in games.items()}
+    return {name: [partner] * (number_of_players(game_spec) - 1) for name, game_spec in games.items()}
 
 
 def policy_spec(request: LearnRequest, tokenizer, template_kwargs: dict):
