@@ -25,7 +25,8 @@ CHART_BARS: list[dict] = []  # the bars matplotlib drew for comparison.png durin
 
 @pytest.fixture(scope="module")
 def quickstart_dir(tmp_path_factory) -> Iterator[Path]:
-    """One real quickstart run (tiny model, wordecho, SFT, eval with baseline), shared by the tests.
+    """One real quickstart run (tiny model, wordecho, SFT, eval with baseline), shared by the tests:
+    README's command, ``playpen quickstart DIR``, through the CLI's entry point (in-process).
 
     Read only: a test that changes files there works on its own copy (see ``quickstart_copy``), so
     results do not depend on the order the tests run in. matplotlib's ``Axes.bar`` is watched (and
@@ -33,7 +34,7 @@ def quickstart_dir(tmp_path_factory) -> Iterator[Path]:
     """
     from matplotlib.axes import Axes
 
-    from playpen_tune.quickstart import run_quickstart
+    from playpen.cli import main
 
     directory = tmp_path_factory.mktemp("qs") / "run"
     cwd = os.getcwd()
@@ -46,7 +47,7 @@ def quickstart_dir(tmp_path_factory) -> Iterator[Path]:
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(Axes, "bar", bar)
-            run_quickstart(directory)
+            main(["quickstart", str(directory)])
     finally:
         os.chdir(cwd)
     before = snapshot(directory)
