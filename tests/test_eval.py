@@ -402,10 +402,15 @@ def test_unknown_game_is_a_clear_error(game_workdir, playpen):
 
 @pytest.mark.slow
 def test_quickstart_command_with_dpo(tmp_path):
-    """`playpen quickstart DIR --dpo` as a user runs it: SFT, on-policy DPO on top, eval vs base."""
-    run = subprocess.run([sys.executable, "-m", "playpen", "quickstart", str(tmp_path / "qs"), "--dpo"],
-                         cwd=tmp_path, capture_output=True, text=True)
+    """`playpen quickstart DIR --dpo --sft_steps 100` as a user runs it: SFT, on-policy DPO on top, eval vs base.
+
+    The default 300 SFT steps are the ``quickstart_dir`` fixture's run; here SFT stops at an early checkpoint
+    (``--sft_steps``, a quickstart option) to save time, and DPO on top of it must still beat the base."""
+    run = subprocess.run([sys.executable, "-m", "playpen", "quickstart", str(tmp_path / "qs"), "--dpo",
+                          "--sft_steps", "100"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    sft = json.loads((tmp_path / "qs" / "models" / TUNED / "playpen_run.json").read_text())
+    assert sft["metrics"]["global_step"] == 100
     dpo = f"{TUNED}-dpo_qlora"
     manifest = json.loads((tmp_path / "qs" / "models" / dpo / "playpen_run.json").read_text())
     assert manifest["reference"].startswith("frozen copy of the parent adapter")
