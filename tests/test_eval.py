@@ -25,7 +25,8 @@ CHART_BARS: list[dict] = []  # the bars matplotlib drew for comparison.png durin
 
 @pytest.fixture(scope="module")
 def quickstart_dir(tmp_path_factory) -> Iterator[Path]:
-    """One real quickstart run (tiny model, wordecho, SFT, eval with baseline), shared by the tests.
+    """One real quickstart run (tiny model, wordecho, SFT, eval with baseline), shared by the tests:
+    README's command, ``playpen quickstart DIR``, through the CLI's entry point (in-process).
 
     Read only: a test that changes files there works on its own copy (see ``quickstart_copy``), so
     results do not depend on the order the tests run in. matplotlib's ``Axes.bar`` is watched (and
@@ -33,7 +34,7 @@ def quickstart_dir(tmp_path_factory) -> Iterator[Path]:
     """
     from matplotlib.axes import Axes
 
-    from playpen_tune.quickstart import run_quickstart
+    from playpen.cli import main
 
     directory = tmp_path_factory.mktemp("qs") / "run"
     cwd = os.getcwd()
@@ -46,7 +47,7 @@ def quickstart_dir(tmp_path_factory) -> Iterator[Path]:
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(Axes, "bar", bar)
-            run_quickstart(directory)
+            main(["quickstart", str(directory)])
     finally:
         os.chdir(cwd)
     before = snapshot(directory)
@@ -401,10 +402,15 @@ def test_unknown_game_is_a_clear_error(game_workdir, playpen):
 
 @pytest.mark.slow
 def test_quickstart_command_with_dpo(tmp_path):
-    """`playpen quickstart DIR --dpo` as a user runs it: SFT, on-policy DPO on top, eval vs base."""
-    run = subprocess.run([sys.executable, "-m", "playpen", "quickstart", str(tmp_path / "qs"), "--dpo"],
-                         cwd=tmp_path, capture_output=True, text=True)
+    """`playpen quickstart DIR --dpo --sft_steps 100` as a user runs it: SFT, on-policy DPO on top, eval vs base.
+
+    The default 300 SFT steps are the ``quickstart_dir`` fixture's run; here SFT stops at an early checkpoint
+    (``--sft_steps``, a quickstart option) to save time, and DPO on top of it must still beat the base."""
+    run = subprocess.run([sys.executable, "-m", "playpen", "quickstart", str(tmp_path / "qs"), "--dpo",
+                          "--sft_steps", "100"], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
+    sft = json.loads((tmp_path / "qs" / "models" / TUNED / "playpen_run.json").read_text())
+    assert sft["metrics"]["global_step"] == 100
     dpo = f"{TUNED}-dpo_qlora"
     manifest = json.loads((tmp_path / "qs" / "models" / dpo / "playpen_run.json").read_text())
     assert manifest["reference"].startswith("frozen copy of the parent adapter")
