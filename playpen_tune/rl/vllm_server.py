@@ -8,7 +8,8 @@ so the weights being trained drift. :func:`merged_weights` computes what vLLM ne
 weight under the base checkpoint's name, each 4-bit weight dequantized, plus the active adapter's
 LoRA delta, without changing the model. :func:`push_merged_weights` makes TRL's sync push those.
 
-The server serves the *unquantized* base (the same ``huggingface_id``), started as TRL documents::
+The server serves the *unquantized* base (the same ``huggingface_id``) on another GPU than the
+trainer's (the NCCL sync cannot share a device), started as TRL documents::
 
     VLLM_SERVER_DEV_MODE=1 vllm serve BASE --weight-transfer-config '{"backend": "nccl"}' \\
         --logprobs-mode processed_logprobs --max-logprobs -1
