@@ -43,15 +43,16 @@ class GRPOQLoRALearner(QLoRALearner):
         games, train_rows = train.games, train.rows
         eval_rows = (split_instances(config.games, config.suite, config.eval_split, config.split_source).rows
                      if config.eval_split else {})
+        for game, spec in games.items():
+            players = number_of_players(spec)
+            if config.player > players:
+                raise PlaypenError(f"--player {config.player}: {game} has {players} player(s); "
+                                   f"pass a --player up to that, or games with that many players")
         for game in games:
             if not rewards.check_reward(games[game], next(row for row in train_rows.values()
                                                           if row["game_name"] == game),
                                         config.reward, config.format_reward):
                 print(f"note: {game} has no programmatic player; --reward {config.reward} is checked at the first rollout")
-        for game, spec in games.items():
-            if config.player > number_of_players(spec):
-                raise PlaypenError(f"--player {config.player}: {game} has {number_of_players(spec)} player(s); "
-                                   f"pass a --player up to that, or games with that many players")
         self.games, self.partners = games, load_partners(config, games)  # the rollout plays with these
         check_chat_template(tokenizer, request.model["model_name"], chat_template_kwargs(request.model))
         fingerprint = hashlib.sha256(json.dumps(sorted(train_rows)).encode()).hexdigest()[:16]

@@ -2,8 +2,8 @@
 
 :func:`policy_model` makes a clemcore ``Model`` that generates with the weights being trained (no
 reload per step), in transformers or, with ``--use_vllm``, on a vLLM server that TRL keeps in sync
-with them (:mod:`playpen_tune.rl.vllm_server`). It keeps, per episode and role, the exact token ids the policy saw and
-produced: the first turn's context is the chat template applied to the game master's messages
+with them (:mod:`playpen_tune.rl.vllm_server`). It keeps, per episode and role, the exact token ids
+the policy saw and produced: the first turn's context is the chat template applied to the game master's messages
 (as clemcore's HF backend does, with the registry entry's ``chat_template_kwargs``); every later
 turn's context is the previous context plus the policy's own generated tokens plus the new
 game-master/partner messages rendered by the same template. So the training sequence is exactly
@@ -18,8 +18,8 @@ running episode), writes each as a clemcore episode record (``interactions.json`
 :func:`make_rollout_func` adapts this to TRL 1.x ``GRPOTrainer(rollout_func=...)``: TRL passes the
 prompts of this process's generation batch (each dataset prompt repeated ``num_generations``
 times in a row) and expects, per prompt, ``prompt_ids``, ``completion_ids``, ``logprobs`` (the vLLM
-server's, for TRL's importance-sampling correction; None in transformers) and ``env_mask`` (1 = policy token, counted in the
-loss; 0 = game/partner token); other keys (here ``clemcore_reward``) reach the reward functions.
+server's, for TRL's importance-sampling correction; None in transformers) and ``env_mask`` (1 =
+policy token, counted in the loss; 0 = game/partner token); other keys (here ``clemcore_reward``) reach the reward functions.
 """
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def policy_model(model_spec, model, tokenizer, chat_template_kwargs: dict, vllm_
                 trace.completion_ids += ids
                 trace.env_mask += [1] * len(ids)
                 if logprobs is not None:
-                    trace.logprobs = (trace.logprobs or []) + list(logprobs[index])
+                    trace.logprobs += logprobs[index]
                 trace.ended_with_eos = bool(ids) and ids[-1] == self.tokenizer.eos_token_id
             outputs = [self.tokenizer.decode(context + ids) for context, ids in zip(contexts, generated)]
             prompts = [self.tokenizer.decode(context) for context in contexts]
@@ -121,7 +121,8 @@ def policy_model(model_spec, model, tokenizer, chat_template_kwargs: dict, vllm_
             text = self._render(messages)
             trace = self.traces.get(key)
             if trace is None:
-                self.traces[key] = Trace(prompt_ids=self.tokenizer(text, add_special_tokens=False)["input_ids"])
+                self.traces[key] = Trace(prompt_ids=self.tokenizer(text, add_special_tokens=False)["input_ids"],
+                                         logprobs=None if self.vllm_client is None else [])
                 return self.traces[key].prompt_ids
             last = max(i for i, message in enumerate(messages) if message["role"] == "assistant")
             answered = self._render(messages[:last]) + messages[last]["content"]
@@ -262,8 +263,7 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
 
     ``instances`` maps an :func:`episode_key` to its instance row, ``games`` a game name to its GameSpec,
     ``partners`` a game name to the partner models of that game (the policy is player ``player``, see
-    :func:`play_episodes`), ``reward_of(scores)`` gives an
-    episode's reward; one ``{"step", "mode", "rewards", "directory", "varied_groups"}`` line per call is
+    :func:`play_episodes`), ``reward_of(scores)`` gives an episode's reward; one ``{"step", "mode", "rewards", "directory", "varied_groups"}`` line per call is
     appended to ``rollouts_dir/rollout_log.jsonl`` (read back with :func:`read_rollout_log`).
     """
 
@@ -290,7 +290,7 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
         return {"prompt_ids": [e.trace.prompt_ids for e in episodes],
                 "completion_ids": [e.trace.completion_ids for e in episodes],
                 "env_mask": [e.trace.env_mask for e in episodes],
-                "logprobs": ([e.trace.logprobs for e in episodes] if episodes[0].trace.logprobs is not None else None),
+                "logprobs": None if policy.vllm_client is None else [e.trace.logprobs for e in episodes],
                 "clemcore_reward": rewards}
 
     return rollout

@@ -58,9 +58,9 @@ def merged_weights(model, dtype) -> Iterator[tuple[str, object]]:
             quantized = param.__class__.__name__ == "Params4bit"
             weight = (dequantize_bnb_weight(param) if quantized else param.data).float()
             lora = lora_of.get(id(param))
-            for adapter in active if lora is not None else []:
-                if adapter in lora.lora_A:
-                    weight = weight + lora.get_delta_weight(adapter).float()
+            adapters = [adapter for adapter in active if lora is not None and adapter in lora.lora_A]
+            for adapter in adapters:
+                weight = weight + lora.get_delta_weight(adapter).float()
             yield name, weight.to(dtype)
 
 
