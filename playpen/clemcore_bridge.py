@@ -1,5 +1,5 @@
-"""The one place where playpen changes clemcore's behaviour: plugin backends, and one fix of its
-batchwise runner.
+"""The one place where playpen changes clemcore's behaviour: plugin backends, one fix of its
+batchwise runner, and where its progress bars are drawn.
 
 clemcore finds backends only as ``*_api.py`` files (packaged, or in the working directory).
 Backends contributed through the ``playpen_register_backends`` hook are added to
@@ -13,6 +13,11 @@ position among *all* instances, but keeps only the sessions whose setup succeede
 session by that number in the shortened list: after one instance fails its setup, the responses go
 to the wrong episodes or the run stops with an IndexError. :func:`install_batch_session_fix`
 numbers the sessions by their position in the list the runner uses.
+
+clemcore's runners and scorer draw their own tqdm bars (nested, with a ``Batch sizes: ...`` line
+redrawn every batch). :func:`install_logged_progress_bars` makes the ``tqdm`` those modules use draw
+nothing and log each bar's last state as one line when it closes, so the console keeps playpen's one
+bar per phase (:mod:`playpen.progress`) and the log file gets readable lines, no cursor escapes.
 """
 from __future__ import annotations
 
@@ -93,3 +98,38 @@ def install_batch_session_fix() -> None:
 
     run_game_sessions.playpen_fix = True
     setattr(batchwise, "__run_game_sessions", run_game_sessions)
+
+
+# the clemcore modules that draw tqdm bars while playpen plays and scores episodes
+PROGRESS_BAR_MODULES = ("clemcore.cli", "clemcore.clemeval", "clemcore.clemgame.benchmark",
+                        "clemcore.clemgame.runners.batchwise", "clemcore.clemgame.runners.sequential")
+
+
+def install_logged_progress_bars() -> None:
+    """clemcore's bars draw nothing; each logs its final state (``clemcore.run`` INFO) when it closes."""
+    import importlib
+    import io
+    import logging
+
+    from tqdm import tqdm
+
+    class LoggedProgressBar(tqdm):
+        """A tqdm bar that writes nowhere and logs one line when it closes."""
+
+        def __init__(self, *args, **kwargs):
+            kwargs["file"] = io.StringIO()
+            kwargs["position"] = None
+            super().__init__(*args, **kwargs)
+
+        def close(self):
+            if not self.disable:
+                text = str(self).strip()
+                if text:
+                    logging.getLogger("clemcore.run").info("progress: %s", text)
+            super().close()
+
+    for name in PROGRESS_BAR_MODULES:
+        module = importlib.import_module(name)
+        if not getattr(module.tqdm, "playpen_logged", False):
+            LoggedProgressBar.playpen_logged = True
+            module.tqdm = LoggedProgressBar

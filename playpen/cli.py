@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip_gameplay", action="store_true",
                    help="play nothing: score the episodes already in -r; missing ones fail their game")
     p.add_argument("--baseline", default=None, help="also evaluate this model and compare")
+    p.add_argument("--baseline_4bit", action="store_true",
+                   help="load --baseline as the tuned model's base is loaded (its 4-bit quantization, no adapter): "
+                        "a like-for-like comparison of what the adapter adds; named BASE@4bit")
     p.set_defaults(handler=run_eval)
 
     p = sub.add_parser("play", help="collect interaction data (the train split by default) for learn --dataset")

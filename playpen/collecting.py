@@ -45,6 +45,7 @@ def play_from_cli(args) -> None:
           f"{args.repetitions} time(s) -> {results_dir}")
     failed: dict[str, list[str]] = {}
     episodes = {game: 0 for game in selection.games()}
+    outcomes = {game: [] for game in selection.games()}  # scores.json of every repetition's episodes
     from playpen.console import library_chatter_to
 
     with library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):
@@ -55,12 +56,17 @@ def play_from_cli(args) -> None:
                 failed.setdefault(game, []).append(f"repetition {repetition}: {problem}")
             for game, files in scored.items():
                 episodes[game] += len(files)
+                outcomes[game] += files.values()
+    from playpen.progress import episode_outcomes, outcome_line
+
+    counts = {game: episode_outcomes(files) for game, files in outcomes.items()}
     summary = {"players": names, "repetitions": args.repetitions, "gen_args": gen_args, **selection.to_json(),
-               "episodes": episodes, "failed_games": {game: "; ".join(lines) for game, lines in failed.items()}}
+               "episodes": episodes, "outcomes": counts,
+               "failed_games": {game: "; ".join(lines) for game, lines in failed.items()}}
     atomic_write_text(results_dir / f"{run_dir}.play.json", json.dumps(summary, indent=2) + "\n")
-    for game, count in episodes.items():
-        print(f"  {game}: {count} episode(s) scored by clemcore" + (f"; FAILED: {summary['failed_games'][game]}"
-                                                                   if game in failed else ""))
+    print(f"\n{run_dir}: episodes scored by clemcore ({results_dir / (run_dir + '.play.json')})")
+    for game in episodes:
+        print(outcome_line(game, counts[game]) + (f"; FAILED: {summary['failed_games'][game]}" if game in failed else ""))
     if failed:
         raise PlaypenError(f"some games failed (listed above and in {run_dir}.play.json 'failed_games'); fix the "
                            f"cause (clembench.log) and run the same command again: it plays only the missing episodes")

@@ -49,10 +49,82 @@ class ModelEvaluation:
     scores: dict = field(default_factory=dict)  # score name of every suite (playpen.suites) -> value or None
     suites: dict = field(default_factory=dict)  # suite -> {"score", "games"}
     instances: dict = field(default_factory=dict)  # Selection.to_json: split source, split, ids played
+    settings: dict = field(default_factory=dict)  # model_settings: backend, quantization, adapter, generation
 
     def to_json(self) -> dict:
         return {**self.scores, "model": self.model, "games": self.games, "failed_games": self.failed,
-                "suites": self.suites, **self.instances}
+                "suites": self.suites, **self.instances, "model_settings": self.settings}
+
+    @classmethod
+    def from_json(cls, document: dict) -> "ModelEvaluation":
+        """The evaluation a ``<model>.val.json`` document describes (what :meth:`to_json` wrote)."""
+        from playpen.suites import score_names
+
+        known = {"model", "games", "failed_games", "suites", "model_settings", *score_names()}
+        return cls(model=document["model"], games=document["games"], failed=document["failed_games"],
+                   scores={key: document.get(key) for key in score_names()}, suites=document.get("suites", {}),
+                   instances={key: value for key, value in document.items() if key not in known},
+                   settings=document.get("model_settings", {}))
+
+
+def model_settings(model_spec, gen_args: dict) -> dict:
+    """How a model was played: backend, weights, quantization, adapter and generation settings (val.json's
+    ``model_settings``). A plugin describes its own backends (``playpen_model_loading``); for clemcore's
+    ``huggingface_local`` the quantization its registry entry asks for (else none: the checkpoint's dtype)."""
+    from playpen.plugins import pm
+
+    entry = model_spec.to_dict()
+    config = entry.get("model_config") or {}
+    loading = pm.hook.playpen_model_loading(model_entry=entry)
+    if loading is None:
+        bitsandbytes = {key: config[key] for key in ("load_in_4bit", "load_in_8bit") if config.get(key)}
+        loading = {"quantization": bitsandbytes or None, "adapter": config.get("peft_model")}
+    return {"backend": entry.get("backend", "scripted (clemcore's mock/programmatic players)"),
+            "weights": entry.get("huggingface_id"), **loading, "generation": dict(gen_args)}
+
+
+def describe_settings(settings: dict) -> str:
+    """One line of :func:`model_settings`: ``playpen_qlora, 4-bit nf4 (double quant), compute float32, adapter X; ...``."""
+    if not settings:
+        return "not recorded"
+    quantization = settings.get("quantization")
+    if not quantization:
+        loaded = "unquantized (the checkpoint's dtype)" if settings.get("weights") else "no weights"
+    elif quantization.get("load_in_4bit"):
+        loaded = (f"4-bit {quantization.get('bnb_4bit_quant_type', 'fp4 (bitsandbytes default)')}"
+                  + (" (double quant)" if quantization.get("bnb_4bit_use_double_quant") else "")
+                  + (f", compute {quantization['bnb_4bit_compute_dtype']}" if "bnb_4bit_compute_dtype" in quantization else ""))
+    else:
+        loaded = "8-bit" if quantization.get("load_in_8bit") else str(quantization)
+    adapter = f", adapter {settings['adapter']}" if settings.get("adapter") else ""
+    generation = ", ".join(f"{key} {value}" for key, value in settings.get("generation", {}).items())
+    return f"{settings.get('backend')}, {loaded}{adapter}; {generation}"
+
+
+BASE_4BIT_SUFFIX = "@4bit"
+
+
+def four_bit_baseline(tuned_spec, base_spec):
+    """``(name, ModelSpec)`` of the base loaded exactly as the tuned model's base (``eval --baseline_4bit``):
+    the tuned entry without its adapter, with the quantization its adapter was trained with."""
+    from clemcore.backends import ModelSpec
+
+    from playpen.plugins import pm
+
+    tuned = tuned_spec.to_dict()
+    loading = pm.hook.playpen_model_loading(model_entry=tuned)
+    if not loading or not loading.get("adapter") or not loading.get("quantization"):
+        raise PlaypenError(f"--baseline_4bit plays the base on the quantized base '{tuned['model_name']}' was trained "
+                           f"on, but '{tuned['model_name']}' is not a tuned model with a quantized base; drop --baseline_4bit")
+    base = base_spec.to_dict()
+    if base.get("huggingface_id") != tuned.get("huggingface_id"):
+        raise PlaypenError(f"--baseline_4bit: '{tuned['model_name']}' was trained on {tuned.get('huggingface_id')}, "
+                           f"not on '{base['model_name']}' ({base.get('huggingface_id')}); pass its base as --baseline")
+    name = base["model_name"] + BASE_4BIT_SUFFIX
+    config = {key: value for key, value in tuned["model_config"].items() if key != "peft_model"}
+    entry = {**{key: value for key, value in tuned.items() if key != "lookup_source"}, "model_name": name,
+             "base_model": base["model_name"], "model_config": {**config, "quantization": loading["quantization"]}}
+    return name, ModelSpec.from_dict(entry)
 
 
 SETTINGS_FILE = "playpen_eval.json"
@@ -133,6 +205,9 @@ def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]]):
     """
     from clemcore import clemeval
 
+    from playpen.clemcore_bridge import install_logged_progress_bars
+
+    install_logged_progress_bars()
     with tempfile.TemporaryDirectory(prefix="playpen-eval-") as view:
         for scores in (path for games in selection.values() for episodes in games.values()
                        for path in episodes.values()):
@@ -202,6 +277,7 @@ def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dic
         reasons = selection.not_comparable(gen_args)
         evaluation.instances = {**selection.to_json(), "leaderboard_comparable": not reasons,
                                 "not_comparable_because": reasons}
+        evaluation.settings = model_settings(specs[name], gen_args)
         atomic_write_text(results_dir / f"{name}.val.json", json.dumps(evaluation.to_json(), indent=2) + "\n")
         evaluations[name] = evaluation
     return evaluations
@@ -235,6 +311,11 @@ def evaluate_from_cli(args) -> None:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
     results_dir, gen_args = check_gameplay_arguments(args)
     specs = find_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
+    baseline = args.baseline
+    if args.baseline_4bit:
+        if not args.baseline:
+            raise PlaypenError("--baseline_4bit changes how --baseline is loaded; pass --baseline BASE too")
+        baseline, specs[baseline] = four_bit_baseline(specs[args.model], specs.pop(args.baseline))
     selection = select_from_cli(args, EVAL_SPLIT)
     from playpen.console import library_chatter_to
 
@@ -246,8 +327,8 @@ def evaluate_from_cli(args) -> None:
     reasons = selection.not_comparable(gen_args)
     if reasons:
         print(f"note: not comparable with the playpen leaderboard: {'; '.join(reasons)}")
-    if args.baseline and args.baseline != args.model:
-        write_comparison(evaluations[args.baseline], tuned, results_dir)
+    if baseline and baseline != args.model:
+        write_comparison(evaluations[baseline], tuned, results_dir)
     if any(evaluation.failed for evaluation in evaluations.values()):
         raise PlaypenError("some games failed (listed above and in val.json 'failed_games'); "
                            "their scores are missing, not zero")

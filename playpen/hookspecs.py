@@ -97,6 +97,17 @@ def playpen_model_identity(model_entry):
     """
 
 
+@hookspec(firstresult=True)
+def playpen_model_loading(model_entry):
+    """How a backend of this plugin loads the model of ``model_entry`` (a registry entry, a plain dict).
+
+    ``playpen eval`` records it per model in val.json (``model_settings``) and prints it under the
+    comparison table, so a reader sees whether both sides were loaded alike. Return
+    ``{"quantization": dict or None, "adapter": path or None}`` for entries of your backends, None for others
+    (playpen then describes clemcore's own loading).
+    """
+
+
 @hookspec
 def playpen_register_commands(subparsers):
     """Add subcommands to the ``playpen`` CLI (datasette's ``register_commands`` idea).

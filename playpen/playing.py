@@ -130,19 +130,30 @@ def _play_and_score(model_specs: list, game_specs: list, results_dir: Path, run_
 def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results_dir: Path, run_dir: str,
               gen_args: dict, batch_size: int) -> dict[str, str | None]:
     """Load the models once, play each game's ``todo`` episodes; ``{game: exception raised, or None}``."""
+    import time
+
     from clemcore import backends
 
-    print(f"loading {run_dir} once for {sum(1 for episodes in todo.values() if episodes)} game(s)")
+    from playpen.progress import EpisodeProgress
+
+    games = sum(1 for episodes in todo.values() if episodes)
+    print(f"loading {run_dir} once for {games} game(s) ...", flush=True)
+    started = time.monotonic()
     try:
         player_models = backends.load_models(model_specs, gen_args)
     except Exception as error:  # a model that cannot load fails its games, not the whole command
         problem = f"could not load {run_dir}: {type(error).__name__}: {error}"
         return {name: problem if episodes else None for name, episodes in todo.items()}
+    print(f"loaded {run_dir} in {time.monotonic() - started:.1f} s; playing "
+          f"{sum(len(episodes) for episodes in todo.values())} episode(s) of {games} game(s)", flush=True)
+    progress = EpisodeProgress(sum(len(episodes) for episodes in todo.values()), run_dir)
     try:
         callbacks = episode_file_savers(results_dir, run_dir, player_models)
-        return {spec["game_name"]: _play(spec, player_models, callbacks, todo[spec["game_name"]], batch_size)
+        callbacks.append(progress)
+        return {spec["game_name"]: _play(spec, player_models, callbacks, todo[spec["game_name"]], batch_size, progress)
                 if todo[spec["game_name"]] else None for spec in game_specs}
     finally:
+        progress.close()
         del player_models  # free the weights before the next model loads
         gc.collect()
         _empty_cuda_cache()
@@ -166,15 +177,16 @@ def episode_file_savers(results_dir: Path, run_dir: str, player_models: list):
         PlayerFileSaver(folder), SignalFileSaver(folder)])
 
 
-def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: int) -> str | None:
+def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: int, progress) -> str | None:
     """Play ``episodes`` of one game as ``clemcore.cli.run`` would; return the exception it raised, if any."""
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import dispatch
 
-    from playpen.clemcore_bridge import install_batch_session_fix
+    from playpen.clemcore_bridge import install_batch_session_fix, install_logged_progress_bars
 
     install_batch_session_fix()
-    print(f"  {game_spec['game_name']}: playing {len(episodes)} episode(s)")
+    install_logged_progress_bars()
+    progress.playing(f"{game_spec['game_name']} ({len(episodes)} episode(s))")
     try:
         with GameBenchmark.load_from_spec(game_spec) as benchmark:
             rows = GameInstances.from_game_spec(game_spec).filter(lambda row: episode_key(row) in episodes)
@@ -188,6 +200,9 @@ def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, pr
     """Score the game's episodes with clemcore; return what failed, judged by the ``scores.json`` of ``wanted``."""
     import clemcore.cli as clem
 
+    from playpen.clemcore_bridge import install_logged_progress_bars
+
+    install_logged_progress_bars()
     try:
         clem.score(name, results_dir=str(results_dir / run_dir))
     except SystemExit:  # clemcore.cli.score logs the exception, then sys.exit(1)

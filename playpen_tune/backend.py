@@ -19,14 +19,17 @@ from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files
 from playpen_tune.credentials import hub_token
 from playpen_tune.quantization import load_base_model, resolve_compute_dtype
+from playpen_tune.registration import BACKEND_NAME
 
 SHIM_FILE = "playpen_qlora_api.py"
 
 
 def recorded_quantization(model_spec) -> dict:
-    """The quantization the adapter was trained with: manifest first, then the registry entry."""
+    """The quantization the adapter was trained with: manifest first, then the registry entry (an entry
+    without adapter, a 4-bit base of ``eval --baseline_4bit``, has its quantization in the entry only)."""
     config = model_spec.model_config
-    settings = manifest_io.trained_quantization(Path(config["peft_model"])) or config.get("quantization")
+    adapter = config.get("peft_model")
+    settings = (manifest_io.trained_quantization(Path(adapter)) if adapter else None) or config.get("quantization")
     if not settings:
         raise PlaypenError(f"model '{model_spec.model_name}': no quantization recorded in the adapter's "
                            f"{manifest_io.MANIFEST_NAME} or in the registry entry's model_config.quantization")
@@ -41,6 +44,8 @@ def load_tuned_model(model_spec):
 
     config = model_spec.model_config
     if "peft_model" not in config:
+        if config.get("quantization"):  # a 4-bit base alone (eval --baseline_4bit)
+            return load_base_only(model_spec)
         raise PlaypenError(f"model '{model_spec.model_name}' has no model_config.peft_model; "
                            f"register it with 'playpen register'")
     adapter = Path(config["peft_model"])
@@ -56,6 +61,28 @@ def load_tuned_model(model_spec):
     model = PeftModel.from_pretrained(base, str(adapter), use_safetensors=not allow_pickle)
     model.eval()
     return model
+
+
+def load_base_only(model_spec):
+    """The base alone, loaded with the quantization of the entry (the 4-bit base an adapter was trained on)."""
+    config = model_spec.model_config
+    base, _ = load_base_model(model_spec.huggingface_id, recorded_quantization(model_spec),
+                              trust_remote_code=bool(config.get("trust_remote_code")),
+                              attn_implementation=config.get("attn_implementation"),
+                              token=hub_token(model_spec.to_dict()))
+    base.eval()
+    return base
+
+
+def model_loading(model_entry: dict) -> dict | None:
+    """``{"quantization", "adapter"}`` of a ``playpen_qlora`` entry as this backend loads it, else None."""
+    from clemcore.backends import ModelSpec
+
+    if model_entry.get("backend") != BACKEND_NAME:
+        return None
+    spec = ModelSpec.from_dict(model_entry)
+    adapter = spec.model_config.get("peft_model")
+    return {"quantization": recorded_quantization(spec), "adapter": adapter}
 
 
 class QLoRAModel(HuggingfaceLocalModel):

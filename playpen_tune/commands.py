@@ -1,4 +1,4 @@
-"""CLI commands the built-in plugin adds: ``register``, ``install-backend``, ``quickstart``.
+"""CLI commands the built-in plugin adds: ``register`` (a base model or an adapter), ``install-backend``, ``quickstart``.
 
 Only argparse wiring lives here (imported by ``playpen --help``); the work is imported lazily.
 """
@@ -8,10 +8,26 @@ from pathlib import Path
 
 
 def _register(args) -> None:
+    from playpen.errors import PlaypenError
     from playpen.models import find_model
     from playpen_tune.manifest import trained_quantization
     from playpen_tune.registration import register_adapter
 
+    if args.model is not None:
+        if args.base or args.adapter or args.allow_pickle:
+            raise PlaypenError("--model registers a base model; --base/--adapter/--allow_pickle register an adapter: "
+                               "pass one or the other")
+        from playpen_tune.base_models import register_base_model
+
+        action, entry = register_base_model(args.name, args.model, overwrite=args.overwrite)
+        derived = ", ".join(f"{key} {entry[key]}" for key in ("parameters", "context_size") if key in entry)
+        print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json ({entry['backend']}, "
+              f"{derived}, eos_to_cull {entry['model_config']['eos_to_cull']}"
+              + (f", license {entry['license']['name']}" if "license" in entry else ", no license in a model card") + ")")
+        return
+    if not (args.base and args.adapter):
+        raise PlaypenError("pass --model PATH_OR_HUB_ID to register a base model, or --base MODEL --adapter DIR "
+                           "to register an adapter")
     action, entry = register_adapter(args.name, find_model(args.base).to_dict(), Path(args.adapter),
                                      allow_pickle=args.allow_pickle, overwrite=args.overwrite)
     print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json")
@@ -37,10 +53,14 @@ def _quickstart(args) -> None:
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("register", help="register an adapter trained elsewhere as a model")
+    p = subparsers.add_parser("register", help="register a base model (--model) or an adapter trained elsewhere "
+                                               "(--base --adapter)")
     p.add_argument("name", help="the new model name")
-    p.add_argument("--base", required=True, help="registry name of the base model")
-    p.add_argument("--adapter", required=True, help="directory holding the LoRA adapter")
+    p.add_argument("--model", default=None,
+                   help="a model directory or hub id: registered for clemcore's huggingface_local backend, with "
+                        "eos_to_cull, context size, parameters and license read from its files")
+    p.add_argument("--base", default=None, help="registry name of the base model (with --adapter)")
+    p.add_argument("--adapter", default=None, help="directory holding the LoRA adapter (with --base)")
     p.add_argument("--allow_pickle", action="store_true", help="accept a .bin (pickle) adapter")
     p.add_argument("--overwrite", action="store_true", help="replace a registered model of that name")
     p.set_defaults(handler=_register)

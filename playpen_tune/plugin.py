@@ -25,6 +25,13 @@ def playpen_model_identity(model_entry):
 
 
 @hookimpl
+def playpen_model_loading(model_entry):
+    from playpen_tune.backend import model_loading
+
+    return model_loading(model_entry)
+
+
+@hookimpl
 def playpen_register_commands(subparsers):
     from playpen_tune import commands
 

@@ -30,12 +30,16 @@ def sft_rows(workdir) -> Path:
 @pytest.mark.parametrize("verbose", [False, True])
 def test_learn_sends_library_warnings_to_train_log(workdir, sft_rows, verbose):
     args = ["learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", "sft.json", "--max_steps", "1",
-            "--max_length", "64"] + (["-v"] if verbose else [])
+            "--max_length", "64", "--logging_steps", "1"] + (["-v"] if verbose else [])
     run = run_playpen(workdir, *args)
     assert run.returncode == 0, run.stderr[-3000:]
     console = run.stdout + run.stderr
     assert "done: models/tiny-sft_qlora" in run.stdout and "data: 8 examples" in run.stdout  # our own lines
+    assert "loading tiny (" in run.stdout  # a line while the model loads
     assert "100%" in run.stderr  # progress bars
+    assert "step 1/1: loss " in console and "mean_token_accuracy " in console  # one compact line per log
+    assert "{'loss'" not in console  # not transformers' raw dict
+    assert (workdir / "models" / "tiny-sft_qlora" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
     log = (workdir / "models" / "tiny-sft_qlora" / "train.log").read_text()
     for chatter in CHATTER:
         assert chatter in log
@@ -53,3 +57,27 @@ def test_eval_sends_clemcore_info_lines_to_playpen_log(workdir):
     assert "clemscore" in run.stdout
     log = (workdir / "results" / "playpen.log").read_text()
     assert "clemcore" in log and "INFO" in log
+    assert_bars_only_in_log(run.stderr, log)
+
+
+def assert_bars_only_in_log(console: str, log: str) -> None:
+    """clemcore's own bars (setup, responses, batch sizes, scoring) are one plain line each in the log file;
+    the console has our one episode bar instead."""
+    for bar in ("Completed game instances", "Batch sizes:", "Scoring episodes"):
+        assert bar not in console, console[-2000:]
+        assert f"progress: {bar}" in log
+    assert "episode/s" in console
+    assert "\x1b[" not in log and "\r" not in log  # no cursor movement, no redrawn lines
+
+
+def test_play_prints_one_bar_and_each_games_outcomes(workdir):
+    from playpen_tune.games import DEMO_SPLIT_FILE, write_game_registry
+
+    write_game_registry(workdir)
+    run = run_playpen(workdir, "play", "mock", "-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE), "-r", "played")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "loaded mock in " in run.stdout
+    assert "wordecho                 48 episode(s): 48 played (48 success, 0 lost), 0 aborted" in run.stdout
+    summary = json.loads((workdir / "played" / "mock.play.json").read_text())
+    assert summary["outcomes"]["wordecho"] == {"played": 48, "success": 48, "lost": 0, "aborted": 0}
+    assert_bars_only_in_log(run.stderr, (workdir / "played" / "playpen.log").read_text())

@@ -103,6 +103,9 @@ def test_dpo_held_out_loss_starts_at_ln2(playpen, workdir, dpo_file):
     assert manifest["metrics"]["first_eval_loss"] == pytest.approx(LN2, abs=1e-4)
     assert [entry["step"] for entry in manifest["eval_loss_history"]] == [2, 4]
     assert manifest["metrics"]["final_eval_loss"] == manifest["eval_loss_history"][-1]["eval_loss"]
+    # training_curves.png: loss (train and held-out) and DPO's reward accuracy and margin, as for SFT and GRPO
+    assert manifest["curves"] == "training_curves.png"
+    assert (workdir / "models" / "tiny-dpo_qlora" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_dpo_continues_the_sft_adapter_against_the_sft_policy(playpen, workdir, dpo_file, sft_file, monkeypatch):

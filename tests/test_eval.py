@@ -20,34 +20,20 @@ from tests.conftest import snapshot
 BASE, TUNED = "tiny-base", "tiny-base-sft_qlora"
 
 
-CHART_BARS: list[dict] = []  # the bars matplotlib drew for comparison.png during the quickstart
-
-
 @pytest.fixture(scope="module")
 def quickstart_dir(tmp_path_factory) -> Iterator[Path]:
     """One real quickstart run (tiny model, wordecho, SFT, eval with baseline), shared by the tests:
     README's command, ``playpen quickstart DIR``, through the CLI's entry point (in-process).
 
     Read only: a test that changes files there works on its own copy (see ``quickstart_copy``), so
-    results do not depend on the order the tests run in. matplotlib's ``Axes.bar`` is watched (and
-    still draws) to record the numbers comparison.png is drawn from.
+    results do not depend on the order the tests run in.
     """
-    from matplotlib.axes import Axes
-
     from playpen.cli import main
 
     directory = tmp_path_factory.mktemp("qs") / "run"
     cwd = os.getcwd()
-    draw = Axes.bar
-
-    def bar(self, labels, heights, *args, **kwargs):
-        CHART_BARS.append(dict(zip(labels, heights)))
-        return draw(self, labels, heights, *args, **kwargs)
-
     try:
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(Axes, "bar", bar)
-            main(["quickstart", str(directory)])
+        main(["quickstart", str(directory)])
     finally:
         os.chdir(cwd)
     before = snapshot(directory)
@@ -135,9 +121,15 @@ def test_comparison_files(quickstart_dir):
         for row, (b, t, delta) in expected.items():
             assert [float(cell) for cell in rows[row]] == pytest.approx([b, t, delta], abs=0.006), row
 
-    # the chart: one bar per game, its height the tuned - base difference of the val.json scores
-    assert (quickstart_dir / "eval" / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(CHART_BARS) == 1 and CHART_BARS[0] == pytest.approx({"wordecho": expected["wordecho"][2]}, abs=0.006)
+    # the chart: base and tuned side by side, drawn from the val.json numbers, at the size of one game's chart
+    from playpen.comparison import render_chart
+    from playpen.evaluation import ModelEvaluation
+    from tests.test_comparison_chart import png_size
+
+    figure, drawn = render_chart(ModelEvaluation.from_json(base), ModelEvaluation.from_json(tuned))
+    assert png_size(quickstart_dir / "eval" / "comparison.png") == tuple(figure.get_size_inches() * 100)
+    assert drawn["% played"] == {"labels": ["wordecho"], "base": [0.0], "tuned": [100.0]}
+    assert drawn["suite score"] == {"labels": ["clemscore"], "base": [0.0], "tuned": [100.0]}
 
 
 @pytest.mark.slow

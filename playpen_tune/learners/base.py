@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from playpen.learners import Learner, LearnerResult, LearnRequest
-from playpen_tune.learners.callbacks import checkpoint_manifest_callback, loss_guard_callback, raise_if_diverged
+from playpen_tune.learners.callbacks import (checkpoint_manifest_callback, loss_guard_callback, raise_if_diverged,
+                                             replace_progress_callback)
 from playpen_tune.learners.output_dir import (check_output_dir, check_room_for_checkpoints, claim_output_dir,
                                               removed_if_setup_fails)
 from playpen_tune.learners.policy import Policy, load_policy, load_tokenizer
@@ -54,6 +55,8 @@ class QLoRALearner(Learner):
     trainer_adds_adapter: ClassVar[bool] = False
     # False for learners whose dataloader does not tell the number of steps before training (GRPO)
     estimates_checkpoint_room: ClassVar[bool] = True
+    # metrics the TRL trainer logs that training_curves.png plots next to the loss, one panel each
+    curve_metrics: ClassVar[tuple[str, ...]] = ()
 
     def check(self, request: LearnRequest) -> None:
         """Refuse settings that cannot work before anything is read (raise ``PlaypenError``)."""
@@ -85,6 +88,7 @@ class QLoRALearner(Learner):
         resume_from = check_output_dir(request)
         tokenizer = load_tokenizer(request.model, request.config)
         data = self.data(request, tokenizer)
+        print(f"loading {request.model['model_name']} ({request.model['huggingface_id']}) for training ...", flush=True)
         policy = load_policy(request, request.config, wrap_new_adapter=not self.trainer_adds_adapter)
         guard = loss_guard_callback()
         setup = self.trainer(request, data, tokenizer, policy, [guard])
@@ -103,6 +107,7 @@ class QLoRALearner(Learner):
         """
         record, trainer = run.record, run.trainer
         trainer.add_callback(checkpoint_manifest_callback(record.what_was_trained(), record.request.output_dir))
+        replace_progress_callback(trainer)
         held_out = trainer.eval_dataset is not None
         if held_out and record.resume_from is None:
             record.metrics["first_eval_loss"] = trainer.evaluate()["eval_loss"]
@@ -110,5 +115,10 @@ class QLoRALearner(Learner):
         raise_if_diverged(run.guard, record.request.output_dir)
         if held_out:
             report_held_out_loss(record, trainer)
+        from playpen_tune.learners.curves import logged_series
+
+        for metric in self.curve_metrics:
+            record.curves[metric] = {"train": logged_series(trainer.state.log_history, metric),
+                                     "held-out": logged_series(trainer.state.log_history, f"eval_{metric}")}
         self.before_save(run)
         return finish_run(record, trainer, run.tokenizer)

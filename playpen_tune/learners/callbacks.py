@@ -1,5 +1,5 @@
-"""TrainerCallbacks of every QLoRA run: stop at the first non-finite loss or weight, and write a
-short manifest into every checkpoint."""
+"""TrainerCallbacks of every QLoRA run: stop at the first non-finite loss or weight, write a short
+manifest into every checkpoint, and print each logging step as one compact line above the bar."""
 from __future__ import annotations
 
 import math
@@ -72,3 +72,24 @@ def checkpoint_manifest_callback(loading_facts: dict, run_dir: Path):
             return control
 
     return CheckpointManifest()
+
+
+def log_line(logs: dict, step: int, max_steps: int) -> str:
+    """One logging step as ``step 20/300: loss 3.612 | grad_norm 0.52 | ...`` (TRL's metric names, 4 digits)."""
+    parts = [f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+             for key, value in logs.items() if key != "total_flos" and isinstance(value, (int, float))]
+    return f"step {step}/{max_steps}: " + " | ".join(parts)
+
+
+def replace_progress_callback(trainer) -> None:
+    """Swap transformers' ``ProgressCallback`` (which prints each log as a raw dict) for one that prints
+    :func:`log_line`; the step bar stays as it was."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class CompactProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and logs:
+                self.training_bar.write(log_line(logs, state.global_step, state.max_steps))
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(CompactProgress())

@@ -36,6 +36,7 @@ class DPOQLoRALearner(QLoRALearner):
 
     config_class = DPOQLoRAConfig
     trainer_adds_adapter = True  # a new adapter: TRL wraps the base, so the reference is the adapter disabled
+    curve_metrics = ("rewards/accuracies", "rewards/margins")
 
     @classmethod
     def translate_config(cls, raw: dict) -> tuple[dict, list[str]]:

@@ -200,10 +200,6 @@ def drop_reference_and_record_rewards(run) -> None:
     if held_out:
         run.record.metrics.update(first_eval_reward=mean(held_out[0]["rewards"]),
                                   final_eval_reward=mean(held_out[-1]["rewards"]))
-    if run.trainer.accelerator.is_main_process:
-        from playpen_tune.rl.curves import CURVES_FILE, write_curves
-
-        losses = [{"step": e["step"], "loss": e["loss"]} for e in run.trainer.state.log_history if "loss" in e]
-        path = write_curves(run.record.request.output_dir / CURVES_FILE, losses, run.record.extra["reward_history"],
-                            run.record.extra["eval_reward_history"], f"{run.record.request.learner} {run.record.request.name}")
-        run.record.extra["curves"] = path.name
+    run.record.curves["mean episode reward (clemcore scores)"] = {
+        "train rollouts": [(e["step"], e["mean_reward"]) for e in run.record.extra["reward_history"]],
+        "held-out split": [(e["step"], e["mean_reward"]) for e in run.record.extra["eval_reward_history"]]}

@@ -30,6 +30,7 @@ class RunRecord:
     resume_from: Path | None = None
     extra: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)  # learner-specific additions to the manifest's metrics
+    curves: dict = field(default_factory=dict)  # panels of training_curves.png besides the loss (learners.curves)
 
     def what_was_trained(self) -> dict:
         """The manifest keys that say how to load what a run trained: learner, base, quantization, LoRA."""
@@ -124,5 +125,17 @@ def _save_and_describe(record: RunRecord, trainer, tokenizer, main_process: bool
     }
     if not main_process:
         return LearnerResult(output_dir=out, adapter_dir=out, metrics=metrics)
+    manifest["curves"] = write_training_curves(record, trainer).name
     path = manifest_io.write_manifest(out, manifest)
     return LearnerResult(output_dir=out, adapter_dir=out, manifest_path=path, metrics=metrics)
+
+
+def write_training_curves(record: RunRecord, trainer) -> Path:
+    """``training_curves.png`` in the output dir: the loss (train, held-out) and the learner's own panels."""
+    from playpen_tune.learners.curves import CURVES_FILE, logged_series, write_curves
+
+    history = trainer.state.log_history
+    panels = {"loss": {"train": logged_series(history, "loss"), "held-out": logged_series(history, "eval_loss")},
+              **record.curves}
+    return write_curves(record.request.output_dir / CURVES_FILE, panels,
+                        f"{record.request.learner}: {record.request.name}")

@@ -12,6 +12,7 @@ from playpen_tune.legacy_config import is_legacy, translate_legacy
 class SFTQLoRALearner(QLoRALearner):
     """Supervised QLoRA fine-tuning (TRL SFTTrainer, LoRA on a 4-bit NF4 base) from transcripts, files or hub data."""
 
+    curve_metrics = ("mean_token_accuracy",)
     config_class = SFTQLoRAConfig
 
     @classmethod
