@@ -244,6 +244,18 @@ WRITE_FIXES = {"learn": "choose another --output_dir (or --name)", "eval": "choo
 RESUME_ALIASES = {"-r": ("-r", "--results_dir")}
 
 
+def interrupted_line(interrupt, argv: list[str]) -> str:
+    """``interrupted (SIGINT); resume with: CMD``, or ``...; nothing to resume from yet (no checkpoint was saved),
+    start again with: CMD`` when the command would start over (``--overwrite``, or no change to the command)."""
+    from playpen import faults
+
+    command = faults.resume_command(argv, interrupt.resume, RESUME_ALIASES)
+    if interrupt.resume.get("--overwrite") is True or not interrupt.resume:
+        return (f"interrupted ({interrupt.signal_name}); nothing to resume from yet (no checkpoint was saved), "
+                f"start again with: {command}")
+    return f"interrupted ({interrupt.signal_name}); resume with: {command}"
+
+
 def main(argv: list[str] | None = None) -> None:
     from playpen import faults
 
@@ -284,6 +296,5 @@ def _run(argv: list[str]) -> None:
         else:
             from playpen.secrets import redact_command_line
 
-            command = faults.resume_command(redact_command_line(args.argv), interrupt.resume, RESUME_ALIASES)
-            print(f"interrupted ({interrupt.signal_name}); resume with: {command}", file=sys.stderr)
+            print(interrupted_line(interrupt, redact_command_line(args.argv)), file=sys.stderr)
         sys.exit(interrupt.exit_code)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import shlex
 import signal
@@ -104,25 +103,23 @@ def check_free_space(path: Path, needed: int, what: str, fix: str) -> None:
 def exclusive(lock_path: Path, what: str, fix: str):
     """Hold an exclusive lock on ``lock_path`` (which records our pid) or refuse naming the process holding it.
 
-    The lock goes when the process ends, however it ends; the small file stays.
+    The lock goes when the process ends, however it ends; the file is removed when the block ends
+    (:func:`playpen.files.lock_file`).
     """
+    from playpen.files import LockHeld, lock_file
+
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+", encoding="utf-8") as handle:
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise PlaypenError(f"{what} is in use by playpen process {holder} ({lock_path}); wait until it "
-                               f"has finished, or {fix}") from None
+            handle = stack.enter_context(lock_file(lock_path, wait=False))
+        except LockHeld as held:
+            raise PlaypenError(f"{what} is in use by playpen process {held.holder or 'another process'} "
+                               f"({lock_path}); wait until it has finished, or {fix}") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
 
 
 # ----------------------------------------------------------------------------- interrupts

@@ -3,12 +3,13 @@
 
 An edit of a JSON-list file:
 
-* happens under an exclusive lock (``<file>.lock``), so concurrent runs both land;
+* happens under an exclusive lock (``<file>.lock``, present only while held), so concurrent runs both land;
 * splices the new text into the old one: every untouched element keeps its exact bytes, order
   and formatting;
 * is atomic: the new content goes to a temporary file in the same directory, is fsynced and
   renamed over the old file, so a crash leaves either the old or the new complete file;
-* keeps the previous version as ``<file>.bak``;
+* keeps the previous version as ``<file>.bak`` when the edit changes or removes anything (an append, which
+  keeps every old byte, writes none);
 * refuses to touch a file that is not a valid JSON list (it says how to fix it).
 """
 from __future__ import annotations
@@ -77,33 +78,67 @@ def json_list_spans(text: str, path: Path) -> list[tuple[int, int, object]]:
     return spans
 
 
+class LockHeld(Exception):
+    """:func:`lock_file` without waiting found the lock taken; ``holder`` is what the holder wrote into it."""
+
+    def __init__(self, holder: str):
+        super().__init__(holder)
+        self.holder = holder
+
+
 @contextlib.contextmanager
-def _locked(path: Path):
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a+") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
+def lock_file(lock_path: Path, wait: bool = True):
+    """Hold an exclusive lock on ``lock_path``, a file that exists only while it is held.
+
+    The holder removes the file before it lets go, so nothing is left behind. A process that was
+    waiting on the removed file sees it is no longer the one at ``lock_path`` and locks the current
+    one instead (so two processes never both hold the lock). ``wait=False`` raises :class:`LockHeld`
+    at once when another process holds it. Yields the open file (``a+``), e.g. to write a pid into it.
+    """
+    lock_path = Path(lock_path)
+    while True:
+        handle = open(lock_path, "a+", encoding="utf-8")
         try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise LockHeld(holder) from None
+        try:
+            current = os.stat(lock_path)
+        except FileNotFoundError:
+            current = None
+        held = os.fstat(handle.fileno())
+        if current is not None and (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+            break
+        handle.close()  # the file was removed by the holder we waited for: lock the new one
+    try:
+        yield handle
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def edit_json_list(path: Path, edit: Callable[[str, list], str | None]) -> bool:
     """Apply ``edit(old_text, spans) -> new_text`` (None: leave the file as it is) under the lock.
 
     ``spans`` are :func:`json_list_spans` of the old text ([] for a missing or empty file). The new
-    text must parse; the old one is kept as ``<file>.bak``. Returns whether the file was written.
+    text must parse; the old one is kept as ``<file>.bak`` unless the new text only appends to it.
+    Returns whether the file was written.
     """
     path = Path(path)
-    with _locked(path):
+    with lock_file(path.with_name(path.name + ".lock")):
         old_text = path.read_text(encoding="utf-8") if path.exists() else ""
         spans = json_list_spans(old_text, path) if old_text.strip() else []
         new_text = edit(old_text, spans)
         if new_text is None:
             return False
         json.loads(new_text)  # never write something clemcore cannot read
-        if old_text.strip():
-            atomic_write_text(path.with_name(path.name + ".bak"), old_text)
+        if old_text.strip() and not new_text.startswith(old_text[:old_text.rindex("]")].rstrip()):
+            atomic_write_text(path.with_name(path.name + ".bak"), old_text)  # an edit, not an append: keep the old
         atomic_write_text(path, new_text)
     return True
 

@@ -247,3 +247,40 @@ def test_a_scores_file_cut_short_does_not_count_as_scored(tmp_path):
         episode.mkdir(parents=True)
         (episode / "scores.json").write_text(text)
     assert scored_episodes(tmp_path, "tiny", "wordecho") == {("heldout", 0)}
+
+
+def test_an_interrupt_before_the_first_checkpoint_says_it_starts_again(tmp_path):
+    """A learn interrupted before any checkpoint has nothing to resume: the line says 'start again', not 'resume'."""
+    from playpen import faults
+    from playpen.cli import interrupted_line
+    from playpen.learning import resume_changes
+
+    argv = ["playpen", "learn", "-l", "sft_qlora", "-m", "tiny", "--dataset", "d.json"]
+    run = tmp_path / "models" / "tiny-sft_qlora"
+    lines = {}
+    for state in ("nothing written", "started, no checkpoint", "checkpoint saved"):
+        if state == "started, no checkpoint":
+            run.mkdir(parents=True)
+            (run / "train.log").write_text("")
+        if state == "checkpoint saved":
+            (run / "checkpoint-10").mkdir()
+        lines[state] = interrupted_line(faults.Interrupted(signal.SIGINT, resume_changes(run)), argv)
+    start_again = "interrupted (SIGINT); nothing to resume from yet (no checkpoint was saved), start again with: "
+    assert lines["nothing written"] == start_again + shlex.join(argv)
+    assert lines["started, no checkpoint"] == start_again + shlex.join(argv + ["--overwrite"])
+    assert lines["checkpoint saved"] == "interrupted (SIGINT); resume with: " + shlex.join(argv + ["--resume"])
+
+
+def test_a_results_lock_names_its_holder_and_leaves_no_file(tmp_path):
+    """The lock of a results directory refuses a second holder, naming the first one's pid; it is gone afterwards."""
+    from playpen.errors import PlaypenError
+    from playpen.faults import exclusive
+
+    lock = tmp_path / "results" / ".tiny.lock"
+    with exclusive(lock, "results/tiny", "pass another -r"):
+        assert lock.read_text() == f"{os.getpid()}\n"
+        with pytest.raises(PlaypenError, match=f"in use by playpen process {os.getpid()} "):
+            with exclusive(lock, "results/tiny", "pass another -r"):
+                pass
+        assert lock.exists()
+    assert not lock.exists() and sorted(p.name for p in lock.parent.iterdir()) == []

@@ -38,7 +38,7 @@ def test_append_keeps_other_entries_byte_for_byte(tmp_path):
     assert text.startswith(HAND_WRITTEN[:HAND_WRITTEN.rindex("}") + 1])  # old bytes untouched
     names = [e["model_name"] for e in json.loads(text)]
     assert names == ["gpt-x", "hand-edited", "tuned"]
-    assert (tmp_path / "model_registry.json.bak").read_text() == HAND_WRITTEN
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model_registry.json"]  # an append: no .bak, no lock file
 
 
 def test_replace_by_name_is_idempotent_and_in_place(tmp_path):
@@ -46,7 +46,9 @@ def test_replace_by_name_is_idempotent_and_in_place(tmp_path):
     path.write_text(HAND_WRITTEN)
     registry.upsert_entry(entry("tuned", parameters="1B"), path)
     registry.upsert_entry(entry("last"), path)
+    before_replace = path.read_text()
     assert registry.upsert_entry(entry("tuned", parameters="2B"), path) == "replaced"
+    assert (tmp_path / "model_registry.json.bak").read_text() == before_replace  # what the replace changed
     assert registry.upsert_entry(entry("tuned", parameters="2B"), path) == "unchanged"
     entries = json.loads(path.read_text())
     assert [e["model_name"] for e in entries] == ["gpt-x", "hand-edited", "tuned", "last"]
@@ -71,13 +73,15 @@ def test_exception_mid_write_leaves_file_unchanged(tmp_path, monkeypatch):
         if len(calls) == 3:  # 1: model_registry.json.bak, 2: its directory, 3: model_registry.json
             raise OSError("disk full")
 
+    registry.upsert_entry(entry("tuned", parameters="1B"), path)
+    before = path.read_text()
     monkeypatch.setattr(files.os, "fsync", fsync_failing_on_the_registry_write)
     with pytest.raises(OSError, match="disk full"):
-        registry.upsert_entry(entry("tuned"), path)
-    assert path.read_text() == HAND_WRITTEN
+        registry.upsert_entry(entry("tuned", parameters="2B"), path)  # a replace: the old file goes to .bak first
+    assert path.read_text() == before
     assert len(calls) == 3
-    leftovers = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock"))
-    assert leftovers == ["model_registry.json", "model_registry.json.bak"]  # no temp file left
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == ["model_registry.json", "model_registry.json.bak"]  # no temp or lock file left
 
 
 def test_new_files_get_the_usual_mode(tmp_path):
