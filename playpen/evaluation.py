@@ -117,6 +117,9 @@ def four_bit_baseline(tuned_spec, base_spec):
         raise PlaypenError(f"--baseline_4bit plays the base on the quantized base '{tuned['model_name']}' was trained "
                            f"on, but '{tuned['model_name']}' is not a tuned model with a quantized base; drop --baseline_4bit")
     base = base_spec.to_dict()
+    if (pm.hook.playpen_model_loading(model_entry=base) or {}).get("adapter"):
+        raise PlaypenError(f"--baseline_4bit: '{base['model_name']}' is itself a tuned model; pass the base "
+                           f"'{tuned['model_name']}' was trained on ({tuned.get('huggingface_id')}) as --baseline")
     if base.get("huggingface_id") != tuned.get("huggingface_id"):
         raise PlaypenError(f"--baseline_4bit: '{tuned['model_name']}' was trained on {tuned.get('huggingface_id')}, "
                            f"not on '{base['model_name']}' ({base.get('huggingface_id')}); pass its base as --baseline")
@@ -315,7 +318,8 @@ def evaluate_from_cli(args) -> None:
     if args.baseline_4bit:
         if not args.baseline:
             raise PlaypenError("--baseline_4bit changes how --baseline is loaded; pass --baseline BASE too")
-        baseline, specs[baseline] = four_bit_baseline(specs[args.model], specs.pop(args.baseline))
+        base_spec = specs[args.baseline] if args.baseline == args.model else specs.pop(args.baseline)
+        baseline, specs[baseline] = four_bit_baseline(specs[args.model], base_spec)
     selection = select_from_cli(args, EVAL_SPLIT)
     from playpen.console import library_chatter_to
 

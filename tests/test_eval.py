@@ -133,6 +133,57 @@ def test_comparison_files(quickstart_dir):
 
 
 @pytest.mark.slow
+def test_val_json_and_comparison_say_how_each_side_was_played(quickstart_dir):
+    base = json.loads((quickstart_dir / "eval" / f"{BASE}.val.json").read_text())
+    tuned = json.loads((quickstart_dir / "eval" / f"{TUNED}.val.json").read_text())
+    generation = {"temperature": 0.0, "max_tokens": 8}
+    assert base["model_settings"] == {"backend": "huggingface_local", "weights": str(quickstart_dir / "models" / BASE),
+                                      "quantization": None, "adapter": None, "generation": generation}
+    assert tuned["model_settings"] == {
+        "backend": "playpen_qlora", "weights": str(quickstart_dir / "models" / BASE), "generation": generation,
+        "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                         "bnb_4bit_compute_dtype": "float32"}, "adapter": str(quickstart_dir / "models" / TUNED)}
+    markdown = (quickstart_dir / "eval" / "comparison.md").read_text()
+    assert (f"- base {BASE}: huggingface_local, unquantized (the checkpoint's dtype); temperature 0.0, max_tokens 8\n"
+            f"- tuned {TUNED}: playpen_qlora, 4-bit nf4 (double quant), compute float32, adapter "
+            f"{quickstart_dir / 'models' / TUNED}; temperature 0.0, max_tokens 8\n") in markdown
+    assert "loaded with different quantization" in markdown and "--baseline_4bit" in markdown
+
+
+@pytest.mark.slow
+def test_baseline_4bit_plays_the_base_on_the_adapters_4bit_base(quickstart_copy, monkeypatch, playpen):
+    monkeypatch.chdir(quickstart_copy)
+    game = ["-g", "wordecho", "--split_source", DEMO_SPLIT_FILE, "-L", "8"]
+    for args, message in {("--baseline_4bit",): "pass --baseline BASE too",
+                          ("--baseline", TUNED, "--baseline_4bit"): f"'{TUNED}' is itself a tuned model"}.items():
+        result = playpen("eval", TUNED, *args, *game, "-r", "refused")
+        assert result.code == 2 and message in result.err, result
+    result = playpen("eval", BASE, "--baseline", BASE, "--baseline_4bit", *game, "-r", "refused")
+    assert result.code == 2 and f"'{BASE}' is not a tuned model" in result.err, result
+    assert not (quickstart_copy / "refused").exists()
+
+    result = playpen("eval", TUNED, "--baseline", BASE, "--baseline_4bit", *game, "-r", "like-for-like")
+    assert result.code == 0, result
+    four_bit = json.loads((quickstart_copy / "like-for-like" / f"{BASE}@4bit.val.json").read_text())
+    tuned = json.loads((quickstart_copy / "like-for-like" / f"{TUNED}.val.json").read_text())
+    assert four_bit["model_settings"] == {**tuned["model_settings"], "adapter": None}
+    assert four_bit["games"]["wordecho"]["episodes"] == 12
+    markdown = (quickstart_copy / "like-for-like" / "comparison.md").read_text()
+    assert f"| game | {BASE}@4bit (base) | {TUNED} (tuned) | delta |" in markdown
+    assert "different quantization" not in markdown
+
+    from playpen.evaluation import four_bit_baseline
+    from playpen.models import find_model
+    from playpen_tune.backend import QLoRAModel
+
+    _, spec = four_bit_baseline(find_model(TUNED), find_model(BASE))
+    model = QLoRAModel(spec).model  # what played the baseline: the base in 4-bit nf4, no adapter
+    q_proj = model.model.layers[0].self_attn.q_proj
+    assert type(q_proj).__name__ == "Linear4bit" and q_proj.weight.quant_state.quant_type == "nf4"
+    assert not hasattr(model, "peft_config")
+
+
+@pytest.mark.slow
 def test_backend_loads_4bit_base_and_adapter(quickstart_dir, monkeypatch):
     monkeypatch.chdir(quickstart_dir)
     from clemcore.backends import ModelRegistry
