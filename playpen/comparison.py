@@ -98,10 +98,13 @@ def _grouped_bars(ax, labels: list[str], values: dict[str, list], xlabel: str) -
     for offset, (side, color) in zip((-height / 2, height / 2), SIDES):
         widths = [np.nan if value is None else value for value in values[side]]
         bars = ax.barh(rows + offset, widths, height, label=side, color=color)
-        ax.bar_label(bars, labels=["-" if value is None else f"{value:.1f}" for value in values[side]],
+        ax.bar_label(bars, labels=["" if value is None else f"{value:.1f}" for value in values[side]],
                      padding=2, fontsize=8)
+        for row, value in zip(rows, values[side]):
+            if value is None:  # no number (a FAILED game, or no quality score without a played episode)
+                ax.text(1, row + offset, f"{side}: none", va="center", fontsize=8, color="dimgray")
     ax.set_yticks(rows, labels)
-    ax.invert_yaxis()
+    ax.set_ylim(len(labels) - 0.5, -0.5)  # first label on top; the same rows whichever bars have no number
     ax.set_xlim(0, 100)
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
@@ -142,7 +145,7 @@ def render_chart(base, tuned) -> tuple[object, dict]:
     for ax, panel in zip(axes, panels):
         base_bars, tuned_bars = ax.containers
         drawn[panel] = {"labels": panels[panel]["labels"],
-                        **{side: [None if bar.get_width() != bar.get_width() else round(bar.get_width(), 2)
+                        **{side: [None if bar.get_width() != bar.get_width() else round(float(bar.get_width()), 2)
                                   for bar in bars] for side, bars in (("base", base_bars), ("tuned", tuned_bars))}}
     return fig, drawn
 

@@ -129,6 +129,7 @@ def test_comparison_files(quickstart_dir):
     figure, drawn = render_chart(ModelEvaluation.from_json(base), ModelEvaluation.from_json(tuned))
     assert png_size(quickstart_dir / "eval" / "comparison.png") == tuple(figure.get_size_inches() * 100)
     assert drawn["% played"] == {"labels": ["wordecho"], "base": [0.0], "tuned": [100.0]}
+    assert drawn["quality score"] == {"labels": ["wordecho"], "base": [None], "tuned": [100.0]}  # no episode played
     assert drawn["suite score"] == {"labels": ["clemscore"], "base": [0.0], "tuned": [100.0]}
 
 

@@ -188,8 +188,10 @@ def play_episodes(game_spec, rows: list[dict], policy, partners: list, results_d
     from clemcore.clemgame.envs.pettingzoo.master import GameMasterEnv
     from clemcore.clemgame.runners.batchwise import DynamicBatchDataLoader, GameSession, SinglePassGameSessionPoller
 
+    from playpen.clemcore_bridge import install_logged_progress_bars
     from playpen.playing import episode_file_savers
 
+    install_logged_progress_bars()  # clemcore's scoring bar would cut through the trainer's step bar
     players = (list(partners[:player - 1]) + [policy] + list(partners[player - 1:]) if partners
                else [policy] * number_of_players(game_spec))
     trained_agent = f"player_{player - 1}"  # clemcore's GameMasterEnv names the players' agents in this order
