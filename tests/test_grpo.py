@@ -55,6 +55,7 @@ def test_grpo_plays_clemcore_episodes_and_records_them(playpen, game_dir):
     assert [entry["step"] for entry in manifest["reward_history"]] == [1, 2]
     assert manifest["quantized_modules"]  # the base is 4-bit bitsandbytes
     assert manifest["curves"] == "training_curves.png" and (out / "training_curves.png").stat().st_size > 0
+    assert "Scoring episodes" not in result.err  # clemcore's scoring bar goes to train.log, not across the step bar
     # every rollout is a clemcore episode record with the reward clemcore's scorer gave it
     episodes = sorted((out / "rollouts").rglob("interactions.json"))
     assert len(episodes) == 2 * 2
