@@ -1,5 +1,5 @@
-"""The one place where playpen changes clemcore's behaviour: plugin backends, one fix of its
-batchwise runner, and where its progress bars are drawn.
+"""The one place where playpen changes clemcore's behaviour: plugin backends, models of one command
+(:func:`add_transient_model`), one fix of its batchwise runner, and where its progress bars are drawn.
 
 clemcore finds backends only as ``*_api.py`` files (packaged, or in the working directory).
 Backends contributed through the ``playpen_register_backends`` hook are added to
@@ -25,6 +25,8 @@ from playpen.tables import add_unique, load_target
 
 LOOKUP_SOURCE = "playpen-plugin"
 _installed: dict[str, str] = {}
+TRANSIENT_SOURCE = "playpen-eval"
+_transient_models: list[dict] = []
 
 
 def plugin_backends() -> dict[str, str]:
@@ -81,6 +83,30 @@ def install_plugin_backends() -> dict[str, str]:
         cbr.BackendRegistry.get_backend_for = get_backend_for
     _installed.update(backends)
     return dict(_installed)
+
+
+def add_transient_model(entry: dict) -> None:
+    """Make a model entry that is in no registry file loadable by clemcore in this process.
+
+    clemcore loads a model only through a registry lookup (``ModelRegistry.from_packaged_and_cwd_files``);
+    ``eval --baseline_4bit`` plays a model that exists for one command (the base, 4-bit, as a tuned model's
+    base is loaded), which must not be written into the user's ``model_registry.json``.
+    """
+    from clemcore.backends import model_registry as cmr
+
+    if not getattr(cmr.ModelRegistry.from_packaged_and_cwd_files, "playpen_transient", False):
+        original = cmr.ModelRegistry.from_packaged_and_cwd_files.__func__
+
+        def from_packaged_and_cwd_files(cls):
+            registry = original(cls)
+            if _transient_models:
+                registry.register_from_list([dict(entry) for entry in _transient_models], lookup_source=TRANSIENT_SOURCE)
+            return registry
+
+        from_packaged_and_cwd_files.playpen_transient = True
+        cmr.ModelRegistry.from_packaged_and_cwd_files = classmethod(from_packaged_and_cwd_files)
+    if entry not in _transient_models:
+        _transient_models.append(entry)
 
 
 def install_batch_session_fix() -> None:

@@ -106,9 +106,11 @@ BASE_4BIT_SUFFIX = "@4bit"
 
 def four_bit_baseline(tuned_spec, base_spec):
     """``(name, ModelSpec)`` of the base loaded exactly as the tuned model's base (``eval --baseline_4bit``):
-    the tuned entry without its adapter, with the quantization its adapter was trained with."""
+    the tuned entry without its adapter, with the quantization its adapter was trained with. clemcore can load
+    it in this process; no registry file is changed."""
     from clemcore.backends import ModelSpec
 
+    from playpen.clemcore_bridge import add_transient_model
     from playpen.plugins import pm
 
     tuned = tuned_spec.to_dict()
@@ -127,6 +129,7 @@ def four_bit_baseline(tuned_spec, base_spec):
     config = {key: value for key, value in tuned["model_config"].items() if key != "peft_model"}
     entry = {**{key: value for key, value in tuned.items() if key != "lookup_source"}, "model_name": name,
              "base_model": base["model_name"], "model_config": {**config, "quantization": loading["quantization"]}}
+    add_transient_model(entry)
     return name, ModelSpec.from_dict(entry)
 
 

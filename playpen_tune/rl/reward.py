@@ -80,9 +80,11 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import sequential
 
+    from playpen.clemcore_bridge import install_logged_progress_bars
     from playpen.playing import episode_file_savers
     from playpen_tune.rl.rollout import number_of_players
 
+    install_logged_progress_bars()  # one episode: clemcore's bars say nothing the console needs
     players = [CustomResponseModel()] * number_of_players(game_spec)
     with tempfile.TemporaryDirectory() as tmp:
         with GameBenchmark.load_from_spec(game_spec) as benchmark:
