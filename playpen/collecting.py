@@ -29,7 +29,7 @@ def play_from_cli(args) -> None:
     from clemcore.backends import Model
 
     if args.branching is not None:
-        from playpen.branching import check_branching_arguments
+        from playpen.branching_play import check_branching_arguments
 
         check_branching_arguments(args.branching, args.max_branches, args.temperature, args.repetitions)
     if args.repetitions < 1:
@@ -76,11 +76,11 @@ def play_from_cli(args) -> None:
 
 def _gameplay(args):
     """How ``play`` plays a repetition: ``(players, selection, root, gen_args) -> (problems, scored)``; as
-    trees with ``--branching`` (:mod:`playpen.branching`)."""
+    trees with ``--branching`` (:mod:`playpen.branching_play`)."""
     from functools import partial
 
     if args.branching:
-        from playpen.branching import play_tree_selection
+        from playpen.branching_play import play_tree_selection
 
         return partial(play_tree_selection, factor=args.branching, max_branches=args.max_branches)
     return partial(play_selection, batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
