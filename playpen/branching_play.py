@@ -122,7 +122,8 @@ class BranchRecordSaver(GameBenchmarkCallback):
             atomic_write_text(leaf / name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def play_trees(player_models: list, game_spec, rows: list, run_root: Path, factor: int, max_branches: int) -> str | None:
+def play_trees(player_models: list, game_spec, rows: list, run_root: Path, factor: int,
+               max_branches: int) -> str | None:
     """Play every instance row of ``game_spec`` not yet played as a tree under ``run_root/<game>/``; return
     what went wrong, or None."""
     from clemcore.backends import Model
@@ -176,10 +177,16 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
 
     run_dir = Model.to_identifier([spec.model_name for spec in players])
     settings = {**gen_args, "branching": factor, "max_branches": max_branches}  # never mixed with other trees
-    failed, scored = {}, {}
-    for tree, specs in selection.trees().items():
+    trees = selection.trees()
+    for tree, specs in trees.items():
         check_same_settings(root / tree, players, settings, {spec["game_name"]: selection.instances for spec in specs})
+    try:
         player_models = backends.load_models(players, gen_args)
+    except Exception as error:  # as playpen play: a model that cannot load fails its games
+        problem = f"could not load {run_dir}: {type(error).__name__}: {error}"
+        return {game: problem for game in selection.games()}, {game: [] for game in selection.games()}
+    failed, scored = {}, {}
+    for tree, specs in trees.items():
         for spec in specs:
             game = spec["game_name"]
             rows = list(GameInstances.from_game_spec(spec).filter(

@@ -90,7 +90,8 @@ class EpisodeBuffer:
 
     def to_conversational_dataset(self, perspective: Perspective) -> "Dataset":
         """TRL's conversational format: ``{"messages": [...]}`` per episode and player of ``perspective``."""
-        return _dataset([{"messages": messages} for episode in self for messages in conversations(episode, perspective)])
+        return _dataset([{"messages": messages} for episode in self
+                         for messages in conversations(episode, perspective)])
 
 
 @dataclass

@@ -54,8 +54,8 @@ class EpochPlayPenTrainer(BasePlaypenTrainer):
         try:
             spec = self.get_game_registry().get_game_specs_that_unify_with(self.game, verbose=False)[0]
         except ValueError:
-            raise PlaypenError(f"no clemgame matches {self.game!r} in the game registry of {Path.cwd()}; set "
-                               f"self.game in the trainer's __init__, or point ./game_registry.json at the game") from None
+            raise PlaypenError(f"no clemgame matches {self.game!r} in the game registry of {Path.cwd()}; set self.game "
+                               f"in the trainer's __init__, or point ./game_registry.json at the game") from None
         instances_filter = load_split(self.split_source, self.split, suites=("clem",)).instances_filter()
         self.callbacks = self._callbacks()
         with GameBenchmark.load_from_spec(spec) as game_benchmark:
