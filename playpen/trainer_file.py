@@ -53,9 +53,11 @@ def run_trainer_file(file_path: str, learner: str, teacher: str | None,
 
     from playpen.models import find_models
 
-    specs = find_models([learner] + ([teacher] if teacher else []))
-    try:
-        models = backends.load_models(list(specs.values()), dict(temperature=temperature, max_tokens=max_tokens))
+    names = [learner] + ([teacher] if teacher else [])
+    specs = find_models(names)
+    try:  # a teacher of the learner's name is loaded again: it stays fixed while the learner trains (as upstream)
+        models = backends.load_models([specs[name] for name in names],
+                                      dict(temperature=temperature, max_tokens=max_tokens))
     except ValueError as error:
         raise PlaypenError(f"{error}; see 'playpen list models'") from None
     from playpen.clemcore_bridge import install_batch_session_fix

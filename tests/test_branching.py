@@ -87,9 +87,16 @@ def _aborted_points(trees: list[Path]) -> int:
 
 
 def test_equal_scores_give_no_pairs(parity_workdir, playpen):
-    """The scripted player answers the same in every branch and wins: no branching point gives a pair."""
+    """The scripted player answers the same in every branch and wins: no branching point gives a pair. An
+    unfinished tree (no tree.json: an interrupted run) is played again from scratch."""
+    unfinished = parity_workdir / "tr" / "clem" / "mock" / "parity" / "two_rounds" / "instance_00000" / "branch_00009"
+    unfinished.mkdir(parents=True)
+    (unfinished / "interactions.json").write_text("{}")
     result = playpen("play", "mock", *PARITY, "-r", "tr", "--branching", "2", "-T", "1.0")
     assert result.code == 0, result
+    assert not unfinished.exists()
+    assert sorted(p.name for p in unfinished.parent.iterdir()) == [
+        "branch_00001", "branch_00002", "branch_00003", "branch_00004", "experiment.json", "tree.json"]
     learn = playpen("learn", "-l", "dpo_qlora", "-m", "tiny", "--dataset", "tr", "--split_source",
                     "parity-splits.jsonl")
     assert learn.code == 2 and "0 preference pairs from tr (removed: equal scores 18)" in learn.err, learn

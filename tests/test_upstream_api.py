@@ -70,6 +70,50 @@ def test_sequential_starter_collects_episodes_per_epoch(parity_workdir, playpen)
         assert len(played) == 48 and all((p / "interactions.json").is_file() for p in played)
 
 
+BATCH_STARTER = '''
+import json
+
+from playpen.starters.batch_trainer import BatchwisePlayPenTrainer
+
+
+class GuesserTrainer(BatchwisePlayPenTrainer):
+    """The batchwise starter on the two-player game: the teacher describes (Player 1), the learner guesses."""
+
+    def __init__(self, learner, teacher):
+        super().__init__(learner, teacher)
+        self.game = "relay"
+        self.split_source = SPLIT_FILE
+        self.num_epochs = 1
+        self.batch_size = 4
+
+    def _train(self):
+        json.dump({role: self.episode_buffer.to_conversational_dataset(role).to_list()
+                   for role in ("Player 1", "Player 2")}, open("roles.json", "w"))
+'''
+
+
+def test_batch_starter_plays_teacher_first_and_keeps_each_players_side(workdir, playpen, tmp_path):
+    from playpen.files import append_entry
+    from tests.fixture_data import RELAY_GAME_DIR, relay_instances
+
+    append_entry({"benchmark_path": str(RELAY_GAME_DIR)}, workdir / "game_registry.json")
+    split = tmp_path / "relay-splits.jsonl"
+    split.write_text("".join(json.dumps({"game": "relay", "experiment": row["experiment"], "task_id": row["game_id"],
+                                         "split": "train"}) + "\n" for row in relay_instances()))
+    result = playpen("run", write_trainer(workdir, "batch.py", BATCH_STARTER, SPLIT_FILE=str(split)),
+                     "-l", "mock", "-t", "mock")
+    assert result.code == 0, result
+    roles = json.loads((workdir / "roles.json").read_text())
+    assert len(roles["Player 1"]) == len(roles["Player 2"]) == len(relay_instances())
+    assert all([m["role"] for m in row["messages"]] == ["user", "assistant"] for rows in roles.values() for row in rows)
+    assert all("Target word:" in row["messages"][0]["content"] and row["messages"][1]["content"].startswith("CLUE:")
+               for row in roles["Player 1"])
+    assert all("The describer says: CLUE:" in row["messages"][0]["content"]
+               and row["messages"][1]["content"].startswith("GUESS:") for row in roles["Player 2"])
+    assert len(list((workdir / "playpen-records" / "mock--mock" / "epoch_00001" / "relay")
+                    .glob("*/instance_*/interactions.json"))) == len(relay_instances())
+
+
 BATCHWISE_TRL = '''
 import json
 from pathlib import Path
