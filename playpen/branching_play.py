@@ -26,10 +26,18 @@ from playpen.files import atomic_write_text
 
 TREE_FILE = "tree.json"
 BRANCH_FILE = "branch.json"
+DEFAULT_MAX_BRANCHES = 16
 
 
-def check_branching_arguments(branching: int, max_branches: int, temperature: float, repetitions: int) -> None:
-    """``--branching K --max_branches N`` that can make a tree: K >= 2, N >= K, sampling, no ``-n``."""
+def check_branching_arguments(branching: int | None, max_branches: int | None, temperature: float,
+                              repetitions: int) -> int | None:
+    """Check ``--branching K --max_branches N`` (a tree needs K >= 2, N >= K, sampling and no ``-n``); return N
+    (default :data:`DEFAULT_MAX_BRANCHES` with ``--branching``)."""
+    if branching is None:
+        if max_branches is not None:
+            raise PlaypenError("--max_branches caps the trees of --branching; pass --branching K too, or drop it")
+        return None
+    max_branches = DEFAULT_MAX_BRANCHES if max_branches is None else max_branches
     if branching < 2:
         raise PlaypenError(f"--branching must be >= 2 (branches per turn of the model), got {branching}")
     if max_branches < branching:
@@ -41,6 +49,7 @@ def check_branching_arguments(branching: int, max_branches: int, temperature: fl
                            f"branches only when sampling: pass -T above 0 (e.g. -T 0.7)")
     if repetitions != 1:
         raise PlaypenError("--branching plays each instance once, as a tree of episodes; drop -n")
+    return max_branches
 
 
 class BranchTree:

@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--branching", type=int, default=None, metavar="K",
                    help="play each instance as a tree: every turn of MODEL branches K ways (needs -T > 0); "
                         "dpo_qlora pairs the branches of each turn that scored differently")
-    p.add_argument("--max_branches", type=int, default=16, metavar="N",
+    p.add_argument("--max_branches", type=int, default=None, metavar="N",
                    help="with --branching: at most N episodes per instance's tree (early turns branch first). Default: 16")
     p.set_defaults(handler=run_play)
 

@@ -28,10 +28,10 @@ def play_from_cli(args) -> None:
     """Play the selection ``-n`` times with MODEL (and PARTNER); write ``DIR/<players>.play.json``."""
     from clemcore.backends import Model
 
-    if args.branching is not None:
-        from playpen.branching_play import check_branching_arguments
+    from playpen.branching_play import check_branching_arguments
 
-        check_branching_arguments(args.branching, args.max_branches, args.temperature, args.repetitions)
+    args.max_branches = check_branching_arguments(args.branching, args.max_branches, args.temperature,
+                                                  args.repetitions)
     if args.repetitions < 1:
         raise PlaypenError(f"-n must be >= 1 (episodes per instance), got {args.repetitions}")
     if args.repetitions > 1 and args.temperature <= 0:

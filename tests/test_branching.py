@@ -107,6 +107,7 @@ def test_equal_scores_give_no_pairs(parity_workdir, playpen):
     (["--branching", "3", "--max_branches", "2", "-T", "1"], "--max_branches 2 is below --branching 3"),
     (["--branching", "2"], "pass -T above 0"),
     (["--branching", "2", "-T", "1", "-n", "2"], "drop -n"),
+    (["--max_branches", "8", "-T", "1"], "pass --branching K too"),
 ])
 def test_bad_branching_input_is_one_error_line_and_writes_nothing(parity_workdir, playpen, args, message):
     before = snapshot(parity_workdir)
