@@ -191,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gameplay_arguments(p, "train", results_required=True)
     p.add_argument("-n", "--repetitions", type=int, default=1,
                    help="episodes per instance (needs -T > 0 above 1); repetition k goes to DIR/repeat_k. Default: 1")
+    p.add_argument("--branching", type=int, default=None, metavar="K",
+                   help="play each instance as a tree: every turn of MODEL branches K ways (needs -T > 0); "
+                        "dpo_qlora pairs the branches of each turn that scored differently")
+    p.add_argument("--max_branches", type=int, default=None, metavar="N",
+                   help="with --branching: at most N episodes per instance's tree (early turns branch first). Default: 16")
     p.set_defaults(handler=run_play)
 
     pm.hook.playpen_register_commands(subparsers=sub)

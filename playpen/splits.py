@@ -75,6 +75,16 @@ def to_instances_filter(dataset: Iterable[dict]) -> Callable[[dict], bool]:
     return to_instance_filter(rows)
 
 
+def to_sub_selector(dataset: Iterable[dict]) -> Callable[[str, str], list[int]]:
+    """playpen 2.x's instance selector: rows with ``game``, ``experiment`` and ``task_id`` turned into
+    ``(game, experiment) -> [task_id, ...]``, the ``sub_selector`` of clemcore 2.x's instance iterators.
+    With clemcore 3.7, filter instances with :func:`to_instances_filter` instead."""
+    task_ids: dict[tuple[str, str], list[int]] = {}
+    for row in dataset:
+        task_ids.setdefault((row["game"], row["experiment"]), []).append(int(row["task_id"]))
+    return lambda game, experiment: task_ids.get((game, experiment), [])
+
+
 def is_local(source: str) -> bool:
     """True for a local split file or saved dataset (by suffix or because it exists), False for a hub id."""
     path = Path(source).expanduser()
