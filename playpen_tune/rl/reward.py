@@ -69,8 +69,9 @@ def episode_reward(scores: dict, reward: str, format_reward: float = 0.0) -> flo
 def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> bool:
     """Compute ``reward`` on one episode of ``row`` played by clemcore's programmatic players (no model loads).
 
-    Raises PlaypenError when the reward cannot be read from that episode's scores.json. Returns False
-    (nothing checked; the first rollout checks it) when the game has no programmatic player.
+    Raises PlaypenError when the game fails in its own code (while it is imported or sets the episode up)
+    or the reward cannot be read from that episode's scores.json. Returns False (nothing checked; the
+    first rollout checks it) when the game has no programmatic player.
     """
     import json
     import tempfile
@@ -80,15 +81,24 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import sequential
 
+    from playpen.game_errors import EpisodeErrors, failed_in_setup, one_line
     from playpen.playing import episode_file_savers
     from playpen_tune.rl.rollout import number_of_players
 
+    name = game_spec["game_name"]
+    broken = (f"{name} fails in its own code on the check episode (clemcore's programmatic players, before any "
+              f"model loads): {{}}; fix the game (see README, 'Games from clembench') or leave it out of the games")
     players = [CustomResponseModel()] * number_of_players(game_spec)
-    with tempfile.TemporaryDirectory() as tmp:
-        with GameBenchmark.load_from_spec(game_spec) as benchmark:
-            sequential.run(benchmark, GameInstances(game_spec["game_name"], [row]), players,
-                           callbacks=episode_file_savers(Path(tmp), "programmatic", players))
-            benchmark.compute_scores(list(Path(tmp).rglob("interactions.json")))
+    with tempfile.TemporaryDirectory() as tmp, EpisodeErrors() as logged:
+        try:
+            with GameBenchmark.load_from_spec(game_spec) as benchmark:
+                sequential.run(benchmark, GameInstances(name, [row]), players,
+                               callbacks=episode_file_savers(Path(tmp), "programmatic", players))
+                benchmark.compute_scores(list(Path(tmp).rglob("interactions.json")))
+        except Exception as error:  # the game's module or its scorer raised
+            raise PlaypenError(broken.format(one_line(error))) from None
+        if any(failed_in_setup(error) for error in logged.errors):
+            raise PlaypenError(broken.format(logged.reason()))
         scores = next(Path(tmp).rglob("scores.json"), None)
         if scores is None:
             return False
