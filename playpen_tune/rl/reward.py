@@ -13,6 +13,7 @@ could parse, clemcore's per-episode framework metric; 0 for an episode with no r
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 from playpen.errors import PlaypenError
@@ -89,7 +90,7 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
     broken = (f"{name} fails in its own code on the check episode (clemcore's programmatic players, before any "
               f"model loads): {{}}; fix the game (see README, 'Games from clembench') or leave it out of the games")
     players = [CustomResponseModel()] * number_of_players(game_spec)
-    with tempfile.TemporaryDirectory() as tmp, EpisodeErrors() as logged:
+    with tempfile.TemporaryDirectory() as tmp, EpisodeErrors() as logged, _quiet():
         try:
             with GameBenchmark.load_from_spec(game_spec) as benchmark:
                 sequential.run(benchmark, GameInstances(name, [row]), players,
@@ -104,3 +105,25 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
             return False
         episode_reward(json.loads(scores.read_text(encoding="utf-8")), reward, format_reward)
     return True
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep the check episode's console output (clemcore's progress bars and log lines) off the console:
+    what goes wrong in it is reported as one error line."""
+    import io
+    import logging
+
+    handlers = [handler for name, logger in logging.root.manager.loggerDict.items()
+                if name.startswith("clemcore") and isinstance(logger, logging.Logger)
+                for handler in logger.handlers
+                if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)]
+    levels = [handler.level for handler in handlers]
+    for handler in handlers:
+        handler.setLevel(logging.CRITICAL + 1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for handler, level in zip(handlers, levels):
+            handler.setLevel(level)
