@@ -49,13 +49,18 @@ def list_models(args) -> None:
 
 
 def list_games(args) -> None:
-    from clemcore.clemgame import GameRegistry, GameSpec
+    from clemcore.clemgame import GameSpec
 
-    registry = GameRegistry.from_directories_and_cwd_files()
+    from playpen.clemcore_bridge import game_registry
+    from playpen.selection import check_game_spec_json
+
+    registry = game_registry()
     if not len(registry):
         print("No clemgames found. Point ./game_registry.json at a clembench checkout, e.g. "
               "[{\"benchmark_path\": \"path/to/clembench\"}]")
         return
+    if args.selector.lstrip().startswith("{"):
+        check_game_spec_json(args.selector, "-s/--selector")
     selector = args.selector if args.selector == "all" else GameSpec.from_string(args.selector)
     try:
         specs = registry.get_game_specs_that_unify_with(selector, verbose=False)

@@ -48,7 +48,7 @@ def play_from_cli(args) -> None:
           f"({selection.split.describe() if selection.split else 'all instances'}) "
           f"{args.repetitions} time(s) -> {results_dir}")
     failed: dict[str, list[str]] = {}
-    episodes = {game: 0 for game in selection.games()}
+    episodes = {game: 0 for game in [*selection.games(), *selection.failed]}
     from playpen.console import library_chatter_to
 
     with library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):

@@ -20,6 +20,9 @@ def load_trainer_class(file_path: str) -> type:
     path = refuse_directory(file_path, "trainer file")
     if not path.is_file():
         raise PlaypenError(f"trainer file {path} does not exist")
+    if path.suffix != ".py":
+        raise PlaypenError(f"trainer file {path} is not a Python file (.py); pass the .py file that defines your "
+                           f"BasePlaypenTrainer subclass")
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -49,8 +52,7 @@ def run_trainer_file(file_path: str, learner: str, teacher: str | None,
     check_generation_settings(temperature, max_tokens)
     trainer_cls = load_trainer_class(file_path)
     from clemcore import backends
-    from clemcore.clemgame import GameRegistry
-
+    from playpen.clemcore_bridge import game_registry, install_batch_session_fix
     from playpen.models import find_models
 
     names = [learner] + ([teacher] if teacher else [])
@@ -60,14 +62,12 @@ def run_trainer_file(file_path: str, learner: str, teacher: str | None,
                                       dict(temperature=temperature, max_tokens=max_tokens))
     except ValueError as error:
         raise PlaypenError(f"{error}; see 'playpen list models'") from None
-    from playpen.clemcore_bridge import install_batch_session_fix
-
     install_batch_session_fix()  # for trainers that call clemcore's batchwise runner
     trainer = trainer_cls(*models)
     if isinstance(trainer, BasePlaypenTrainer):
         trainer.learn()
     else:
-        trainer.learn(GameRegistry.from_directories_and_cwd_files())
+        trainer.learn(game_registry())
 
 
 def _import_problem(path, error: ImportError) -> str:

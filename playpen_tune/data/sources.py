@@ -23,7 +23,7 @@ import datasets
 from playpen.errors import PlaypenError
 from playpen_tune.data import readers
 from playpen_tune.data.branches import branch_pairs, in_branch_tree
-from playpen_tune.data.files import FILE_SUFFIXES
+from playpen_tune.data.files import FILE_SUFFIXES, SHAREGPT_FIX
 from playpen_tune.data.preferences import preference_pairs
 from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, episode_records
 from playpen_tune.static_suite import DROP_REASON, STATIC_GAMES, is_static_game
@@ -34,6 +34,7 @@ FILTER_FIELDS = {"games": "game", "roles": "role", "outcomes": "outcome"}  # app
 EVAL_INSTANCES = "evaluation instances"  # the drop reason of the contamination guard
 NO_PREFERENCE = "chosen identical to rejected"
 NO_ANSWER = "no assistant answer to learn"
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}  # ShareGPT's role names -> chat template roles
 
 
 @dataclass
@@ -292,7 +293,14 @@ def _message_list(value, where: str, column: str) -> list[dict]:
     if not (isinstance(value, list) and value and all(
             isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
             for m in value)):
-        raise PlaypenError(f"{where}: '{column}' must be a non-empty list of {{\"role\", \"content\"}} text messages")
+        sharegpt = (f"; these are ShareGPT-style messages: {SHAREGPT_FIX}" if isinstance(value, list) and any(
+            isinstance(m, dict) and {"from", "value"} <= set(m) for m in value) else "")
+        raise PlaypenError(f"{where}: '{column}' must be a non-empty list of {{\"role\", \"content\"}} text "
+                           f"messages{sharegpt}")
+    roles = sorted({m["role"] for m in value} & set(SHAREGPT_ROLES))
+    if roles:
+        raise PlaypenError(f"{where}: '{column}' has the role(s) {', '.join(roles)}, which chat templates do not know "
+                           f"(ShareGPT's names); rename {', '.join(f'{r} to {SHAREGPT_ROLES[r]}' for r in roles)}")
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
