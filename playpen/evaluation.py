@@ -178,12 +178,12 @@ def play_selection(players: list, selection: Selection, root: Path, gen_args: di
     """Play (resuming) and score the selection with ``players`` under ``root``: ``clem/`` and ``static/``.
 
     Returns ``({game: problem} of the games that failed, {game: {(experiment, game_id): scores.json}})``
-    of the selected episodes that clemcore scored.
+    of the selected episodes that clemcore scored. A game whose instances could not be read failed too.
     """
     from clemcore.backends import Model
 
     run_dir = Model.to_identifier([spec.model_name for spec in players])
-    failed, scored = {}, {}
+    failed, scored = dict(selection.failed), {}
     for tree, specs in selection.trees().items():
         if play:
             check_same_settings(root / tree, players, gen_args, {spec["game_name"]: selection.instances
@@ -315,14 +315,16 @@ def evaluate_from_cli(args) -> None:
 
     if args.skip_gameplay and not args.results_dir:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
+    if args.baseline == args.model:
+        raise PlaypenError(f"--baseline {args.baseline} is the model being evaluated; a comparison with itself "
+                           f"shows nothing: pass another model as --baseline (e.g. the base it was tuned from)")
     results_dir, gen_args = check_gameplay_arguments(args)
-    specs = find_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
+    specs = find_models([args.model] + ([args.baseline] if args.baseline else []))
     baseline = args.baseline
     if args.baseline_4bit:
         if not args.baseline:
             raise PlaypenError("--baseline_4bit changes how --baseline is loaded; pass --baseline BASE too")
-        base_spec = specs[args.baseline] if args.baseline == args.model else specs.pop(args.baseline)
-        baseline, specs[baseline] = four_bit_baseline(specs[args.model], base_spec)
+        baseline, specs[baseline] = four_bit_baseline(specs[args.model], specs.pop(args.baseline))
     selection = select_from_cli(args, EVAL_SPLIT)
     from playpen.console import library_chatter_to
 
@@ -334,7 +336,7 @@ def evaluate_from_cli(args) -> None:
     reasons = selection.not_comparable(gen_args)
     if reasons:
         print(f"note: not comparable with the playpen leaderboard: {'; '.join(reasons)}")
-    if baseline and baseline != args.model:
+    if baseline:
         write_comparison(evaluations[baseline], tuned, results_dir)
     if any(evaluation.failed for evaluation in evaluations.values()):
         raise PlaypenError("some games failed (listed above and in val.json 'failed_games'); "

@@ -154,9 +154,10 @@ def test_val_json_and_comparison_say_how_each_side_was_played(quickstart_dir):
 @pytest.mark.slow
 def test_baseline_4bit_plays_the_base_on_the_adapters_4bit_base(quickstart_copy, monkeypatch, playpen):
     monkeypatch.chdir(quickstart_copy)
+    assert playpen("register", "tuned-again", "--base", BASE, "--adapter", quickstart_copy / "models" / TUNED).code == 0
     game = ["-g", "wordecho", "--split_source", DEMO_SPLIT_FILE, "-L", "8"]
     for args, message in {("--baseline_4bit",): "pass --baseline BASE too",
-                          ("--baseline", TUNED, "--baseline_4bit"): f"'{TUNED}' is itself a tuned model"}.items():
+                          ("--baseline", "tuned-again", "--baseline_4bit"): "'tuned-again' is itself a tuned model"}.items():
         result = playpen("eval", TUNED, *args, *game, "-r", "refused")
         assert result.code == 2 and message in result.err, result
     result = playpen("eval", BASE, "--baseline", BASE, "--baseline_4bit", *game, "-r", "refused")
@@ -397,8 +398,8 @@ def test_skip_gameplay_scores_what_is_there_and_fails_what_is_missing(workdir, p
     assert result.code == 2 and "some games failed" in result.err
     assert (episodes[0] / "scores.json").is_file() and not episodes[1].exists()
     val = json.loads((workdir / "ev" / "tiny.val.json").read_text())
-    assert val["failed_games"]["wordecho"].startswith("1 of 12 episodes were not played and scored "
-                                                      "(gameplay was skipped)")
+    assert val["failed_games"]["wordecho"].startswith("1 of 12 episodes were not played and scored: "
+                                                      "gameplay was skipped")
 
 
 def set_benchmark(workdir: Path, game: str, benchmark: str) -> None:
