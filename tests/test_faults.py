@@ -205,7 +205,7 @@ def _resume(proc_err: str, workdir: Path) -> subprocess.CompletedProcess:
 
 def test_sigterm_during_eval_says_how_to_resume_and_the_resume_finishes(data):
     proc = _start(data, EVAL)  # no -r: the resume command must name the timestamped directory
-    _wait_for_line(proc, "wordecho: playing")
+    _wait_for_line(proc, "loaded tiny in ")  # the model is loaded: the episodes are being played
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-3000:]
