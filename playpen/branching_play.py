@@ -194,6 +194,9 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
     except Exception as error:  # as playpen play: a model that cannot load fails its games
         problem = f"could not load {run_dir}: {type(error).__name__}: {error}"
         return {game: problem for game in selection.games()}, {game: [] for game in selection.games()}
+    from playpen.clemcore_bridge import install_logged_progress_bars
+
+    install_logged_progress_bars()  # clemcore's scoring bars: one line each in the log, not on the console
     failed, scored = {}, {}
     for tree, specs in trees.items():
         for spec in specs:
