@@ -160,7 +160,7 @@ def test_baseline_4bit_plays_the_base_on_the_adapters_4bit_base(quickstart_copy,
                           ("--baseline", "tuned-again", "--baseline_4bit"): "'tuned-again' is itself a tuned model"}.items():
         result = playpen("eval", TUNED, *args, *game, "-r", "refused")
         assert result.code == 2 and message in result.err, result
-    result = playpen("eval", BASE, "--baseline", BASE, "--baseline_4bit", *game, "-r", "refused")
+    result = playpen("eval", BASE, "--baseline", "tuned-again", "--baseline_4bit", *game, "-r", "refused")
     assert result.code == 2 and f"'{BASE}' is not a tuned model" in result.err, result
     assert not (quickstart_copy / "refused").exists()
 
