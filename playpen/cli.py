@@ -198,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, results_required: bool = False) -> None:
-    """Options ``eval`` and ``play`` share: which games and instances, where to, generation settings."""
+    """Options ``eval`` and ``play`` share: which games and instances, where to, generation settings (by default
+    the published table's, :mod:`playpen.published`)."""
+    from playpen.published import DEFAULT_GENERATION
     from playpen.suites import eval_suites
 
     suites = eval_suites()
@@ -217,8 +219,11 @@ def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, resu
     p.add_argument("-r", "--results_dir", required=results_required,
                    default=None, help="results directory" + ("" if results_required
                                                              else ". Default: playpen-eval/<timestamp>"))
-    p.add_argument("-T", "--temperature", type=float, default=0.0, help="Default: 0.0")
-    p.add_argument("-L", "--max_tokens", type=int, default=300, help="Default: 300")
+    p.add_argument("-T", "--temperature", type=float, default=DEFAULT_GENERATION["temperature"],
+                   help=f"Default: {DEFAULT_GENERATION['temperature']}, as the published table")
+    p.add_argument("-L", "--max_tokens", type=int, default=DEFAULT_GENERATION["max_tokens"],
+                   help=f"max tokens per turn. Default: {DEFAULT_GENERATION['max_tokens']}, as the published table "
+                        f"(pass a small -L for quick runs; they are then not leaderboard-comparable)")
     p.add_argument("-b", "--batch_size", type=int, default=None,
                    help="episodes generated in one batch by models that support it (local HF models); "
                         "others play sequentially. Default: 16")

@@ -184,10 +184,37 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
     return evaluation
 
 
+def with_published_chat_template_kwargs(specs: dict) -> tuple[dict, dict]:
+    """Each model with the published setting's chat template arguments its template reads (``enable_thinking:
+    false``; what its registry entry sets wins): ``({name: ModelSpec}, {name: chat_template_kwargs})``."""
+    from playpen import published
+
+    pairs = {name: published.with_published_chat_template_kwargs(spec) for name, spec in specs.items()}
+    return {name: spec for name, (spec, _) in pairs.items()}, {name: kwargs for name, (_, kwargs) in pairs.items()}
+
+
+def comparability(selection: Selection, gen_args: dict, chat_template_kwargs: dict, spec) -> dict:
+    """val.json's generation and chat template arguments, the published setting they match, and whether the
+    numbers are leaderboard-comparable (and why not)."""
+    from playpen.published import DEFAULT_SETTING, PUBLISHED_SETTINGS, published_record
+
+    record = published_record(gen_args, chat_template_kwargs, spec)
+    reasons = selection.not_comparable()
+    if record["published_setting"] is None:
+        setting = PUBLISHED_SETTINGS[DEFAULT_SETTING]
+        wanted = {**setting["generation"], **setting["chat_template_kwargs"]}
+        reasons.append(f"generation settings differ from the published table's ({DEFAULT_SETTING}: "
+                       f"{', '.join(f'{key} {value}' for key, value in wanted.items())}; played with "
+                       f"{', '.join(f'{key} {value}' for key, value in {**gen_args, **chat_template_kwargs}.items())})")
+    return {**record, "leaderboard_comparable": not reasons, "not_comparable_because": reasons}
+
+
 def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dict,
-             batch_size: int = 1, skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
+             batch_size: int = 1, skip_gameplay: bool = False,
+             chat_template_kwargs: dict | None = None) -> dict[str, ModelEvaluation]:
     """Evaluate each model (``{name: ModelSpec}``, see :func:`playpen.models.find_models`) on the selection into
-    ``results_dir``; write ``<model>.val.json``."""
+    ``results_dir``; write ``<model>.val.json``. ``chat_template_kwargs``: ``{name: the arguments it plays with}``
+    (see :func:`with_published_chat_template_kwargs`), recorded in val.json."""
     results_dir.mkdir(parents=True, exist_ok=True)
     failures, scored = {}, {}
     for name, spec in specs.items():
@@ -199,9 +226,8 @@ def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dic
     evaluations = {}
     for name in specs:
         evaluation = summarize(name, table, selection.suites, failures[name], scored[name])
-        reasons = selection.not_comparable(gen_args)
-        evaluation.instances = {**selection.to_json(), "leaderboard_comparable": not reasons,
-                                "not_comparable_because": reasons}
+        evaluation.instances = {**selection.to_json(), **comparability(
+            selection, gen_args, (chat_template_kwargs or {}).get(name, {}), specs[name])}
         atomic_write_text(results_dir / f"{name}.val.json", json.dumps(evaluation.to_json(), indent=2) + "\n")
         evaluations[name] = evaluation
     return evaluations
@@ -235,15 +261,17 @@ def evaluate_from_cli(args) -> None:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
     results_dir, gen_args = check_gameplay_arguments(args)
     specs = find_models([args.model] + ([args.baseline] if args.baseline and args.baseline != args.model else []))
+    specs, template_kwargs = with_published_chat_template_kwargs(specs)
     selection = select_from_cli(args, EVAL_SPLIT)
     from playpen.console import library_chatter_to
 
     with resumable({"-r": results_dir}), library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):
         evaluations = evaluate(specs, selection, results_dir, gen_args,
-                               batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
+                               batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay,
+                               chat_template_kwargs=template_kwargs)
     tuned = evaluations[args.model]
     print_summary(tuned, results_dir)
-    reasons = selection.not_comparable(gen_args)
+    reasons = tuned.instances["not_comparable_because"]
     if reasons:
         print(f"note: not comparable with the playpen leaderboard: {'; '.join(reasons)}")
     if args.baseline and args.baseline != args.model:

@@ -17,7 +17,6 @@ from playpen.suites import GAME_SUITE, eval_suites
 
 NO_GAMES_HELP = ("create ./game_registry.json pointing at your clembench checkout, e.g. "
                  "[{\"benchmark_path\": \"/path/to/clembench\"}], or set CLEMBENCH_HOME")
-LEADERBOARD_GEN_ARGS = {"temperature": 0.0, "max_tokens": 300}  # upstream playpen eval's defaults
 
 
 @dataclass
@@ -47,8 +46,9 @@ class Selection:
     def instances_filter(self):
         return self.split.instances_filter() if self.split else None
 
-    def not_comparable(self, gen_args: dict) -> list[str]:
-        """Why these numbers are not comparable with the playpen leaderboard (empty list: they are)."""
+    def not_comparable(self) -> list[str]:
+        """Why this selection's numbers are not comparable with the playpen leaderboard (empty list: they are;
+        generation settings: :mod:`playpen.published`)."""
         reasons = []
         if self.split is None:
             reasons.append("--all_instances: every instance was played, not the validation split")
@@ -58,10 +58,6 @@ class Selection:
             reasons.append("only some games were played (-g or --suite)")
         if self.experiment or self.instances:
             reasons.append("-e or -i restricted the instances")
-        changed = [f"{key} {gen_args.get(key)}" for key, value in LEADERBOARD_GEN_ARGS.items()
-                   if gen_args.get(key) != value]
-        if changed:
-            reasons.append(f"generation settings differ from the leaderboard's ({', '.join(changed)})")
         return reasons
 
     def to_json(self) -> dict:
