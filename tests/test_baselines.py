@@ -1,0 +1,84 @@
+"""``playpen eval --baseline`` with a published run: a results directory in upstream playpen's layout
+(``<model>.val.json``, ``clem/<model>/...`` episodes scored by clemcore) or a val.json alone."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import snapshot
+
+EVAL = ["-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-L", "4", "-r", "ev"]
+
+
+@pytest.fixture
+def published_run(workdir) -> Path:
+    """``published/``: the demo game's held-out instances played by clemcore's scripted expert (``mock``) under
+    ``clem/mock/``, and ``mock.val.json`` with the clemscore clemcore computes from them, as upstream writes it."""
+    from clemcore import clemeval
+
+    from playpen_tune.games import play, write_game_registry
+
+    write_game_registry(workdir)
+    published = workdir / "published"
+    play(["mock"], published / "clem", instances="instances_heldout", game="wordecho")
+    table = clemeval.perform_evaluation(str(published / "clem"), return_dataframe=True)
+    (published / "mock.val.json").write_text(json.dumps({"clemscore": float(table.loc["mock", "-, clemscore"]),
+                                                         "statscore": None}))
+    return published
+
+
+def test_a_published_run_is_the_baseline_without_playing_it(published_run, workdir, playpen):
+    before = snapshot(published_run)
+    result = playpen("eval", "tiny", "--baseline", "published", *EVAL)
+    assert result.code == 0, result
+    assert snapshot(published_run) == before  # read, never written
+    assert not (workdir / "ev" / "mock.val.json").exists() and not (workdir / "ev" / "clem" / "mock").exists()
+    tiny = json.loads((workdir / "ev" / "tiny.val.json").read_text())
+    assert tiny["baseline_source"]["kind"] == "published run"
+    assert tiny["baseline_source"]["path"] == str(published_run / "mock.val.json")
+    markdown = (workdir / "ev" / "comparison.md").read_text()
+    assert "| game | mock (base) | tiny (tuned) | delta |" in markdown
+    assert "| wordecho | 100.00 | 0.00 | -100.00 |" in markdown  # the expert's episodes, scored by clemcore
+    assert f"from published run {published_run / 'mock.val.json'}" in markdown
+
+
+def test_a_val_json_alone_gives_its_own_numbers(published_run, workdir, playpen, tmp_path):
+    alone = tmp_path / "elsewhere" / "mock.val.json"
+    alone.parent.mkdir()
+    shutil.copy(published_run / "mock.val.json", alone)
+    result = playpen("eval", "tiny", "--baseline", alone, *EVAL)
+    assert result.code == 0, result
+    tiny = json.loads((workdir / "ev" / "tiny.val.json").read_text())
+    assert tiny["baseline_source"]["kind"] == "val.json"
+    markdown = (workdir / "ev" / "comparison.md").read_text()
+    assert "| clemscore | 100.00 | 0.00 | -100.00 |" in markdown and "| wordecho | - | 0.00 | - |" in markdown
+
+
+def test_a_published_run_missing_selected_episodes_fails_that_game(published_run, workdir, playpen):
+    shutil.rmtree(sorted((published_run / "clem" / "mock" / "wordecho" / "heldout").glob("instance_*"))[0])
+    result = playpen("eval", "tiny", "--baseline", "published", *EVAL)
+    assert result.code == 2 and "some games failed" in result.err
+    markdown = (workdir / "ev" / "comparison.md").read_text()
+    assert "| wordecho | FAILED | 0.00 | - |" in markdown
+    assert "1 of 12 selected episodes are not in the published run" in markdown
+
+
+@pytest.mark.parametrize("baseline, message", [
+    ("missing.val.json", "--baseline missing.val.json does not exist"),
+    ("broken.val.json", "cannot be read as JSON"),
+    ("other.json", "is not a val.json"),
+    ("two", "must hold one <model>.val.json (found: a.val.json, b.val.json)"),
+])
+def test_a_bad_published_baseline_is_one_error_line(workdir, playpen, baseline, message):
+    (workdir / "broken.val.json").write_text("{not json")
+    (workdir / "other.json").write_text("[]")
+    (workdir / "two").mkdir()
+    for name in ("a", "b"):
+        (workdir / "two" / f"{name}.val.json").write_text('{"clemscore": 1.0}')
+    before = snapshot(workdir)
+    result = playpen("eval", "tiny", "--baseline", baseline, *EVAL)
+    assert result.code == 2 and result.err.count("error:") == 1 and message in result.err, result
+    assert snapshot(workdir) == before
