@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -186,17 +187,50 @@ def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: 
 
 def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, problem: str | None) -> str | None:
     """Score the game's episodes with clemcore; return what failed, judged by the ``scores.json`` of ``wanted``."""
-    import clemcore.cli as clem
-
-    try:
-        clem.score(name, results_dir=str(results_dir / run_dir))
-    except SystemExit:  # clemcore.cli.score logs the exception, then sys.exit(1)
-        problem = problem or "clemcore reported an error while scoring"
+    problem = problem or _score(name, results_dir / run_dir)
     missing = sorted(wanted - scored_episodes(results_dir, run_dir, name))
     if not missing:
         return problem
     cause = f" ({problem})" if problem else _episode_error(results_dir / run_dir / name, missing[0])
     return f"{len(missing)} of {len(wanted)} episodes were not played and scored{cause}; see clembench.log"
+
+
+class _LoggedErrors(logging.Handler):
+    """The errors clemcore logged: ``clemcore.cli.score`` logs an exception and exits, and a scorer that raises
+    on an episode is logged and skipped (its earlier ``scores.json``, if any, stays)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.exceptions, self.messages = [], []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None:
+            self.exceptions.append(f"{type(error).__name__}: {error}")
+        self.messages.append(record.getMessage())
+
+    def reason(self) -> str:
+        """The first exception logged (the cause), else the last message."""
+        return self.exceptions[0] if self.exceptions else self.messages[-1]
+
+
+def _score(name: str, run_dir: Path) -> str | None:
+    """Score the game's episodes with ``clemcore.cli.score``; None, or why it failed: a scorer that cannot be
+    loaded, or one that raises on episodes (e.g. episodes of another game version in an upstream run)."""
+    import clemcore.cli as clem
+
+    errors = _LoggedErrors()
+    logger = logging.getLogger("clemcore")  # clemcore.cli and clemcore.clemgame propagate to it
+    logger.addHandler(errors)
+    try:
+        clem.score(name, results_dir=str(run_dir))
+    except SystemExit:
+        pass
+    finally:
+        logger.removeHandler(errors)
+    if errors.messages:
+        return f"clemcore could not score it ({errors.reason()}; {len(errors.exceptions)} error(s) in clembench.log)"
+    return None
 
 
 def _episode_error(game_dir: Path, episode: tuple[str, int]) -> str:

@@ -1,5 +1,6 @@
-"""``playpen eval --baseline`` with a published run: a results directory in upstream playpen's layout
-(``<model>.val.json``, ``clem/<model>/...`` episodes scored by clemcore) or a val.json alone."""
+"""Published runs: ``playpen eval --baseline`` with a results directory in upstream playpen's layout
+(``<model>.val.json``, ``clem/<model>/...`` episodes scored by clemcore) or a val.json alone, and
+``--skip_gameplay`` over such a directory."""
 from __future__ import annotations
 
 import json
@@ -82,3 +83,26 @@ def test_a_bad_published_baseline_is_one_error_line(workdir, playpen, baseline, 
     result = playpen("eval", "tiny", "--baseline", baseline, *EVAL)
     assert result.code == 2 and result.err.count("error:") == 1 and message in result.err, result
     assert snapshot(workdir) == before
+
+
+def test_skip_gameplay_over_a_run_whose_scorer_fails_lists_that_game_as_failed(workdir, playpen):
+    """A game whose scorer does not read the run's episodes (another game version) or cannot be loaded is a failed
+    game with clemcore's reason; the other games are scored."""
+    from tests.test_eval import add_game_variant
+
+    add_game_variant(workdir, "rescored", "pass")
+    add_game_variant(workdir, "unloadable", "pass")
+    selector = json.dumps({"benchmark": ["playpen-demo"]})
+    args = ["eval", "mock", "-g", selector, "-i", "instances_heldout", "--all_instances", "-r", "published"]
+    assert playpen(*args).code == 0
+    master = workdir / "games" / "rescored" / "master.py"
+    scorer = "    def compute_episode_scores(self, interactions: Dict):\n"
+    assert scorer in master.read_text()
+    master.write_text(master.read_text().replace(scorer, scorer + "        raise KeyError('Main Score')\n"))
+    (workdir / "games" / "unloadable" / "master.py").write_text("this is not python\n")
+    result = playpen(*args, "--skip_gameplay")
+    assert result.code == 2 and "some games failed" in result.err and "Traceback" not in result.err
+    val = json.loads((workdir / "published" / "mock.val.json").read_text())
+    assert val["games"]["wordecho"]["% played"] == 100.0
+    assert val["failed_games"]["rescored"].startswith("clemcore could not score it (KeyError: 'Main Score'; 12 error(s)")
+    assert val["failed_games"]["unloadable"].startswith("clemcore could not score it (NameError")
