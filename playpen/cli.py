@@ -214,6 +214,8 @@ def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, resu
     p.add_argument("--split_source", default=None,
                    help="hub dataset id or .jsonl/.json/.csv file with game, experiment, task_id, split rows. "
                         "Default: colab-potsdam/playpen-data")
+    p.add_argument("--split_revision", default=None,
+                   help="commit, tag or branch of a hub split source (recorded in val.json). Default: its main branch")
     p.add_argument("--all_instances", action="store_true",
                    help="play every instance of the instances files, ignoring splits (not leaderboard-comparable)")
     p.add_argument("-r", "--results_dir", required=results_required,

@@ -237,11 +237,14 @@ def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dic
 
 
 def select_from_cli(args, default_split: str) -> Selection:
-    """The Selection of ``-g``/``--suite``, ``-e``, ``-i``, ``--split``, ``--split_source``, ``--all_instances``."""
-    if args.all_instances and (args.split or args.split_source):
-        raise PlaypenError("--all_instances plays every instance; drop --split/--split_source, or drop --all_instances")
+    """The Selection of ``-g``/``--suite``, ``-e``, ``-i``, ``--split``, ``--split_source``, ``--split_revision``,
+    ``--all_instances``."""
+    if args.all_instances and (args.split or args.split_source or args.split_revision):
+        raise PlaypenError("--all_instances plays every instance; drop --split/--split_source/--split_revision, "
+                           "or drop --all_instances")
     return select(args.suite, args.game, experiment=args.experiment, instances=args.instances,
-                  split=None if args.all_instances else args.split or default_split, split_source=args.split_source)
+                  split=None if args.all_instances else args.split or default_split, split_source=args.split_source,
+                  split_revision=args.split_revision)
 
 
 def check_gameplay_arguments(args) -> tuple[Path, dict]:

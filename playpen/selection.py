@@ -64,15 +64,18 @@ class Selection:
         """The instances played: split source, split (None for --all_instances), -i, -e and the ids per game."""
         return {"split_source": self.split.source if self.split else None,
                 "split": self.split.split if self.split else None,
+                "split_revision": self.split.revision if self.split else None,
                 "all_instances": self.split is None, "instances_file": self.instances, "experiment": self.experiment,
                 "instances": {game: [list(key) for key in sorted(self.wanted[game])] for game in self.games()}}
 
 
 def select(suite: str, game: str | None, *, experiment: str | None = None, instances: str | None = None,
-           split: str | None = None, split_source: str | None = None, offer_all_instances: bool = True) -> Selection:
+           split: str | None = None, split_source: str | None = None, offer_all_instances: bool = True,
+           split_revision: str | None = None) -> Selection:
     """Resolve the games and episodes to play; ``split`` None plays every instance (``--all_instances``).
 
     ``offer_all_instances`` False: the calling command has no ``--all_instances``, so its errors do not suggest it.
+    ``split_revision``: the revision of a hub split source (``--split_revision``).
     """
     from clemcore.clemgame import GameRegistry
 
@@ -83,7 +86,7 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
         raise PlaypenError(f"no instances of experiment '{experiment}' in "
                            f"{', '.join(spec['game_name'] for spec in specs)}; check -e and -i")
     instance_split = None if split is None else _load(split_source, split, suite if not game else "all",
-                                                      offer_all_instances)
+                                                      offer_all_instances, split_revision)
     known = {spec["game_name"] for spec in registry}
     if instance_split is not None:
         missing = sorted(instance_split.games() - known)
@@ -116,9 +119,10 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
                      whole_suites=not game and suite == "all")
 
 
-def _load(split_source: str | None, split: str, suite: str, offer_all_instances: bool) -> InstanceSplit:
+def _load(split_source: str | None, split: str, suite: str, offer_all_instances: bool,
+          revision: str | None = None) -> InstanceSplit:
     try:
-        return load_split(split_source, split, [name for name in HUB_CONFIGS if suite in (name, "all")])
+        return load_split(split_source, split, [name for name in HUB_CONFIGS if suite in (name, "all")], revision)
     except SplitSourceUnreadable as error:
         alternative = (" or --all_instances to play every instance (not comparable with the playpen leaderboard)"
                        if offer_all_instances else "")

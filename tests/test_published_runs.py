@@ -106,3 +106,32 @@ def test_skip_gameplay_over_a_run_whose_scorer_fails_lists_that_game_as_failed(w
     assert val["games"]["wordecho"]["% played"] == 100.0
     assert val["failed_games"]["rescored"].startswith("clemcore could not score it (KeyError: 'Main Score'; 12 error(s)")
     assert val["failed_games"]["unloadable"].startswith("clemcore could not score it (NameError")
+
+
+def test_split_revision_pins_the_hub_split_source_and_is_recorded(workdir, playpen, monkeypatch):
+    """``--split_revision`` reaches ``datasets.load_dataset`` (the hub, stood in for by rows of the demo game's own
+    split file, as the hub would serve them) and val.json records it; a local source has no revisions."""
+    import datasets
+
+    from playpen_tune.games import DEMO_SPLIT_FILE, write_game_registry
+
+    write_game_registry(workdir)
+    rows = [json.loads(line) for line in Path(DEMO_SPLIT_FILE).read_text().splitlines() if line.strip()]
+    asked = []
+
+    def hub(source, config, split, revision=None):
+        asked.append((source, config, split, revision))
+        return datasets.Dataset.from_list([row for row in rows if row["split"] == split])
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    result = playpen("eval", "mock", "-g", "wordecho", "--split_revision", "v1.0", "-r", "ev")
+    assert result.code == 0, result
+    assert asked == [("colab-potsdam/playpen-data", config, "validation", "v1.0")
+                     for config in ("instances", "instances-static")]
+    val = json.loads((workdir / "ev" / "mock.val.json").read_text())
+    assert val["split_revision"] == "v1.0" and val["split"] == "validation"
+    assert val["games"]["wordecho"]["episodes"] == sum(row["split"] == "validation" for row in rows)
+    local = playpen("eval", "mock", "-g", "wordecho", "--split_source", DEMO_SPLIT_FILE, "--split_revision", "v1.0",
+                    "-r", "ev2")
+    assert local.code == 2 and "is a local split source, which has no revisions" in local.err
+    assert not (workdir / "ev2").exists()
