@@ -244,7 +244,8 @@ def _version() -> str:
 
 # what to do when a command cannot write (its own output option first)
 WRITE_FIXES = {"learn": "choose another --output_dir (or --name)", "eval": "choose another -r/--results_dir",
-               "play": "choose another -r/--results_dir", "quickstart": "pass another directory to 'playpen quickstart'"}
+               "play": "choose another -r/--results_dir", "export": "choose another --output_dir",
+               "quickstart": "pass another directory to 'playpen quickstart'"}
 RESUME_ALIASES = {"-r": ("-r", "--results_dir")}
 
 

@@ -187,7 +187,8 @@ def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: 
 
 def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, problem: str | None) -> str | None:
     """Score the game's episodes with clemcore; return what failed, judged by the ``scores.json`` of ``wanted``."""
-    problem = problem or _score(name, results_dir / run_dir)
+    scoring_problem = _score(name, results_dir / run_dir)  # always: --skip_gameplay scores what was played
+    problem = problem or scoring_problem
     missing = sorted(wanted - scored_episodes(results_dir, run_dir, name))
     if not missing:
         return problem

@@ -277,7 +277,7 @@ def evaluation_numbers(results_dir: Path | None, tuned: dict) -> dict | None:
             return None
         path = found[-1]
     base_path = path.with_name(f"{tuned.get('base_model', '')}.val.json")
-    return {"source": str(path), "tuned": _read_json(path),
+    return {"source": str(path.resolve()), "tuned": _read_json(path),
             "base": _read_json(base_path) if base_path.is_file() else None, "base_model": tuned.get("base_model")}
 
 

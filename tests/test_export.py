@@ -187,6 +187,17 @@ def test_a_game_gives_the_same_greedy_episodes_through_the_adapter_and_the_merge
                if sender == "Player 1"}
     assert answers  # the model answered: the episodes hold its text
 
+    # the model card shows the tuned model's numbers against its base's, from the eval's val.json files
+    assert playpen("eval", "tiny", "-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-L", "8",
+                   "-r", "ev").code == 0
+    assert playpen("export", TUNED, "--output_dir", "carded", "--name", "carded", "-r", "ev").code == 0
+    tuned, base = (json.loads((chain_copy / "ev" / f"{model}.val.json").read_text()) for model in (TUNED, "tiny"))
+    card = (chain_copy / "carded" / "README.md").read_text()
+    assert "| game | tiny (base) | tuned | delta |" in card
+    assert (f"| clemscore | {base['clemscore']:.2f} | {tuned['clemscore']:.2f} | "
+            f"{tuned['clemscore'] - base['clemscore']:.2f} |") in card
+    assert str(chain_copy / "ev" / f"{TUNED}.val.json") in json.loads((chain_copy / "carded" / "playpen_export.json").read_text())["evaluation"]
+
 
 def test_push_without_network_is_one_error_line_and_the_token_is_never_written(chain_copy):
     """Offline: one error before anything is written. With the hub unreachable: the export completes, the push
