@@ -145,7 +145,7 @@ def check_request(request: ExportRequest) -> tuple[dict, Path, str]:
     name = registry.validate_model_name(request.name or f"{request.model}-merged")
     if name == request.model:
         raise PlaypenError(f"the name '{name}' is the tuned model's own entry; choose another --name")
-    check_name_is_free(name, tuned, overwrite=request.overwrite)
+    check_name_is_free(name, tuned, overwrite=request.overwrite, replaceable=())  # a tuned model's entry too
     out = refuse_file(request.output_dir, "--output_dir")
     if out.exists() and any(out.iterdir()) and not request.overwrite:
         raise PlaypenError(f"--output_dir {out} is not empty; choose another --output_dir, or pass --overwrite "

@@ -233,6 +233,7 @@ def test_push_without_network_is_one_error_line_and_the_token_is_never_written(c
     ([TUNED, "--output_dir", "full", "--name", "fresh"], "is not empty"),
     ([TUNED, "--output_dir", "out", "--name", TUNED], "the tuned model's own entry"),
     ([TUNED, "--output_dir", "out", "--name", "tiny"], "already registered"),
+    ([TUNED, "--output_dir", "out", "--name", "tiny-sft_qlora"], "already registered"),
     ([TUNED, "--output_dir", "out", "--name", "../x"], "is not allowed"),
     ([TUNED, "--output_dir", "out", "--name", "fresh", "-r", "noeval"], "noeval/tiny-sft_qlora-dpo_qlora.val.json does not exist"),
 ])
