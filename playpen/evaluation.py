@@ -196,16 +196,10 @@ def with_published_chat_template_kwargs(specs: dict) -> tuple[dict, dict]:
 def comparability(selection: Selection, gen_args: dict, chat_template_kwargs: dict, spec) -> dict:
     """val.json's generation and chat template arguments, the published setting they match, and whether the
     numbers are leaderboard-comparable (and why not)."""
-    from playpen.published import DEFAULT_SETTING, PUBLISHED_SETTINGS, published_record
+    from playpen.published import published_record
 
     record = published_record(gen_args, chat_template_kwargs, spec)
-    reasons = selection.not_comparable()
-    if record["published_setting"] is None:
-        setting = PUBLISHED_SETTINGS[DEFAULT_SETTING]
-        wanted = {**setting["generation"], **setting["chat_template_kwargs"]}
-        reasons.append(f"generation settings differ from the published table's ({DEFAULT_SETTING}: "
-                       f"{', '.join(f'{key} {value}' for key, value in wanted.items())}; played with "
-                       f"{', '.join(f'{key} {value}' for key, value in {**gen_args, **chat_template_kwargs}.items())})")
+    reasons = selection.not_comparable() + record.pop("not_comparable_because")
     return {**record, "leaderboard_comparable": not reasons, "not_comparable_because": reasons}
 
 

@@ -9,7 +9,6 @@ published setting a run matches. ``-T``/``-L`` stay for quick runs, which are th
 """
 from __future__ import annotations
 
-import functools
 import re
 
 PUBLISHED_SETTINGS = {
@@ -25,22 +24,29 @@ TEMPLATE_BACKENDS = {"huggingface_local", "playpen_qlora"}
 
 
 def template_variables(model_spec) -> set[str] | None:
-    """The variables the model's chat template reads, or None for a model without one (scripted players, APIs)
-    or whose tokenizer cannot be read here."""
+    """The variables the model's chat template reads: an empty set for a model without one (scripted players,
+    APIs), None when its tokenizer cannot be read here (then no published setting can be claimed)."""
     if model_spec.to_dict().get("backend") not in TEMPLATE_BACKENDS:
-        return None
-    variables = _template_variables(model_spec["huggingface_id"], bool(model_spec.model_config.get("trust_remote_code")))
+        return set()
+    config = model_spec.model_config
+    key = (model_spec["huggingface_id"], bool(config.get("trust_remote_code")), bool(config.get("requires_api_key")))
+    if key not in _TEMPLATE_VARIABLES:
+        _TEMPLATE_VARIABLES[key] = _read_template_variables(model_spec)
+    variables = _TEMPLATE_VARIABLES[key]
     return None if variables is None else set(variables)
 
 
-@functools.lru_cache(maxsize=None)
-def _template_variables(model_id: str, trust_remote_code: bool) -> frozenset | None:
+_TEMPLATE_VARIABLES: dict[tuple, frozenset | None] = {}  # per model id: its template is read once per process
+
+
+def _read_template_variables(model_spec) -> frozenset | None:
+    """The template's variables, with the tokenizer loaded as clemcore loads it to play (its hub key included)."""
+    from clemcore.backends.huggingface_local_api import load_config_and_tokenizer
     from jinja2 import Environment, meta
-    from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError):
+        tokenizer, _ = load_config_and_tokenizer(model_spec)
+    except (OSError, ValueError, KeyError):  # offline without a cached copy, gated without a key
         return None
     templates = tokenizer.chat_template
     templates = templates.values() if isinstance(templates, dict) else [templates] if templates else []
@@ -67,7 +73,9 @@ def with_published_chat_template_kwargs(model_spec, setting: str = DEFAULT_SETTI
 
 def matching_setting(generation: dict, chat_template_kwargs: dict, model_spec) -> str | None:
     """The published setting a run of ``model_spec`` with these arguments matches, or None."""
-    variables = template_variables(model_spec) or set()
+    variables = template_variables(model_spec)
+    if variables is None:  # what the template reads is unknown
+        return None
     for name, setting in PUBLISHED_SETTINGS.items():
         wanted = {key: value for key, value in setting["chat_template_kwargs"].items() if key in variables}
         if (all(generation.get(key) == value for key, value in setting["generation"].items())
@@ -77,6 +85,18 @@ def matching_setting(generation: dict, chat_template_kwargs: dict, model_spec) -
 
 
 def published_record(generation: dict, chat_template_kwargs: dict, model_spec) -> dict:
-    """val.json's ``generation``, ``chat_template_kwargs`` and ``published_setting`` (None: matches none)."""
+    """val.json's ``generation``, ``chat_template_kwargs`` and ``published_setting`` (None: matches none), and why
+    not (``not_comparable_because``: [] or one reason)."""
+    setting = matching_setting(generation, chat_template_kwargs, model_spec)
+    reasons = []
+    if setting is None and template_variables(model_spec) is None:
+        reasons.append(f"the chat template of {model_spec['huggingface_id']} could not be read here, so whether it "
+                       f"played with the published chat template arguments is unknown")
+    elif setting is None:
+        wanted = {**PUBLISHED_SETTINGS[DEFAULT_SETTING]["generation"],
+                  **PUBLISHED_SETTINGS[DEFAULT_SETTING]["chat_template_kwargs"]}
+        reasons.append(f"generation settings differ from the published table's ({DEFAULT_SETTING}: "
+                       f"{', '.join(f'{key} {value}' for key, value in wanted.items())}; played with "
+                       f"{', '.join(f'{key} {value}' for key, value in {**generation, **chat_template_kwargs}.items())})")
     return {"generation": dict(generation), "chat_template_kwargs": dict(chat_template_kwargs),
-            "published_setting": matching_setting(generation, chat_template_kwargs, model_spec)}
+            "published_setting": setting, "not_comparable_because": reasons}

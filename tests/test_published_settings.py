@@ -71,3 +71,16 @@ def test_play_defaults_to_the_published_settings_too(workdir, playpen):
     assert playpen("play", "mock", "-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-r", "tr").code == 0
     summary = json.loads((workdir / "tr" / "mock.play.json").read_text())
     assert summary["gen_args"] == {"temperature": 0.0, "max_tokens": 5000} and summary["chat_template_kwargs"] == {"mock": {}}
+
+
+def test_a_template_that_cannot_be_read_claims_no_published_setting(tmp_path):
+    from clemcore.backends import ModelSpec
+
+    from playpen.published import published_record
+    from playpen_tune.tiny import registry_entry
+
+    spec = ModelSpec.from_dict(registry_entry("ghost", tmp_path / "no-such-model"))
+    record = published_record({"temperature": 0.0, "max_tokens": 5000}, {}, spec)
+    assert record["published_setting"] is None and "could not be read" in record["not_comparable_because"][0]
+    scripted = published_record({"temperature": 0.0, "max_tokens": 5000}, {}, ModelSpec.from_name("mock"))
+    assert scripted["published_setting"] == "lm-playschool-2026" and scripted["not_comparable_because"] == []
