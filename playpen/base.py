@@ -42,9 +42,9 @@ class BasePlaypenTrainer(abc.ABC):
 
     def get_game_registry(self):
         """clemcore's GameRegistry of the working directory (``./game_registry.json`` and game folders)."""
-        from clemcore.clemgame import GameRegistry
+        from playpen.clemcore_bridge import game_registry
 
-        return GameRegistry.from_directories_and_cwd_files()
+        return game_registry()
 
     @abc.abstractmethod
     def learn(self) -> None:

@@ -47,6 +47,35 @@ def model_registry():
     return ModelRegistry.from_packaged_and_cwd_files()
 
 
+def game_registry():
+    """clemcore's GameRegistry (./game_registry.json, game folders below the working directory, CLEMBENCH_HOME).
+
+    clemcore skips a ./game_registry.json it cannot read and then reports "no games"; this reports the
+    file instead: not JSON, not a list, or an entry without ``game_path`` or ``benchmark_path``.
+    """
+    import json
+    from pathlib import Path
+
+    from clemcore.clemgame import GameRegistry
+
+    from playpen.errors import PlaypenError
+
+    path = Path("game_registry.json")
+    if path.is_file():
+        fix = 'it must be a JSON list such as [{"benchmark_path": "/path/to/clembench"}]; fix or move it'
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))  # as clemcore reads it
+        except (ValueError, UnicodeDecodeError) as error:
+            raise PlaypenError(f"./game_registry.json is malformed ({error}); {fix}") from None
+        if not isinstance(entries, list):
+            raise PlaypenError(f"./game_registry.json is malformed: a JSON {type(entries).__name__}, not a list; {fix}")
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not ({"game_path", "benchmark_path"} & set(entry)):
+                raise PlaypenError(f"./game_registry.json is malformed: entry {index} (0-based) has no 'game_path' "
+                                   f"or 'benchmark_path'; {fix}")
+    return GameRegistry.from_directories_and_cwd_files()
+
+
 def install_plugin_backends() -> dict[str, str]:
     """Make plugin backends visible to clemcore's BackendRegistry in this process."""
     from clemcore.backends import backend_registry as cbr

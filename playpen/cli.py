@@ -49,13 +49,18 @@ def list_models(args) -> None:
 
 
 def list_games(args) -> None:
-    from clemcore.clemgame import GameRegistry, GameSpec
+    from clemcore.clemgame import GameSpec
 
-    registry = GameRegistry.from_directories_and_cwd_files()
+    from playpen.clemcore_bridge import game_registry
+    from playpen.selection import check_game_spec_json
+
+    registry = game_registry()
     if not len(registry):
         print("No clemgames found. Point ./game_registry.json at a clembench checkout, e.g. "
               "[{\"benchmark_path\": \"path/to/clembench\"}]")
         return
+    if args.selector.lstrip().startswith("{"):
+        check_game_spec_json(args.selector, "-s/--selector")
     selector = args.selector if args.selector == "all" else GameSpec.from_string(args.selector)
     try:
         specs = registry.get_game_specs_that_unify_with(selector, verbose=False)
@@ -191,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gameplay_arguments(p, "train", results_required=True)
     p.add_argument("-n", "--repetitions", type=int, default=1,
                    help="episodes per instance (needs -T > 0 above 1); repetition k goes to DIR/repeat_k. Default: 1")
+    p.add_argument("--branching", type=int, default=None, metavar="K",
+                   help="play each instance as a tree: every turn of MODEL branches K ways (needs -T > 0); "
+                        "dpo_qlora pairs the branches of each turn that scored differently")
+    p.add_argument("--max_branches", type=int, default=None, metavar="N",
+                   help="with --branching: at most N episodes per instance's tree (early turns branch first). Default: 16")
     p.set_defaults(handler=run_play)
 
     pm.hook.playpen_register_commands(subparsers=sub)

@@ -29,6 +29,10 @@ def play_from_cli(args) -> None:
     """Play the selection ``-n`` times with MODEL (and PARTNER); write ``DIR/<players>.play.json``."""
     from clemcore.backends import Model
 
+    from playpen.branching_play import check_branching_arguments
+
+    args.max_branches = check_branching_arguments(args.branching, args.max_branches, args.temperature,
+                                                  args.repetitions)
     if args.repetitions < 1:
         raise PlaypenError(f"-n must be >= 1 (episodes per instance), got {args.repetitions}")
     if args.repetitions > 1 and args.temperature <= 0:
@@ -45,18 +49,18 @@ def play_from_cli(args) -> None:
           f"({selection.split.describe() if selection.split else 'all instances'}) "
           f"{args.repetitions} time(s) -> {results_dir}")
     failed: dict[str, list[str]] = {}
-    episodes = {game: 0 for game in selection.games()}
+    episodes = {game: 0 for game in [*selection.games(), *selection.failed]}
     from playpen.console import library_chatter_to
 
     with library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):
         for repetition in range(1, args.repetitions + 1):
-            problems, scored = play_selection(players, selection, repetition_root(results_dir, repetition), gen_args,
-                                              batch_size=args.batch_size or DEFAULT_BATCH_SIZE)
+            problems, scored = _gameplay(args)(players, selection, repetition_root(results_dir, repetition), gen_args)
             for game, problem in problems.items():
                 failed.setdefault(game, []).append(f"repetition {repetition}: {problem}")
             for game, files in scored.items():
                 episodes[game] += len(files)
-    summary = {"players": names, "repetitions": args.repetitions, "gen_args": gen_args,
+    branching = {"factor": args.branching, "max_branches": args.max_branches} if args.branching else None
+    summary = {"players": names, "repetitions": args.repetitions, "branching": branching, "gen_args": gen_args,
                "chat_template_kwargs": template_kwargs, **selection.to_json(),
                "episodes": episodes, "failed_games": {game: "; ".join(lines) for game, lines in failed.items()}}
     atomic_write_text(results_dir / f"{run_dir}.play.json", json.dumps(summary, indent=2) + "\n")
@@ -67,4 +71,17 @@ def play_from_cli(args) -> None:
         raise PlaypenError(f"some games failed (listed above and in {run_dir}.play.json 'failed_games'); fix the "
                            f"cause (clembench.log) and run the same command again: it plays only the missing episodes")
     print(f"train on them: playpen learn -l sft_qlora -m MODEL --dataset {results_dir}"
-          + (" (or -l dpo_qlora for pairs of episodes that scored differently)" if args.repetitions > 1 else ""))
+          + (" (or -l dpo_qlora for pairs of episodes that scored differently)" if args.repetitions > 1 else "")
+          + (" (or -l dpo_qlora for turn-level pairs of branches that scored differently)" if branching else ""))
+
+
+def _gameplay(args):
+    """How ``play`` plays a repetition: ``(players, selection, root, gen_args) -> (problems, scored)``; as
+    trees with ``--branching`` (:mod:`playpen.branching_play`)."""
+    from functools import partial
+
+    if args.branching:
+        from playpen.branching_play import play_tree_selection
+
+        return partial(play_tree_selection, factor=args.branching, max_branches=args.max_branches)
+    return partial(play_selection, batch_size=args.batch_size or DEFAULT_BATCH_SIZE)

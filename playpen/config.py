@@ -89,6 +89,10 @@ def coerce(config_class: type, name: str, value: Any) -> Any:
             items = value if isinstance(value, list) else [value]
             out = []
             for item in items:
+                if isinstance(item, (dict, list)):
+                    raise PlaypenError(f"--{name} expects {getattr(item_type, '__name__', item_type)} values, but one "
+                                       f"entry is a YAML {'mapping' if isinstance(item, dict) else 'list'} ({item!r}); "
+                                       f"write each entry as a plain value, e.g. '{name}: [a.json, b.json]'")
                 # "a,b" on the command line or in YAML is a list of two
                 parts = item.split(",") if isinstance(item, str) and item_type is str else [item]
                 out.extend(item_type(p.strip()) if isinstance(p, str) else item_type(p) for p in parts if p != "")
@@ -114,7 +118,9 @@ def coerce(config_class: type, name: str, value: Any) -> Any:
             return float(value)
         if tp is str:
             if isinstance(value, (dict, list)):
-                raise ValueError(value)
+                raise PlaypenError(f"--{name} expects a str value, but the config gives a YAML "
+                                   f"{'mapping' if isinstance(value, dict) else 'list'} ({value!r}); "
+                                   f"write it as a plain value, e.g. '{name}: VALUE'")
             return str(value)
         if typing.get_origin(tp) is typing.Literal:
             choices = typing.get_args(tp)

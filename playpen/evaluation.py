@@ -100,12 +100,12 @@ def play_selection(players: list, selection: Selection, root: Path, gen_args: di
     """Play (resuming) and score the selection with ``players`` under ``root``: ``clem/`` and ``static/``.
 
     Returns ``({game: problem} of the games that failed, {game: {(experiment, game_id): scores.json}})``
-    of the selected episodes that clemcore scored.
+    of the selected episodes that clemcore scored. A game whose instances could not be read failed too.
     """
     from clemcore.backends import Model
 
     run_dir = Model.to_identifier([spec.model_name for spec in players])
-    failed, scored = {}, {}
+    failed, scored = dict(selection.failed), {}
     for tree, specs in selection.trees().items():
         if play:
             check_same_settings(root / tree, players, gen_args, {spec["game_name"]: selection.instances
@@ -270,9 +270,12 @@ def evaluate_from_cli(args) -> None:
 
     if args.skip_gameplay and not args.results_dir:
         raise PlaypenError("--skip_gameplay scores episodes played earlier: pass their directory with -r")
+    if args.baseline == args.model:
+        raise PlaypenError(f"--baseline {args.baseline} is the model being evaluated; a comparison with itself "
+                           f"shows nothing: pass another model as --baseline (e.g. the base it was tuned from)")
     results_dir, gen_args = check_gameplay_arguments(args)
     published = published_baseline(args.baseline) if args.baseline else None
-    played_baseline = args.baseline if args.baseline and not published and args.baseline != args.model else None
+    played_baseline = args.baseline if args.baseline and not published else None
     specs = find_models([args.model] + ([played_baseline] if played_baseline else []))
     specs, template_kwargs = with_published_chat_template_kwargs(specs)
     selection = select_from_cli(args, EVAL_SPLIT)

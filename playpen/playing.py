@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
 import math
 from pathlib import Path
 
@@ -67,13 +66,42 @@ def selected_episodes(game_spec, instances: str | None, experiment: str | None,
     """The episodes ``instances`` (file name in the game's ``in/``), ``experiment`` and ``instances_filter``
     (a condition on clemcore's instance rows, see :func:`playpen.splits.to_instances_filter`) select,
     filtered in the order ``clemcore.cli.run`` filters them."""
-    from clemcore.clemgame import GameInstances
-
     if instances:
         game_spec.instances = instances  # what clemcore.cli.run does with -i as well
-    rows = GameInstances.from_game_spec(game_spec).filter(
+    rows = game_instances(game_spec).filter(
         lambda row: experiment is None or row["experiment"]["name"] == experiment).filter(instances_filter)
     return {episode_key(row) for row in rows}
+
+
+class InstancesUnreadable(PlaypenError):
+    """A game's instances file (``in/<name>.json``) is missing, not JSON, or not clemcore's shape."""
+
+
+def game_instances(game_spec):
+    """clemcore's ``GameInstances`` of the game's instances file (``game_spec.instances``, default ``instances``).
+
+    Raises:
+        InstancesUnreadable: naming the file, the files the game has and what to do.
+    """
+    from clemcore.clemgame import GameInstances
+
+    folder = Path(game_spec["game_path"]) / "in"
+    path = folder / f"{getattr(game_spec, 'instances', None) or 'instances'}.json"
+    name = game_spec["game_name"]
+    if not path.is_file():
+        present = sorted(file.stem for file in folder.glob("*.json")) if folder.is_dir() else []
+        raise InstancesUnreadable(f"{name}: instances file {path} does not exist (instances files of {name}: "
+                                  f"{', '.join(present) or 'none'}); pass one of them with -i, or generate the "
+                                  f"instances with the game's instancegenerator.py")
+    try:
+        return GameInstances.from_game_spec(game_spec)
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        raise InstancesUnreadable(f"{name}: instances file {path} is not valid JSON ({error}); restore it "
+                                  f"from the game's repository or generate it again") from None
+    except (KeyError, TypeError, AttributeError) as error:
+        raise InstancesUnreadable(f"{name}: instances file {path} is not clemcore's format ({type(error).__name__}: "
+                                  f"{error}): it needs {{\"experiments\": [{{\"name\", \"game_instances\": "
+                                  f"[{{\"game_id\", ...}}]}}]}}; generate it with the game's instancegenerator.py") from None
 
 
 def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args: dict, *,
@@ -121,28 +149,31 @@ def _play_and_score(model_specs: list, game_specs: list, results_dir: Path, run_
     todo = {name: episodes - scored_episodes(results_dir, run_dir, name) for name, episodes in wanted.items()}
     for name in (name for name, episodes in todo.items() if not episodes):
         print(f"  all selected episodes of {name} were already played; scoring only")
-    played = {name: "gameplay was skipped" if episodes and not play else None for name, episodes in todo.items()}
+    played = {name: ("gameplay was skipped" if episodes and not play else None, None) for name, episodes in todo.items()}
     if play and any(todo.values()):
         played = _play_all(model_specs, game_specs, todo, results_dir, run_dir, gen_args, batch_size)
     return {spec["game_name"]: _score_and_count(spec["game_name"], results_dir, run_dir, wanted[spec["game_name"]],
-                                                played[spec["game_name"]]) for spec in game_specs}
+                                                *played[spec["game_name"]]) for spec in game_specs}
 
 
 def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results_dir: Path, run_dir: str,
               gen_args: dict, batch_size: int) -> dict[str, str | None]:
-    """Load the models once, play each game's ``todo`` episodes; ``{game: exception raised, or None}``."""
+    """Load the models once, play each game's ``todo`` episodes; ``{game: (what it raised, what its episodes
+    raised)}`` (see :func:`_play`)."""
     from clemcore import backends
+
+    from playpen.game_errors import one_line
 
     print(f"loading {run_dir} once for {sum(1 for episodes in todo.values() if episodes)} game(s)")
     try:
         player_models = backends.load_models(model_specs, gen_args)
     except Exception as error:  # a model that cannot load fails its games, not the whole command
-        problem = f"could not load {run_dir}: {type(error).__name__}: {error}"
-        return {name: problem if episodes else None for name, episodes in todo.items()}
+        problem = f"could not load {run_dir}: {one_line(error)}"
+        return {name: (problem if episodes else None, None) for name, episodes in todo.items()}
     try:
         callbacks = episode_file_savers(results_dir, run_dir, player_models)
         return {spec["game_name"]: _play(spec, player_models, callbacks, todo[spec["game_name"]], batch_size)
-                if todo[spec["game_name"]] else None for spec in game_specs}
+                if todo[spec["game_name"]] else (None, None) for spec in game_specs}
     finally:
         del player_models  # free the weights before the next model loads
         gc.collect()
@@ -167,81 +198,70 @@ def episode_file_savers(results_dir: Path, run_dir: str, player_models: list):
         PlayerFileSaver(folder), SignalFileSaver(folder)])
 
 
-def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: int) -> str | None:
-    """Play ``episodes`` of one game as ``clemcore.cli.run`` would; return the exception it raised, if any."""
+def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: int) -> tuple[str | None, str | None]:
+    """Play ``episodes`` of one game as ``clemcore.cli.run`` would.
+
+    Returns ``(what it raised, what its episodes raised)``, each one line or None: clemcore logs an
+    episode's exception and carries on, so the second is the cause of episodes that are missing later.
+    """
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import dispatch
 
     from playpen.clemcore_bridge import install_batch_session_fix
+    from playpen.game_errors import EpisodeErrors, one_line
 
     install_batch_session_fix()
     print(f"  {game_spec['game_name']}: playing {len(episodes)} episode(s)")
-    try:
-        with GameBenchmark.load_from_spec(game_spec) as benchmark:
-            rows = GameInstances.from_game_spec(game_spec).filter(lambda row: episode_key(row) in episodes)
-            dispatch.run(benchmark, rows, player_models, callbacks=callbacks, batch_size=batch_size)
-    except Exception as error:  # a broken game must not stop the other games
-        return f"{type(error).__name__}: {error}"
-    return None
+    with EpisodeErrors() as logged:
+        try:
+            with GameBenchmark.load_from_spec(game_spec) as benchmark:
+                rows = GameInstances.from_game_spec(game_spec).filter(lambda row: episode_key(row) in episodes)
+                dispatch.run(benchmark, rows, player_models, callbacks=callbacks, batch_size=batch_size)
+        except Exception as error:  # a broken game must not stop the other games
+            return logged.reason() or one_line(error), logged.reason()
+    return None, logged.reason()
 
 
-def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, problem: str | None) -> str | None:
-    """Score the game's episodes with clemcore; return what failed, judged by the ``scores.json`` of ``wanted``."""
-    scoring_problem = _score(name, results_dir / run_dir)  # always: --skip_gameplay scores what was played
+def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, problem: str | None,
+                     cause: str | None = None) -> str | None:
+    """Score the game's episodes with clemcore; return what failed, judged by the ``scores.json`` of ``wanted``.
+
+    ``problem``: what playing the game raised; ``cause``: what its episodes raised (the reason of missing ones).
+    """
+    scoring_problem = score_game(name, results_dir / run_dir)  # always: --skip_gameplay scores what was played
     problem = problem or scoring_problem
     missing = sorted(wanted - scored_episodes(results_dir, run_dir, name))
     if not missing:
         return problem
-    cause = f" ({problem})" if problem else _episode_error(results_dir / run_dir / name, missing[0])
-    return f"{len(missing)} of {len(wanted)} episodes were not played and scored{cause}; see clembench.log"
+    reason = problem or cause or _episode_error(results_dir / run_dir / name, missing[0])
+    return (f"{len(missing)} of {len(wanted)} episodes were not played and scored"
+            f"{f': {reason}' if reason else ''} (details: clembench.log)")
 
 
-class _LoggedErrors(logging.Handler):
-    """The errors clemcore logged: ``clemcore.cli.score`` logs an exception and exits, and a scorer that raises
-    on an episode is logged and skipped (its earlier ``scores.json``, if any, stays)."""
-
-    def __init__(self):
-        super().__init__(logging.ERROR)
-        self.exceptions, self.messages = [], []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        error = record.exc_info[1] if record.exc_info else None
-        if error is not None:
-            self.exceptions.append(f"{type(error).__name__}: {error}")
-        self.messages.append(record.getMessage())
-
-    def reason(self) -> str:
-        """The first exception logged (the cause), else the last message."""
-        return self.exceptions[0] if self.exceptions else self.messages[-1]
-
-
-def _score(name: str, run_dir: Path) -> str | None:
-    """Score the game's episodes with ``clemcore.cli.score``; None, or why it failed: a scorer that cannot be
-    loaded, or one that raises on episodes (e.g. episodes of another game version in an upstream run)."""
+def score_game(name: str, run_dir: Path) -> str | None:
+    """Score the game's episodes under ``run_dir`` with ``clemcore.cli.score``; None, or why it failed: a scorer that cannot be
+    loaded, or one that raises on episodes (e.g. episodes of another game version in an upstream run; clemcore
+    logs and skips those, and their earlier ``scores.json``, if any, stays)."""
     import clemcore.cli as clem
 
-    errors = _LoggedErrors()
-    logger = logging.getLogger("clemcore")  # clemcore.cli and clemcore.clemgame propagate to it
-    logger.addHandler(errors)
-    try:
-        clem.score(name, results_dir=str(run_dir))
-    except SystemExit:
-        pass
-    finally:
-        logger.removeHandler(errors)
-    if errors.messages:
-        return f"clemcore could not score it ({errors.reason()}; {len(errors.exceptions)} error(s) in clembench.log)"
-    return None
+    from playpen.game_errors import EpisodeErrors
+
+    with EpisodeErrors() as logged:
+        try:
+            clem.score(name, results_dir=str(run_dir))
+        except SystemExit:  # clemcore.cli.score logs the exception, then sys.exit(1)
+            return f"clemcore could not score it ({logged.reason() or 'see clembench.log'})"
+    return f"clemcore could not score it ({logged.reason()})" if logged.reason() else None
 
 
-def _episode_error(game_dir: Path, episode: tuple[str, int]) -> str:
-    """`` (error: message)`` from the episode's ``error.json`` (an exception in the game master), if any."""
+def _episode_error(game_dir: Path, episode: tuple[str, int]) -> str | None:
+    """``error: message`` from the episode's ``error.json`` (an exception in the game master), if any."""
     experiment, game_id = episode
     error_file = game_dir / experiment / f"instance_{game_id:05d}" / "error.json"
     if not error_file.is_file():
-        return ""
+        return None
     error = json.loads(error_file.read_text(encoding="utf-8"))
-    return f" ({error.get('error')}: {error.get('message')})"
+    return f"{error.get('error')}: {error.get('message')}"
 
 
 def _empty_cuda_cache() -> None:

@@ -7,10 +7,10 @@ instance id of the split that the registry's games do not have is an error, neve
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from playpen.errors import PlaypenError
-from playpen.playing import selected_episodes
+from playpen.playing import InstancesUnreadable, selected_episodes
 from playpen.splits import (DEFAULT_SPLIT_SOURCE, EVAL_SPLIT, HUB_CONFIGS, InstanceSplit, SplitSourceUnreadable,
                             load_split)
 from playpen.suites import GAME_SUITE, eval_suites
@@ -29,6 +29,7 @@ class Selection:
     instances: str | None  # -i
     experiment: str | None  # -e
     whole_suites: bool  # --suite all, without -g
+    failed: dict = field(default_factory=dict)  # game -> why its instances could not be read (a failed game)
 
     def games(self) -> dict:
         """``{game name: GameSpec}`` of the games with something to play."""
@@ -77,12 +78,13 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
     ``offer_all_instances`` False: the calling command has no ``--all_instances``, so its errors do not suggest it.
     ``split_revision``: the revision of a hub split source (``--split_revision``).
     """
-    from clemcore.clemgame import GameRegistry
+    from playpen.clemcore_bridge import game_registry
 
-    registry = GameRegistry.from_directories_and_cwd_files()
+    registry = game_registry()
     suites = select_games(registry, suite, game)
-    specs = [spec for specs in suites.values() for spec in specs]
-    if experiment and not any(selected_episodes(spec, instances, experiment) for spec in specs):
+    failed = _unreadable_instances(suites, instances)
+    specs = [spec for specs in suites.values() for spec in specs if spec["game_name"] not in failed]
+    if experiment and specs and not any(selected_episodes(spec, instances, experiment) for spec in specs):
         raise PlaypenError(f"no instances of experiment '{experiment}' in "
                            f"{', '.join(spec['game_name'] for spec in specs)}; check -e and -i")
     instance_split = None if split is None else _load(split_source, split, suite if not game else "all",
@@ -112,11 +114,28 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
                                f"{f' in experiment {experiment!r}' if experiment else ''}; pass another {fixes}")
         for name in empty:
             print(f"note: {name} has no instances in {instance_split.describe()}; not played")
-    kept = {name: [spec for spec in game_specs if wanted[spec["game_name"]]] for name, game_specs in suites.items()}
+    kept = {name: [spec for spec in game_specs if wanted.get(spec["game_name"])] for name, game_specs in suites.items()}
     return Selection(suites={name: specs for name, specs in kept.items() if specs},
                      wanted={name: episodes for name, episodes in wanted.items() if episodes},
                      split=instance_split, instances=instances, experiment=experiment,
-                     whole_suites=not game and suite == "all")
+                     whole_suites=not game and suite == "all", failed=failed)
+
+
+def _unreadable_instances(suites: dict, instances: str | None) -> dict[str, str]:
+    """``{game: why}`` of the games whose instances file cannot be read: each a failed game, printed as a note.
+
+    An instances file the user named with ``-i`` is an error instead (they can fix the name).
+    """
+    failed = {}
+    for spec in (spec for specs in suites.values() for spec in specs):
+        try:
+            selected_episodes(spec, instances, None)
+        except InstancesUnreadable as error:
+            if instances:
+                raise
+            failed[spec["game_name"]] = str(error)
+            print(f"note: {spec['game_name']} cannot be played: {error}")
+    return failed
 
 
 def _load(split_source: str | None, split: str, suite: str, offer_all_instances: bool,
@@ -145,10 +164,24 @@ def _check_split_instances(split: InstanceSplit, game_spec, instances: str | Non
                            f"or use the split source made for this version of it")
 
 
+def check_game_spec_json(selector: str, option: str = "-g") -> None:
+    """A game selector that starts like GameSpec JSON must be a JSON object (else it reads as an unknown game)."""
+    try:
+        parsed = json.loads(selector)
+    except json.JSONDecodeError as error:
+        raise PlaypenError(f"{option} {selector!r} is malformed GameSpec JSON ({error.msg} at column {error.colno}); "
+                           f"pass a game name or a JSON object such as '{{\"game_name\": \"wordle\"}}'") from None
+    if not isinstance(parsed, dict):
+        raise PlaypenError(f"{option} {selector!r} is JSON but not an object; pass a game name or a JSON object such as "
+                           f"'{{\"game_name\": \"wordle\"}}'")
+
+
 def select_games(registry, suite: str, game: str | None) -> dict[str, list]:
     """``{suite_name: [GameSpec, ...]}``; ``-g`` replaces the suite selection."""
     if len(registry) == 0:
         raise PlaypenError(f"no clemgames found; {NO_GAMES_HELP}")
+    if game and game.lstrip().startswith("{"):
+        check_game_spec_json(game)
     suites = eval_suites()
     wanted = ({GAME_SUITE: game} if game else
               {name: entry.selector for name, entry in suites.items() if suite in (name, "all")})

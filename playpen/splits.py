@@ -33,6 +33,10 @@ class SplitSourceUnreadable(PlaypenError):
     """The split source could not be read (the hub is unreachable and nothing is cached)."""
 
 
+class NoSuchSplit(PlaypenError):
+    """The split source has no split of that name."""
+
+
 @dataclass(frozen=True)
 class InstanceSplit:
     """The instances of one split of a split source."""
@@ -74,6 +78,16 @@ def to_instances_filter(dataset: Iterable[dict]) -> Callable[[dict], bool]:
             raise PlaypenError(f"instances row {index} (0-based) has no {', '.join(missing)}; every row needs "
                                f"{', '.join(COLUMNS)}")
     return to_instance_filter(rows)
+
+
+def to_sub_selector(dataset: Iterable[dict]) -> Callable[[str, str], list[int]]:
+    """playpen 2.x's instance selector: rows with ``game``, ``experiment`` and ``task_id`` turned into
+    ``(game, experiment) -> [task_id, ...]``, the ``sub_selector`` of clemcore 2.x's instance iterators.
+    With clemcore 3.7, filter instances with :func:`to_instances_filter` instead."""
+    task_ids: dict[tuple[str, str], list[int]] = {}
+    for row in dataset:
+        task_ids.setdefault((row["game"], row["experiment"]), []).append(int(row["task_id"]))
+    return lambda game, experiment: task_ids.get((game, experiment), [])
 
 
 def is_local(source: str) -> bool:
@@ -130,7 +144,10 @@ def _file_rows(path: Path, split: str) -> list[dict]:
                            f"{', '.join(COLUMNS)}, split, or a hub dataset id")
     if path.suffix.lower() not in FILE_SUFFIXES:
         raise PlaypenError(f"split source {path}: unsupported file type; use {', '.join(FILE_SUFFIXES)}")
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # spreadsheet programs save CSV with a byte-order mark
+    if not text.strip():
+        raise PlaypenError(f"split source {path} is empty; it needs one row per instance with "
+                           f"{', '.join(COLUMNS)}, split")
     try:
         if path.suffix.lower() == ".csv":
             rows = list(csv.DictReader(text.splitlines()))
@@ -142,6 +159,9 @@ def _file_rows(path: Path, split: str) -> list[dict]:
         raise PlaypenError(f"{path}:{error.lineno}: invalid JSON ({error.msg}); fix the split file") from None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise PlaypenError(f"{path}: a split file holds one object per row; fix the file")
+    if not rows:
+        raise PlaypenError(f"split source {path} holds no rows; it needs one row per instance with "
+                           f"{', '.join(COLUMNS)}, split")
     needed = (*COLUMNS, "split")
     for row in rows:
         _check_columns(str(path), row, needed)
@@ -149,11 +169,26 @@ def _file_rows(path: Path, split: str) -> list[dict]:
 
 
 def _rows_of_split(source: str, rows: list[dict], split: str) -> list[dict]:
+    _check_one_split_per_instance(source, rows)
     names = sorted({str(row["split"]) for row in rows})
     if split not in names:
-        raise PlaypenError(f"{source} has no split '{split}' (splits: {', '.join(names) or 'none'}); "
+        raise NoSuchSplit(f"{source} has no split '{split}' (splits: {', '.join(names) or 'none'}); "
                            f"pass --split {' or --split '.join(names) if names else 'NAME'}")
     return [row for row in rows if str(row["split"]) == split]
+
+
+def _check_one_split_per_instance(source: str, rows: list[dict]) -> None:
+    """An instance in two splits would be trained on and evaluated: refuse the source."""
+    splits: dict = {}
+    for row in rows:
+        splits.setdefault((str(row["game"]), str(row["experiment"]), str(row["task_id"])), set()).add(str(row["split"]))
+    doubled = sorted(instance for instance, names in splits.items() if len(names) > 1)
+    if doubled:
+        shown = "; ".join(f"{'/'.join(instance)} in {', '.join(sorted(splits[instance]))}" for instance in doubled[:3])
+        more = f" and {len(doubled) - 3} more" if len(doubled) > 3 else ""
+        raise PlaypenError(f"{source}: {len(doubled)} instance(s) belong to more than one split ({shown}{more}); "
+                           f"each instance belongs to one split, so what is trained on is never evaluated: fix "
+                           f"the split source")
 
 
 def _saved_rows(path: Path, split: str) -> list[dict]:
@@ -167,7 +202,7 @@ def _saved_rows(path: Path, split: str) -> list[dict]:
                            f"pass a .jsonl/.json/.csv file or a saved dataset") from None
     if isinstance(saved, datasets.DatasetDict):
         if split not in saved:
-            raise PlaypenError(f"{path} has no split '{split}' (splits: {', '.join(sorted(saved))}); "
+            raise NoSuchSplit(f"{path} has no split '{split}' (splits: {', '.join(sorted(saved))}); "
                                f"pass --split {' or --split '.join(sorted(saved))}")
         _check_columns(str(path), saved[split].column_names, COLUMNS)
         return list(saved[split].select_columns(list(COLUMNS)))
@@ -194,7 +229,7 @@ def _hub_rows(source: str, config: str, split: str, revision: str | None = None)
         raise PlaypenError(f"split source '{source}' is neither a local .jsonl/.json/.csv file nor a hub "
                            f"dataset; check --split_source") from None
     except ValueError as error:  # an unknown split or config
-        raise PlaypenError(f"split source '{source}' (config '{config}') has no split '{split}' or no such "
+        raise NoSuchSplit(f"split source '{source}' (config '{config}') has no split '{split}' or no such "
                            f"config ({error}); pass another --split") from None
     _check_columns(f"{source} (config {config})", dataset.column_names, COLUMNS)
     return list(dataset.select_columns(list(COLUMNS)))

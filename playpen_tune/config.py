@@ -122,6 +122,38 @@ class QLoRAConfig:
                                f"got {self.save_total_limit}")
         if self.report_to not in ("none", "tensorboard", "wandb"):
             raise PlaypenError(f"--report_to must be none, tensorboard or wandb, got {self.report_to!r}")
+        check_logger_installed(self.report_to)
+        if self.attn_implementation is not None:
+            check_attn_implementation(self.attn_implementation)
+
+
+# --report_to: the packages transformers' logging callback imports, and what to install
+LOGGER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "pip install tensorboard"),
+                   "wandb": (("wandb",), "pip install wandb")}
+
+
+def check_logger_installed(report_to: str) -> None:
+    """``--report_to`` a logger that is not installed fails in transformers after the model loaded: say it now."""
+    import importlib.util
+
+    if report_to not in LOGGER_PACKAGES:
+        return
+    modules, install = LOGGER_PACKAGES[report_to]
+    if not any(importlib.util.find_spec(module) for module in modules):
+        raise PlaypenError(f"--report_to {report_to} needs the {modules[0]} package, which is not installed: "
+                           f"{install} (or pass --report_to none)")
+
+
+def check_attn_implementation(name: str) -> None:
+    """``--attn_implementation`` must be an attention kernel transformers knows (a hub kernel repo id passes)."""
+    from transformers import AttentionInterface
+
+    known = sorted({"eager", *AttentionInterface().valid_keys()})
+    kernel = name.removeprefix("paged|")
+    if "/" in kernel or kernel in known:
+        return
+    raise PlaypenError(f"--attn_implementation {name!r} is not an attention implementation transformers knows; "
+                       f"use one of {', '.join(known)} (or leave it unset for transformers' default)")
 
 
 @dataclass
@@ -162,6 +194,9 @@ class DPOQLoRAConfig(QLoRAConfig):
             raise PlaypenError(f"--min_score_gap must be >= 0, got {self.min_score_gap}")
 
 
+MAX_FORMAT_REWARD = 1.0  # --format_reward: at most as much as winning (success reward 1)
+
+
 @dataclass
 class GRPOQLoRAConfig(QLoRAConfig):
     """``grpo_qlora`` fields: the policy plays games; the rewards come from clemcore's scores.json."""
@@ -177,6 +212,8 @@ class GRPOQLoRAConfig(QLoRAConfig):
                                      "playpen_tune/demo_game/wordecho/splits.jsonl in the installed package); "
                                      "None = colab-potsdam/playpen-data",
                                      default=None)
+    allow_eval_instances: bool = _help("train on --split even where it holds instances of the evaluation split "
+                                       "(validation) of --split_source; refused by default", default=False)
     partner: str | None = field(default=None, metadata={
         "help": "model playing the other roles of multi-player games (a registry name, or programmatic); "
                 "None = the policy plays every role, learning from --player's", "aliases": ["-t"]})
@@ -193,7 +230,7 @@ class GRPOQLoRAConfig(QLoRAConfig):
     reward: str = _help("episode reward: success (1/0/-1 for success/failure/aborted), main_score (Main Score "
                         "/ 100) or a dotted path into scores.json (e.g. 'episode scores.Correct Words')",
                         default="success")
-    format_reward: float = _help("add this weight times the episode's Request Success Ratio", default=0.0)
+    format_reward: float = _help("add this weight (in [0, 1]) times the episode's Request Success Ratio", default=0.0)
     learning_rate: float = _help("peak learning rate", default=1e-5)
     use_vllm: bool = _help("generate the rollouts on a vLLM server serving the unquantized base; before each "
                            "step's rollouts TRL syncs it with the policy (4-bit weights dequantized, LoRA "
@@ -237,6 +274,12 @@ class GRPOQLoRAConfig(QLoRAConfig):
                                f"got {self.temperature}")
         if self.beta < 0:
             raise PlaypenError(f"--beta must be >= 0, got {self.beta}")
+        if not 0 <= self.format_reward <= MAX_FORMAT_REWARD:
+            raise PlaypenError(f"--format_reward must be in [0, {MAX_FORMAT_REWARD:g}] (the weight of the share of turns "
+                               f"the game could parse, added to the reward), got {self.format_reward}")
+        if self.eval_split is not None and self.eval_split == self.split:
+            raise PlaypenError(f"--eval_split {self.eval_split} is the split grpo_qlora trains on, so its reward would "
+                               f"not be held out; pass another split (e.g. --eval_split validation)")
         if not self.reward or self.reward.startswith(".") or self.reward.endswith("."):
             raise PlaypenError(f"--reward must be success, main_score or a dotted path into scores.json, "
                                f"got {self.reward!r}")

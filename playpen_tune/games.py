@@ -107,13 +107,13 @@ def play(model_names: Sequence[str], results_dir: str | Path, instances: str = "
             episode was not played and scored (clemcore logs and skips episodes that raise).
     """
     from clemcore.backends import ModelSpec
-    from clemcore.clemgame import GameRegistry
 
+    from playpen.clemcore_bridge import game_registry
     from playpen.playing import play_games
 
     if not model_names:
         raise PlaypenError("play() needs at least one model name, e.g. ['mock']")
-    spec = GameRegistry.from_directories_and_cwd_files().find_game_spec(game)
+    spec = game_registry().find_game_spec(game)
     if spec is None:
         hint = (f"call playpen_tune.games.write_game_registry({str(Path.cwd())!r}) first"
                 if game == DEMO_GAME_NAME else "add it to ./game_registry.json")

@@ -53,6 +53,8 @@ def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = N
     from playpen_tune.games import demo_corpus, write_game_registry
     from playpen_tune.tiny import build_tiny_chat_model, registry_entry
 
+    if sft_steps is not None and sft_steps < 1:
+        raise PlaypenError(f"--sft_steps must be >= 1 (SFT steps of the quickstart; default {SFT_STEPS}), got {sft_steps}")
     directory = refuse_file(directory, "quickstart directory").absolute()
     if directory.exists() and any(directory.iterdir()):
         raise PlaypenError(f"{directory} is not empty; pass a new directory to 'playpen quickstart DIR'")
@@ -68,7 +70,7 @@ def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = N
     _playpen("play", "mock", *GAME_ARGS, "-r", "transcripts")
 
     _step(3, "playpen learn -l sft_qlora (4-bit NF4 base + LoRA) on the expert transcripts")
-    steps = str(sft_steps or SFT_STEPS)
+    steps = str(SFT_STEPS if sft_steps is None else sft_steps)
     _playpen("learn", "-l", "sft_qlora", "-m", BASE, "--dataset", "transcripts", "--split_source", str(DEMO_SPLIT_FILE),
              "--max_steps", steps, *SFT_ARGS)
     tuned = f"{BASE}-sft_qlora"

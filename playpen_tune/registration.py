@@ -10,7 +10,7 @@ from playpen import registry
 from playpen.errors import PlaypenError
 from playpen.paths import refuse_file
 from playpen_tune import manifest as manifest_io
-from playpen_tune.adapters import check_adapter_base, check_adapter_files
+from playpen_tune.adapters import check_adapter_base, check_adapter_files, check_adapter_fits
 from playpen_tune.quantization import DEFAULT_QUANTIZATION
 
 BACKEND_NAME = "playpen_qlora"  # the clemcore backend that plays tuned models (playpen_tune.backend)
@@ -36,6 +36,20 @@ def check_name_is_free(name: str, base: dict, overwrite: bool = False,
         if spec["model_name"] == name and spec["backend"] not in replaceable and not overwrite:
             raise PlaypenError(f"a model named '{name}' (backend {spec['backend']}, {spec['lookup_source']}) is "
                                f"already registered; choose another --name, or pass --overwrite to replace it")
+
+
+def check_loadable_entry(entry: dict, command: str) -> None:
+    """A registry entry whose weights playpen loads needs ``huggingface_id`` (the hub id or directory of the
+    weights); a tuned one (backend playpen_qlora) also ``model_config.peft_model``."""
+    name = entry.get("model_name")
+    if not entry.get("huggingface_id"):
+        raise PlaypenError(f"the model registry entry of '{name}' has no 'huggingface_id' (the hub id or local "
+                           f"directory of its weights), so {command} cannot load it; add it to the entry in "
+                           f"./model_registry.json, or pick a model with local weights ('playpen list models')")
+    if entry.get("backend") == BACKEND_NAME and not (entry.get("model_config") or {}).get("peft_model"):
+        raise PlaypenError(f"the model registry entry of '{name}' (backend {BACKEND_NAME}) has no "
+                           f"model_config.peft_model (its adapter directory); add it, or register the adapter "
+                           f"again with 'playpen register'")
 
 
 def end_of_turn_token(adapter_dir: Path) -> str:
@@ -78,11 +92,14 @@ def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: boo
                      overwrite: bool = False) -> tuple[str, dict]:
     """Validate name and adapter against the base and upsert its entry in ./model_registry.json."""
     registry.validate_model_name(name)  # a bad name is the first thing to say (upsert_entry guards it again)
+    check_loadable_entry(base, "playpen register --base")
     check_name_is_free(name, base, overwrite)
     adapter_dir = refuse_file(adapter_dir, "--adapter")
     if not adapter_dir.is_dir():
         raise PlaypenError(f"adapter directory {adapter_dir} does not exist")
     check_adapter_files(adapter_dir, allow_pickle)
     check_adapter_base(adapter_dir, base["huggingface_id"])
+    check_adapter_fits(adapter_dir, base["huggingface_id"],
+                       trust_remote_code=bool((base.get("model_config") or {}).get("trust_remote_code")))
     entry = build_entry(name, base, adapter_dir, allow_pickle)
     return registry.upsert_entry(entry), entry

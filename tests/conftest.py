@@ -64,6 +64,22 @@ def workdir(tmp_path, monkeypatch, tiny_model_dir, tiny_prequantized_dir) -> Pat
     return tmp_path
 
 
+@pytest.fixture
+def parity_workdir(workdir) -> Path:
+    """The workdir with the demo game and ``parity`` (tests/data/games/parity: a one-player game a random model
+    wins about half of the time) registered, and ``parity-splits.jsonl``: instances 0-5 train, 6-7 validation."""
+    from playpen.files import append_entry
+    from playpen_tune.games import write_game_registry
+
+    write_game_registry(workdir)
+    append_entry({"benchmark_path": str(Path(__file__).resolve().parent / "data" / "games" / "parity")},
+                 workdir / "game_registry.json")
+    rows = [{"game": "parity", "experiment": "two_rounds", "task_id": i, "split": "train" if i < 6 else "validation"}
+            for i in range(8)]
+    (workdir / "parity-splits.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return workdir
+
+
 class CliResult:
     def __init__(self, code: int, out: str, err: str):
         self.code, self.out, self.err = code, out, err

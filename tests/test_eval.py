@@ -353,8 +353,8 @@ def test_skip_gameplay_scores_what_is_there_and_fails_what_is_missing(workdir, p
     assert result.code == 2 and "some games failed" in result.err
     assert (episodes[0] / "scores.json").is_file() and not episodes[1].exists()
     val = json.loads((workdir / "ev" / "tiny.val.json").read_text())
-    assert val["failed_games"]["wordecho"].startswith("1 of 12 episodes were not played and scored "
-                                                      "(gameplay was skipped)")
+    assert val["failed_games"]["wordecho"].startswith("1 of 12 episodes were not played and scored: "
+                                                      "gameplay was skipped")
 
 
 def set_benchmark(workdir: Path, game: str, benchmark: str) -> None:

@@ -105,8 +105,10 @@ def test_skip_gameplay_over_a_run_whose_scorer_fails_lists_that_game_as_failed(w
     assert result.code == 2 and result.err.strip().splitlines()[-1].startswith("error: some games failed")
     val = json.loads((workdir / "published" / "mock.val.json").read_text())
     assert val["games"]["wordecho"]["% played"] == 100.0
-    assert val["failed_games"]["rescored"].startswith("clemcore could not score it (KeyError: 'Main Score'; 12 error(s)")
-    assert val["failed_games"]["unloadable"].startswith("clemcore could not score it (NameError")
+    assert val["failed_games"]["rescored"].startswith("clemcore could not score it (the game's code raised KeyError: "
+                                                      "'Main Score' (at ")
+    assert "; 12 episodes raised)" in val["failed_games"]["rescored"]
+    assert val["failed_games"]["unloadable"].startswith("clemcore could not score it (the game's code raised NameError")
 
 
 def test_split_revision_pins_the_hub_split_source_and_is_recorded(workdir, playpen, monkeypatch):

@@ -7,6 +7,8 @@ from typing import Any, Sequence
 from playpen.errors import PlaypenError
 
 FILE_SUFFIXES = (".json", ".jsonl")
+SHAREGPT_FIX = ("rename 'conversations' to 'messages', each message's 'from' to 'role' and 'value' to 'content', "
+                "and the roles human to user, gpt to assistant")
 
 
 def read_json(path: str | Path) -> Any:
@@ -52,9 +54,11 @@ def check_columns(rows: list, source: str, column_sets: Sequence[Sequence[str]])
                 f"each row must be an object with columns {expected or 'of your choice'}"
             )
         if column_sets and not any(all(c in row for c in columns) for columns in column_sets):
+            sharegpt = (f" (ShareGPT-style rows: {SHAREGPT_FIX})" if "conversations" in row and
+                        any("messages" in columns for columns in column_sets) else "")
             raise PlaypenError(
                 f"{source}: row {index} (0-based) has columns {sorted(row)} but needs {expected}; "
-                "rename the columns or use another file"
+                f"rename the columns or use another file{sharegpt}"
             )
 
 
@@ -62,7 +66,7 @@ def _read_text(path: Path) -> str:
     if not path.is_file():
         raise PlaypenError(f"{path}: no such file; check the path")
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark (some editors write one) is not data
     except UnicodeDecodeError as error:
         raise PlaypenError(f"{path}: not UTF-8 text ({error.reason}); re-encode it as UTF-8") from None
 

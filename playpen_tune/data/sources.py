@@ -22,7 +22,8 @@ import datasets
 
 from playpen.errors import PlaypenError
 from playpen_tune.data import readers
-from playpen_tune.data.files import FILE_SUFFIXES
+from playpen_tune.data.branches import branch_pairs, in_branch_tree
+from playpen_tune.data.files import FILE_SUFFIXES, SHAREGPT_FIX
 from playpen_tune.data.preferences import preference_pairs
 from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, episode_records
 from playpen_tune.static_suite import DROP_REASON, STATIC_GAMES, is_static_game
@@ -33,6 +34,7 @@ FILTER_FIELDS = {"games": "game", "roles": "role", "outcomes": "outcome"}  # app
 EVAL_INSTANCES = "evaluation instances"  # the drop reason of the contamination guard
 NO_PREFERENCE = "chosen identical to rejected"
 NO_ANSWER = "no assistant answer to learn"
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}  # ShareGPT's role names -> chat template roles
 
 
 @dataclass
@@ -41,7 +43,8 @@ class DataReport:
 
     ``sources`` holds one dict per source: source, kind ("file", "hub" or "transcripts"),
     examples, and dropped ({filter or skip reason: count}; ``"evaluation instances"`` counts the
-    conversations of instances of the evaluation split left out). ``fingerprint`` is the sha256 of
+    conversations of instances of the evaluation split left out); preference pairs of a results directory
+    also record ``pairs``: turn-level pairs, the branching points they came from, and episode pairs. ``fingerprint`` is the sha256 of
     the canonical JSON of all rows in order. ``contamination`` says whether and against which split
     the episodes were checked (set by the learner).
     """
@@ -61,7 +64,10 @@ class DataReport:
         lines = [f"data: {self.total} examples ({self.format}), fingerprint {self.fingerprint[:12]}"]
         for source in self.sources:
             dropped = ", ".join(f"{name} {n}" for name, n in source["dropped"].items() if n)
+            pairs = source.get("pairs")
             lines.append(f"  {source['kind']} {source['source']}: {source['examples']} examples"
+                         + (f" ({pairs['turn_level']} turn-level pairs from {pairs['branching_points']} branching "
+                            f"points, {pairs['episode']} episode pairs)" if pairs and pairs["branching_points"] else "")
                          + (f"; dropped: {dropped}" if dropped else ""))
         if self.contamination:
             lines.append(f"  evaluation instances: {self.contamination['summary']}")
@@ -75,6 +81,7 @@ class _Part:
     rows: list[tuple[dict, str]]  # (row, format)
     dropped: dict = field(default_factory=dict)
     dropped_values: dict = field(default_factory=dict)  # filter -> Counter of the values it dropped
+    pairs: dict | None = None  # preference pairs of a results directory: turn-level / episode counts
 
 
 def _collect(sources, split, filters, columns, from_conversations, from_row, exclude) -> list[_Part]:
@@ -125,7 +132,8 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
     """Build a preference (DPO) dataset from the sources, in order.
 
     Files and Hub rows need prompt/chosen/rejected. Results directories give pairs of episodes of
-    the same instance and role that scored differently (see ``preference_pairs``), after the static
+    the same instance and role that scored differently (see ``preference_pairs``), and the episode
+    trees of ``playpen play --branching`` one pair per branching point (see ``branch_pairs``), after the static
     suite's games (unless ``include_static_games``) and the ``games`` and ``roles`` filters and
     without the episodes of ``exclude``'s instances;
     ``min_score_gap`` is the smallest main-score difference kept.
@@ -133,9 +141,12 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
     filters = _filters(games, roles, None, include_static_games)
 
     def from_conversations(conversations, part):
-        pairs, skipped = preference_pairs(conversations, min_score_gap)
-        part.rows = [(pair, "preference (messages)") for pair in pairs]
-        part.dropped.update(skipped)
+        in_trees = [c for c in conversations if in_branch_tree(c)]
+        turn_pairs, turn_skipped, points = branch_pairs(in_trees, min_score_gap)
+        pairs, skipped = preference_pairs([c for c in conversations if not in_branch_tree(c)], min_score_gap)
+        part.rows = [(pair, "preference (messages)") for pair in turn_pairs + pairs]
+        part.dropped.update(skipped + turn_skipped)
+        part.pairs = {"turn_level": len(turn_pairs), "branching_points": points, "episode": len(pairs)}
 
     def from_row(row, where):
         return _typed(row, where, "preference", PREFERENCE_COLUMNS[0])
@@ -282,7 +293,14 @@ def _message_list(value, where: str, column: str) -> list[dict]:
     if not (isinstance(value, list) and value and all(
             isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
             for m in value)):
-        raise PlaypenError(f"{where}: '{column}' must be a non-empty list of {{\"role\", \"content\"}} text messages")
+        sharegpt = (f"; these are ShareGPT-style messages: {SHAREGPT_FIX}" if isinstance(value, list) and any(
+            isinstance(m, dict) and {"from", "value"} <= set(m) for m in value) else "")
+        raise PlaypenError(f"{where}: '{column}' must be a non-empty list of {{\"role\", \"content\"}} text "
+                           f"messages{sharegpt}")
+    roles = sorted({m["role"] for m in value} & set(SHAREGPT_ROLES))
+    if roles:
+        raise PlaypenError(f"{where}: '{column}' has the role(s) {', '.join(roles)}, which chat templates do not know "
+                           f"(ShareGPT's names); rename {', '.join(f'{r} to {SHAREGPT_ROLES[r]}' for r in roles)}")
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
@@ -325,7 +343,7 @@ def _dataset(parts: list[_Part]) -> tuple[datasets.Dataset, DataReport]:
     rows = [row for part in parts for row, _ in part.rows]
     report = DataReport(
         sources=[{"source": p.source, "kind": p.kind, "examples": len(p.rows), "dropped": dict(p.dropped)}
-                 for p in parts],
+                 | ({"pairs": p.pairs} if p.pairs is not None else {}) for p in parts],
         format=next(iter(formats)),
         total=len(rows),
         fingerprint=_fingerprint(rows),

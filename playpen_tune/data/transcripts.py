@@ -39,7 +39,7 @@ def conversations_from_episode(record: dict) -> list[dict]:
     same-role messages are joined with a blank line as clemcore's backends do, events labelled
     "forget" (not kept in the player's memory) are left out, and a trailing unanswered message is
     dropped. Each conversation is ``{"messages": [...]}`` plus game, experiment, instance, role,
-    player, model, outcome and main_score.
+    player, model, outcome, main_score and episode_dir.
     """
     conversations = []
     for name, player in record["players"].items():
@@ -58,6 +58,7 @@ def conversations_from_episode(record: dict) -> list[dict]:
             "model": player["model_name"],
             "outcome": record["outcome"],
             "main_score": record["main_score"],
+            "episode_dir": record.get("episode_dir"),
         })
     return conversations
 

@@ -15,6 +15,7 @@ from playpen_tune.learners.output_dir import (check_output_dir, check_room_for_c
 from playpen_tune.learners.policy import Policy, load_policy, load_tokenizer
 from playpen_tune.learners.run_record import RunRecord, finish_run, report_held_out_loss
 from playpen_tune.learners.training_data import TrainingData
+from playpen_tune.registration import check_loadable_entry
 
 
 @dataclass
@@ -81,6 +82,7 @@ class QLoRALearner(Learner):
     def prepare(self, request: LearnRequest) -> PreparedRun:
         """Everything up to ``trainer.train()``: checks, data, tokenizer, 4-bit policy + LoRA, trainer, claim."""
         started = time.time()
+        check_loadable_entry(request.model, "playpen learn -m")
         self.check(request)
         resume_from = check_output_dir(request)
         tokenizer = load_tokenizer(request.model, request.config)

@@ -41,6 +41,7 @@ class GRPOQLoRALearner(QLoRALearner):
         config: GRPOQLoRAConfig = request.config
         train = split_instances(config.games, config.suite, config.split, config.split_source)
         games, train_rows = train.games, train.rows
+        contamination = check_contamination(config, train)
         eval_rows = (split_instances(config.games, config.suite, config.eval_split, config.split_source).rows
                      if config.eval_split else {})
         for game, spec in games.items():
@@ -58,7 +59,8 @@ class GRPOQLoRALearner(QLoRALearner):
         fingerprint = hashlib.sha256(json.dumps(sorted(train_rows)).encode()).hexdigest()[:16]
         record = {"format": "clemcore episodes played by the policy", "games": sorted(games), "split": config.split,
                   "split_source": train.source, "instances": len(train_rows), "fingerprint": fingerprint,
-                  "held_out": {"split": config.eval_split, "instances": len(eval_rows)} if eval_rows else None}
+                  "held_out": {"split": config.eval_split, "instances": len(eval_rows)} if eval_rows else None,
+                  "contamination": contamination}
         return TrainingData(train=train_rows, held_out=eval_rows or None, fingerprint=fingerprint, record=record)
 
     def trainer(self, request, data, tokenizer, policy, callbacks) -> TrainerSetup:
@@ -126,6 +128,30 @@ class GRPOQLoRALearner(QLoRALearner):
 
     def before_save(self, run) -> None:
         drop_reference_and_record_rewards(run)
+
+
+def check_contamination(config: GRPOQLoRAConfig, train) -> dict:
+    """Refuse training instances that are in the evaluation split (what ``playpen eval`` measures) unless
+    ``--allow_eval_instances``; return the manifest record of the check."""
+    from playpen.splits import EVAL_SPLIT, NoSuchSplit, load_split
+    from playpen_tune.rl.rollout import episode_key
+
+    if config.allow_eval_instances:
+        return {"checked": False, "reason": "--allow_eval_instances"}
+    try:
+        evaluation = load_split(config.split_source, EVAL_SPLIT)
+    except NoSuchSplit:
+        print(f"note: {train.source} has no split '{EVAL_SPLIT}': the training instances were not checked against "
+              f"an evaluation split")
+        return {"checked": False, "reason": f"{train.source} has no split '{EVAL_SPLIT}'"}
+    keys = {episode_key({"game_name": game, "experiment": {"name": experiment}, "game_instance": {"game_id": task_id}})
+            for game, experiment, task_id in evaluation.instances}
+    overlap = sorted(keys & set(train.rows))
+    if overlap:
+        raise PlaypenError(f"{len(overlap)} of the {len(train.rows)} instances of --split {config.split} are in the "
+                           f"evaluation split ({evaluation.describe()}, what playpen eval measures), e.g. {overlap[0]}; "
+                           f"pass another --split, or --allow_eval_instances true to train on them anyway")
+    return {"checked": True, "split_source": evaluation.source, "split": EVAL_SPLIT, "excluded": 0}
 
 
 def vllm_arguments(config: GRPOQLoRAConfig) -> dict:

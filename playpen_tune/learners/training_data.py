@@ -100,6 +100,24 @@ def evaluation_split(config):
     return split, {"checked": True, "split_source": split.source, "split": split.split}
 
 
+def _check_held_out_differs(dataset, held_out) -> None:
+    """Held-out examples that are also trained on measure memorisation: refuse when all are, warn when some are."""
+    import json
+
+    def key(row: dict) -> str:
+        return json.dumps(row, sort_keys=True, ensure_ascii=False)
+
+    trained = {key(row) for row in dataset}
+    shared = sum(key(row) in trained for row in held_out)
+    if shared == len(held_out):
+        raise PlaypenError(f"all {shared} --eval_dataset examples are also in --dataset, so the held-out loss would "
+                           f"measure memorisation, not generalisation; pass data that is not trained on, or "
+                           f"--eval_fraction to hold out part of --dataset")
+    if shared:
+        print(f"warning: {shared} of the {len(held_out)} --eval_dataset examples are also in --dataset and are "
+              f"trained on; the held-out loss is lower than on unseen data")
+
+
 def _held_out_split(config, dataset, report, load):
     """Choose the held-out set: ``--eval_dataset`` (loaded with ``load``) or ``--eval_fraction`` of
     ``dataset``, or none. The held-out rows are never trained on."""
@@ -110,6 +128,7 @@ def _held_out_split(config, dataset, report, load):
                                f"{report.format}; give both in one format")
         for line in held_out_report.lines():
             print(f"held-out {line}")
+        _check_held_out_differs(dataset, held_out)
         return dataset, held_out, held_out_report.to_dict()
     if not config.eval_fraction:
         return dataset, None, None

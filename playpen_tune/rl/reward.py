@@ -13,6 +13,7 @@ could parse, clemcore's per-episode framework metric; 0 for an episode with no r
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 from playpen.errors import PlaypenError
@@ -69,8 +70,9 @@ def episode_reward(scores: dict, reward: str, format_reward: float = 0.0) -> flo
 def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> bool:
     """Compute ``reward`` on one episode of ``row`` played by clemcore's programmatic players (no model loads).
 
-    Raises PlaypenError when the reward cannot be read from that episode's scores.json. Returns False
-    (nothing checked; the first rollout checks it) when the game has no programmatic player.
+    Raises PlaypenError when the game fails in its own code (while it is imported or sets the episode up)
+    or the reward cannot be read from that episode's scores.json. Returns False (nothing checked; the
+    first rollout checks it) when the game has no programmatic player.
     """
     import json
     import tempfile
@@ -80,17 +82,48 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import sequential
 
+    from playpen.game_errors import EpisodeErrors, failed_in_setup, one_line
     from playpen.playing import episode_file_savers
     from playpen_tune.rl.rollout import number_of_players
 
+    name = game_spec["game_name"]
+    broken = (f"{name} fails in its own code on the check episode (clemcore's programmatic players, before any "
+              f"model loads): {{}}; fix the game (see README, 'Games from clembench') or leave it out of the games")
     players = [CustomResponseModel()] * number_of_players(game_spec)
-    with tempfile.TemporaryDirectory() as tmp:
-        with GameBenchmark.load_from_spec(game_spec) as benchmark:
-            sequential.run(benchmark, GameInstances(game_spec["game_name"], [row]), players,
-                           callbacks=episode_file_savers(Path(tmp), "programmatic", players))
-            benchmark.compute_scores(list(Path(tmp).rglob("interactions.json")))
+    with tempfile.TemporaryDirectory() as tmp, EpisodeErrors() as logged, _quiet():
+        try:
+            with GameBenchmark.load_from_spec(game_spec) as benchmark:
+                sequential.run(benchmark, GameInstances(name, [row]), players,
+                               callbacks=episode_file_savers(Path(tmp), "programmatic", players))
+                benchmark.compute_scores(list(Path(tmp).rglob("interactions.json")))
+        except Exception as error:  # the game's module or its scorer raised
+            raise PlaypenError(broken.format(one_line(error))) from None
+        if any(failed_in_setup(error) for error in logged.errors):
+            raise PlaypenError(broken.format(logged.reason()))
         scores = next(Path(tmp).rglob("scores.json"), None)
         if scores is None:
             return False
         episode_reward(json.loads(scores.read_text(encoding="utf-8")), reward, format_reward)
     return True
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Keep the check episode's console output (clemcore's progress bars and log lines) off the console:
+    what goes wrong in it is reported as one error line."""
+    import io
+    import logging
+
+    handlers = [handler for name, logger in logging.root.manager.loggerDict.items()
+                if name.startswith("clemcore") and isinstance(logger, logging.Logger)
+                for handler in logger.handlers
+                if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)]
+    levels = [handler.level for handler in handlers]
+    for handler in handlers:
+        handler.setLevel(logging.CRITICAL + 1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        for handler, level in zip(handlers, levels):
+            handler.setLevel(level)

@@ -22,8 +22,8 @@ def split_instances(games: list[str], suite: str | None, split: str, split_sourc
         PlaypenError: as ``playpen play`` does, e.g. for a game whose split has no instances or an
             unreadable split source (grpo_qlora has no ``--all_instances``, so the errors do not offer it).
     """
-    from clemcore.clemgame import GameInstances
-
+    from playpen.errors import PlaypenError
+    from playpen.playing import game_instances
     from playpen.selection import select
     from playpen_tune.rl.rollout import episode_key
 
@@ -31,8 +31,9 @@ def split_instances(games: list[str], suite: str | None, split: str, split_sourc
     selections = ([select(suite, None, **options)] if suite else [select("all", game, **options) for game in games])
     specs, rows = {}, {}
     for selection in selections:
+        for name, problem in selection.failed.items():
+            raise PlaypenError(f"{problem}; or leave {name} out of the games")
         for name, spec in selection.games().items():
             specs[name] = spec
-            rows.update((episode_key(row), row)
-                        for row in GameInstances.from_game_spec(spec).filter(selection.instances_filter()))
+            rows.update((episode_key(row), row) for row in game_instances(spec).filter(selection.instances_filter()))
     return SplitInstances(games=specs, rows=rows, source=selections[0].split.source)
