@@ -229,11 +229,11 @@ def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, pr
     ``problem``: what playing the game raised; ``cause``: what its episodes raised (the reason of missing ones).
     """
     scoring_problem = score_game(name, results_dir / run_dir)  # always: --skip_gameplay scores what was played
-    problem = problem or scoring_problem
     missing = sorted(wanted - scored_episodes(results_dir, run_dir, name))
     if not missing:
-        return problem
-    reason = problem or cause or _episode_error(results_dir / run_dir / name, missing[0])
+        return problem or scoring_problem
+    # why episodes are missing: what playing raised first, then what scoring raised
+    reason = problem or cause or scoring_problem or _episode_error(results_dir / run_dir / name, missing[0])
     return (f"{len(missing)} of {len(wanted)} episodes were not played and scored"
             f"{f': {reason}' if reason else ''} (details: clembench.log)")
 
