@@ -176,13 +176,12 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
     Returns ``({game: problem}, {game: [scores.json of each scored leaf]})``, like
     :func:`playpen.evaluation.play_selection`.
     """
-    import clemcore.cli as clem
     from clemcore import backends
     from clemcore.backends import Model
     from clemcore.clemgame import GameInstances
 
     from playpen.evaluation import check_same_settings
-    from playpen.playing import episode_key
+    from playpen.playing import episode_key, score_game
 
     run_dir = Model.to_identifier([spec.model_name for spec in players])
     settings = {**gen_args, "branching": factor, "max_branches": max_branches}  # never mixed with other trees
@@ -205,10 +204,8 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
                 lambda row, wanted=selection.wanted[game]: episode_key(row) in wanted))
             print(f"  {game}: playing {len(rows)} instance(s) as trees of up to {max_branches} episodes")
             problem = play_trees(player_models, spec, rows, root / tree / run_dir, factor, max_branches)
-            try:
-                clem.score(game, results_dir=str(root / tree / run_dir))
-            except SystemExit:  # clemcore.cli.score logs the exception, then sys.exit(1)
-                problem = problem or "clemcore reported an error while scoring"
+            scoring_problem = score_game(game, root / tree / run_dir)  # always: the leaves that were played
+            problem = problem or scoring_problem
             scored[game] = sorted((root / tree / run_dir / game).glob("*/instance_*/branch_*/scores.json"))
             leaves = sum(len(json.loads(path.read_text(encoding="utf-8"))["leaves"])
                          for path in (root / tree / run_dir / game).glob(f"*/instance_*/{TREE_FILE}"))

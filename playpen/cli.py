@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, results_required: bool = False) -> None:
-    """Options ``eval`` and ``play`` share: which games and instances, where to, generation settings."""
+    """Options ``eval`` and ``play`` share: which games and instances, where to, generation settings (by default
+    the published table's, :mod:`playpen.published`)."""
+    from playpen.published import DEFAULT_GENERATION
     from playpen.suites import eval_suites
 
     suites = eval_suites()
@@ -225,13 +227,18 @@ def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, resu
     p.add_argument("--split_source", default=None,
                    help="hub dataset id or .jsonl/.json/.csv file with game, experiment, task_id, split rows. "
                         "Default: colab-potsdam/playpen-data")
+    p.add_argument("--split_revision", default=None,
+                   help="commit, tag or branch of a hub split source (recorded in val.json). Default: its main branch")
     p.add_argument("--all_instances", action="store_true",
                    help="play every instance of the instances files, ignoring splits (not leaderboard-comparable)")
     p.add_argument("-r", "--results_dir", required=results_required,
                    default=None, help="results directory" + ("" if results_required
                                                              else ". Default: playpen-eval/<timestamp>"))
-    p.add_argument("-T", "--temperature", type=float, default=0.0, help="Default: 0.0")
-    p.add_argument("-L", "--max_tokens", type=int, default=300, help="Default: 300")
+    p.add_argument("-T", "--temperature", type=float, default=DEFAULT_GENERATION["temperature"],
+                   help=f"Default: {DEFAULT_GENERATION['temperature']}, as the published table")
+    p.add_argument("-L", "--max_tokens", type=int, default=DEFAULT_GENERATION["max_tokens"],
+                   help=f"max tokens per turn. Default: {DEFAULT_GENERATION['max_tokens']}, as the published table "
+                        f"(pass a small -L for quick runs; they are then not leaderboard-comparable)")
     p.add_argument("-b", "--batch_size", type=int, default=None,
                    help="episodes generated in one batch by models that support it (local HF models); "
                         "others play sequentially. Default: 16")
@@ -250,7 +257,8 @@ def _version() -> str:
 
 # what to do when a command cannot write (its own output option first)
 WRITE_FIXES = {"learn": "choose another --output_dir (or --name)", "eval": "choose another -r/--results_dir",
-               "play": "choose another -r/--results_dir", "quickstart": "pass another directory to 'playpen quickstart'"}
+               "play": "choose another -r/--results_dir", "export": "choose another --output_dir",
+               "quickstart": "pass another directory to 'playpen quickstart'"}
 RESUME_ALIASES = {"-r": ("-r", "--results_dir")}
 
 

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from playpen.errors import PlaypenError
-from playpen.evaluation import DEFAULT_BATCH_SIZE, EVAL_LOG, check_gameplay_arguments, play_selection, select_from_cli
+from playpen.evaluation import (DEFAULT_BATCH_SIZE, EVAL_LOG, check_gameplay_arguments, play_selection,
+                                select_from_cli, with_published_chat_template_kwargs)
 from playpen.files import atomic_write_text
 from playpen.models import find_models
 
@@ -39,7 +40,7 @@ def play_from_cli(args) -> None:
                            f"different episodes only when sampling: pass -T above 0 (e.g. -T 0.7)")
     results_dir, gen_args = check_gameplay_arguments(args)
     names = [args.model] + ([args.partner] if args.partner else [])
-    specs = find_models(names)
+    specs, template_kwargs = with_published_chat_template_kwargs(find_models(names))
     selection = select_from_cli(args, TRAIN_SPLIT)
     players = [specs[name] for name in names]
     run_dir = Model.to_identifier(names)
@@ -65,7 +66,7 @@ def play_from_cli(args) -> None:
     counts = {game: episode_outcomes(files) for game, files in outcomes.items()}
     branching = {"factor": args.branching, "max_branches": args.max_branches} if args.branching else None
     summary = {"players": names, "repetitions": args.repetitions, "branching": branching, "gen_args": gen_args,
-               **selection.to_json(), "episodes": episodes, "outcomes": counts,
+               "chat_template_kwargs": template_kwargs, **selection.to_json(), "episodes": episodes, "outcomes": counts,
                "failed_games": {game: "; ".join(lines) for game, lines in failed.items()}}
     atomic_write_text(results_dir / f"{run_dir}.play.json", json.dumps(summary, indent=2) + "\n")
     print(f"\n{run_dir}: episodes scored by clemcore ({results_dir / (run_dir + '.play.json')})")

@@ -42,7 +42,14 @@ def _cell(row, label) -> str:
     return "FAILED" if row[f"{label}_failed"] else _fmt(row[label])
 
 
-def to_markdown(base, tuned, rows) -> str:
+def baseline_source_line(source: dict | None) -> str | None:
+    """Where the baseline's numbers come from (``baseline_source`` of val.json), for comparison.md."""
+    if not source or source.get("kind") == "played":
+        return None
+    return f"Baseline numbers: {source['numbers']}, from {source['kind']} {source['path']}."
+
+
+def to_markdown(base, tuned, rows, source: dict | None = None) -> str:
     lines = [f"| game | {base.model} (base) | {tuned.model} (tuned) | delta |", "|---|---:|---:|---:|"]
     lines += [f"| {r['game']} | {_cell(r, 'base')} | {_cell(r, 'tuned')} | {_fmt(r['delta'])} |" for r in rows]
     failed = [(r["game"], label, r[f"{label}_failed"]) for r in rows for label in ("base", "tuned") if r[f"{label}_failed"]]
@@ -51,6 +58,9 @@ def to_markdown(base, tuned, rows) -> str:
         lines += [f"- {game} ({label}): {error}" for game, label, error in failed]
     lines += ["", "Per-game values are % played x quality score / 100 from clemcore's table; clemscore is "
                   "clemcore's formula over the games: mean % played x mean quality score / 100."]
+    source_line = baseline_source_line(source)
+    if source_line:
+        lines += ["", source_line]
     lines += ["", *settings_lines(base, tuned)]
     return "\n".join(lines) + "\n"
 
@@ -160,10 +170,11 @@ def write_chart(base, tuned, path: Path) -> dict:
     return drawn
 
 
-def write_comparison(base, tuned, results_dir: Path) -> list[dict]:
-    """Print the comparison and write comparison.md, comparison.html and comparison.png."""
+def write_comparison(base, tuned, results_dir: Path, source: dict | None = None) -> list[dict]:
+    """Print the comparison and write comparison.md, comparison.html and comparison.png; ``source``: where the
+    baseline's numbers come from when they were not played here (val.json's ``baseline_source``)."""
     rows = comparison_rows(base, tuned)
-    markdown = to_markdown(base, tuned, rows)
+    markdown = to_markdown(base, tuned, rows, source)
     print("\n" + markdown)
     atomic_write_text(results_dir / "comparison.md", markdown)
     atomic_write_text(results_dir / "comparison.html", to_html(base, tuned, rows))

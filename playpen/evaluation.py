@@ -199,7 +199,7 @@ def play_selection(players: list, selection: Selection, root: Path, gen_args: di
     return failed, scored
 
 
-def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]]):
+def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]], write_tables: bool = True):
     """clemcore's results table over the selected episodes only, or None when none was scored.
 
     ``selection`` is ``{model: {game: {(experiment, game_id): scores.json path}}}``. clemcore's
@@ -207,7 +207,7 @@ def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]]):
     are copied into a temporary directory of the same layout first: episodes played into the
     same ``-r`` by earlier runs with another ``-e`` do not count, and a model and its baseline
     are scored on the same episodes. clemcore's raw.csv and results.csv/.html of the selection
-    are then copied into ``results_dir``.
+    are then copied into ``results_dir`` (unless ``write_tables`` is False: a published run is only read).
     """
     from clemcore import clemeval
 
@@ -224,7 +224,7 @@ def clemcore_table(results_dir: Path, selection: dict[str, dict[str, dict]]):
             return None
         with contextlib.redirect_stdout(io.StringIO()):  # its progress lines name the temporary directory
             table = clemeval.perform_evaluation(view, return_dataframe=True)
-        for name in ("raw.csv", "results.csv", "results.html"):
+        for name in ("raw.csv", "results.csv", "results.html") if write_tables else ():
             atomic_write_text(results_dir / name, (Path(view) / name).read_text(encoding="utf-8"))
     return table
 
@@ -265,10 +265,32 @@ def summarize(model: str, table, suites: dict[str, list], failed: dict, scored: 
     return evaluation
 
 
+def with_published_chat_template_kwargs(specs: dict) -> tuple[dict, dict]:
+    """Each model with the published setting's chat template arguments its template reads (``enable_thinking:
+    false``; what its registry entry sets wins): ``({name: ModelSpec}, {name: chat_template_kwargs})``."""
+    from playpen import published
+
+    pairs = {name: published.with_published_chat_template_kwargs(spec) for name, spec in specs.items()}
+    return {name: spec for name, (spec, _) in pairs.items()}, {name: kwargs for name, (_, kwargs) in pairs.items()}
+
+
+def comparability(selection: Selection, gen_args: dict, chat_template_kwargs: dict, spec) -> dict:
+    """val.json's generation and chat template arguments, the published setting they match, and whether the
+    numbers are leaderboard-comparable (and why not)."""
+    from playpen.published import published_record
+
+    record = published_record(gen_args, chat_template_kwargs, spec)
+    reasons = selection.not_comparable() + record.pop("not_comparable_because")
+    return {**record, "leaderboard_comparable": not reasons, "not_comparable_because": reasons}
+
+
 def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dict,
-             batch_size: int = 1, skip_gameplay: bool = False) -> dict[str, ModelEvaluation]:
+             batch_size: int = 1, skip_gameplay: bool = False, chat_template_kwargs: dict | None = None,
+             baseline_sources: dict | None = None) -> dict[str, ModelEvaluation]:
     """Evaluate each model (``{name: ModelSpec}``, see :func:`playpen.models.find_models`) on the selection into
-    ``results_dir``; write ``<model>.val.json``."""
+    ``results_dir``; write ``<model>.val.json``. ``chat_template_kwargs``: ``{name: the arguments it plays with}``
+    (see :func:`with_published_chat_template_kwargs`); ``baseline_sources``: ``{name: where the numbers it is
+    compared with come from}``; both recorded in val.json."""
     results_dir.mkdir(parents=True, exist_ok=True)
     failures, scored = {}, {}
     for name, spec in specs.items():
@@ -280,9 +302,10 @@ def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dic
     evaluations = {}
     for name in specs:
         evaluation = summarize(name, table, selection.suites, failures[name], scored[name])
-        reasons = selection.not_comparable(gen_args)
-        evaluation.instances = {**selection.to_json(), "leaderboard_comparable": not reasons,
-                                "not_comparable_because": reasons}
+        evaluation.instances = {**selection.to_json(), **comparability(
+            selection, gen_args, (chat_template_kwargs or {}).get(name, {}), specs[name])}
+        if name in (baseline_sources or {}):
+            evaluation.instances["baseline_source"] = baseline_sources[name]
         evaluation.settings = model_settings(specs[name], gen_args)
         atomic_write_text(results_dir / f"{name}.val.json", json.dumps(evaluation.to_json(), indent=2) + "\n")
         evaluations[name] = evaluation
@@ -290,11 +313,14 @@ def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dic
 
 
 def select_from_cli(args, default_split: str) -> Selection:
-    """The Selection of ``-g``/``--suite``, ``-e``, ``-i``, ``--split``, ``--split_source``, ``--all_instances``."""
-    if args.all_instances and (args.split or args.split_source):
-        raise PlaypenError("--all_instances plays every instance; drop --split/--split_source, or drop --all_instances")
+    """The Selection of ``-g``/``--suite``, ``-e``, ``-i``, ``--split``, ``--split_source``, ``--split_revision``,
+    ``--all_instances``."""
+    if args.all_instances and (args.split or args.split_source or args.split_revision):
+        raise PlaypenError("--all_instances plays every instance; drop --split/--split_source/--split_revision, "
+                           "or drop --all_instances")
     return select(args.suite, args.game, experiment=args.experiment, instances=args.instances,
-                  split=None if args.all_instances else args.split or default_split, split_source=args.split_source)
+                  split=None if args.all_instances else args.split or default_split, split_source=args.split_source,
+                  split_revision=args.split_revision)
 
 
 def check_gameplay_arguments(args) -> tuple[Path, dict]:
@@ -310,7 +336,18 @@ def check_gameplay_arguments(args) -> tuple[Path, dict]:
     return results_dir, dict(temperature=args.temperature, max_tokens=args.max_tokens)
 
 
+def baseline_source(baseline: str | None, published, results_dir: Path) -> dict | None:
+    """val.json's ``baseline_source``: a published run (:mod:`playpen.baselines`) or the model played here."""
+    if published is not None:
+        return published.source()
+    if baseline is None:
+        return None
+    return {"kind": "played", "model": baseline, "path": str((results_dir / f"{baseline}.val.json").resolve()),
+            "numbers": "played and scored by clemcore in this eval"}
+
+
 def evaluate_from_cli(args) -> None:
+    from playpen.baselines import evaluate_published, published_baseline
     from playpen.comparison import print_summary, write_comparison
 
     if args.skip_gameplay and not args.results_dir:
@@ -319,25 +356,32 @@ def evaluate_from_cli(args) -> None:
         raise PlaypenError(f"--baseline {args.baseline} is the model being evaluated; a comparison with itself "
                            f"shows nothing: pass another model as --baseline (e.g. the base it was tuned from)")
     results_dir, gen_args = check_gameplay_arguments(args)
-    specs = find_models([args.model] + ([args.baseline] if args.baseline else []))
-    baseline = args.baseline
+    published = published_baseline(args.baseline) if args.baseline else None
+    played_baseline = args.baseline if args.baseline and not published else None
+    specs = find_models([args.model] + ([played_baseline] if played_baseline else []))
     if args.baseline_4bit:
-        if not args.baseline:
-            raise PlaypenError("--baseline_4bit changes how --baseline is loaded; pass --baseline BASE too")
-        baseline, specs[baseline] = four_bit_baseline(specs[args.model], specs.pop(args.baseline))
+        if not played_baseline:
+            raise PlaypenError("--baseline_4bit changes how --baseline is loaded; pass --baseline BASE too (a "
+                               "registered model, not a published run)")
+        played_baseline, specs[played_baseline] = four_bit_baseline(specs[args.model], specs.pop(args.baseline))
+    specs, template_kwargs = with_published_chat_template_kwargs(specs)
     selection = select_from_cli(args, EVAL_SPLIT)
     from playpen.console import library_chatter_to
 
     with resumable({"-r": results_dir}), library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):
         evaluations = evaluate(specs, selection, results_dir, gen_args,
-                               batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay)
+                               batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay,
+                               chat_template_kwargs=template_kwargs,
+                               baseline_sources={args.model: baseline_source(args.baseline, published, results_dir)}
+                               if args.baseline else None)
+        baseline = evaluate_published(published, selection) if published else evaluations.get(played_baseline)
     tuned = evaluations[args.model]
     print_summary(tuned, results_dir)
-    reasons = selection.not_comparable(gen_args)
+    reasons = tuned.instances["not_comparable_because"]
     if reasons:
         print(f"note: not comparable with the playpen leaderboard: {'; '.join(reasons)}")
-    if baseline:
-        write_comparison(evaluations[baseline], tuned, results_dir)
-    if any(evaluation.failed for evaluation in evaluations.values()):
+    if baseline is not None:
+        write_comparison(baseline, tuned, results_dir, tuned.instances.get("baseline_source"))
+    if any(evaluation.failed for evaluation in [*evaluations.values(), *([baseline] if published else [])]):
         raise PlaypenError("some games failed (listed above and in val.json 'failed_games'); "
                            "their scores are missing, not zero")

@@ -240,21 +240,32 @@ def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, pr
 
     ``problem``: what playing the game raised; ``cause``: what its episodes raised (the reason of missing ones).
     """
+    scoring_problem = score_game(name, results_dir / run_dir)  # always: --skip_gameplay scores what was played
+    missing = sorted(wanted - scored_episodes(results_dir, run_dir, name))
+    if not missing:
+        return problem or scoring_problem
+    # why episodes are missing: what playing raised first, then what scoring raised
+    reason = problem or cause or scoring_problem or _episode_error(results_dir / run_dir / name, missing[0])
+    return (f"{len(missing)} of {len(wanted)} episodes were not played and scored"
+            f"{f': {reason}' if reason else ''} (details: clembench.log)")
+
+
+def score_game(name: str, run_dir: Path) -> str | None:
+    """Score the game's episodes under ``run_dir`` with ``clemcore.cli.score``; None, or why it failed: a scorer that cannot be
+    loaded, or one that raises on episodes (e.g. episodes of another game version in an upstream run; clemcore
+    logs and skips those, and their earlier ``scores.json``, if any, stays)."""
     import clemcore.cli as clem
 
     from playpen.clemcore_bridge import install_logged_progress_bars
+    from playpen.game_errors import EpisodeErrors
 
     install_logged_progress_bars()
-    try:
-        clem.score(name, results_dir=str(results_dir / run_dir))
-    except SystemExit:  # clemcore.cli.score logs the exception, then sys.exit(1)
-        problem = problem or "clemcore reported an error while scoring"
-    missing = sorted(wanted - scored_episodes(results_dir, run_dir, name))
-    if not missing:
-        return problem
-    reason = problem or cause or _episode_error(results_dir / run_dir / name, missing[0])
-    return (f"{len(missing)} of {len(wanted)} episodes were not played and scored"
-            f"{f': {reason}' if reason else ''} (details: clembench.log)")
+    with EpisodeErrors() as logged:
+        try:
+            clem.score(name, results_dir=str(run_dir))
+        except SystemExit:  # clemcore.cli.score logs the exception, then sys.exit(1)
+            return f"clemcore could not score it ({logged.reason() or 'see clembench.log'})"
+    return f"clemcore could not score it ({logged.reason()})" if logged.reason() else None
 
 
 def _episode_error(game_dir: Path, episode: tuple[str, int]) -> str | None:

@@ -17,7 +17,6 @@ from playpen.suites import GAME_SUITE, eval_suites
 
 NO_GAMES_HELP = ("create ./game_registry.json pointing at your clembench checkout, e.g. "
                  "[{\"benchmark_path\": \"/path/to/clembench\"}], or set CLEMBENCH_HOME")
-LEADERBOARD_GEN_ARGS = {"temperature": 0.0, "max_tokens": 300}  # upstream playpen eval's defaults
 
 
 @dataclass
@@ -48,8 +47,9 @@ class Selection:
     def instances_filter(self):
         return self.split.instances_filter() if self.split else None
 
-    def not_comparable(self, gen_args: dict) -> list[str]:
-        """Why these numbers are not comparable with the playpen leaderboard (empty list: they are)."""
+    def not_comparable(self) -> list[str]:
+        """Why this selection's numbers are not comparable with the playpen leaderboard (empty list: they are;
+        generation settings: :mod:`playpen.published`)."""
         reasons = []
         if self.split is None:
             reasons.append("--all_instances: every instance was played, not the validation split")
@@ -59,25 +59,24 @@ class Selection:
             reasons.append("only some games were played (-g or --suite)")
         if self.experiment or self.instances:
             reasons.append("-e or -i restricted the instances")
-        changed = [f"{key} {gen_args.get(key)}" for key, value in LEADERBOARD_GEN_ARGS.items()
-                   if gen_args.get(key) != value]
-        if changed:
-            reasons.append(f"generation settings differ from the leaderboard's ({', '.join(changed)})")
         return reasons
 
     def to_json(self) -> dict:
         """The instances played: split source, split (None for --all_instances), -i, -e and the ids per game."""
         return {"split_source": self.split.source if self.split else None,
                 "split": self.split.split if self.split else None,
+                "split_revision": self.split.revision if self.split else None,
                 "all_instances": self.split is None, "instances_file": self.instances, "experiment": self.experiment,
                 "instances": {game: [list(key) for key in sorted(self.wanted[game])] for game in self.games()}}
 
 
 def select(suite: str, game: str | None, *, experiment: str | None = None, instances: str | None = None,
-           split: str | None = None, split_source: str | None = None, offer_all_instances: bool = True) -> Selection:
+           split: str | None = None, split_source: str | None = None, offer_all_instances: bool = True,
+           split_revision: str | None = None) -> Selection:
     """Resolve the games and episodes to play; ``split`` None plays every instance (``--all_instances``).
 
     ``offer_all_instances`` False: the calling command has no ``--all_instances``, so its errors do not suggest it.
+    ``split_revision``: the revision of a hub split source (``--split_revision``).
     """
     from playpen.clemcore_bridge import game_registry
 
@@ -89,7 +88,7 @@ def select(suite: str, game: str | None, *, experiment: str | None = None, insta
         raise PlaypenError(f"no instances of experiment '{experiment}' in "
                            f"{', '.join(spec['game_name'] for spec in specs)}; check -e and -i")
     instance_split = None if split is None else _load(split_source, split, suite if not game else "all",
-                                                      offer_all_instances)
+                                                      offer_all_instances, split_revision)
     known = {spec["game_name"] for spec in registry}
     if instance_split is not None:
         missing = sorted(instance_split.games() - known)
@@ -139,9 +138,10 @@ def _unreadable_instances(suites: dict, instances: str | None) -> dict[str, str]
     return failed
 
 
-def _load(split_source: str | None, split: str, suite: str, offer_all_instances: bool) -> InstanceSplit:
+def _load(split_source: str | None, split: str, suite: str, offer_all_instances: bool,
+          revision: str | None = None) -> InstanceSplit:
     try:
-        return load_split(split_source, split, [name for name in HUB_CONFIGS if suite in (name, "all")])
+        return load_split(split_source, split, [name for name in HUB_CONFIGS if suite in (name, "all")], revision)
     except SplitSourceUnreadable as error:
         alternative = (" or --all_instances to play every instance (not comparable with the playpen leaderboard)"
                        if offer_all_instances else "")

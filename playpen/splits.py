@@ -44,6 +44,7 @@ class InstanceSplit:
     source: str
     split: str
     instances: frozenset  # of (game, experiment, task_id)
+    revision: str | None = None  # the hub dataset's revision (commit, tag or branch); None: its main branch
 
     def games(self) -> set[str]:
         return {game for game, _, _ in self.instances}
@@ -57,7 +58,7 @@ class InstanceSplit:
         return to_instances_filter([dict(zip(COLUMNS, instance)) for instance in self.instances])
 
     def describe(self) -> str:
-        return f"split '{self.split}' of {self.source}"
+        return f"split '{self.split}' of {self.source}" + (f" at revision {self.revision}" if self.revision else "")
 
 
 def to_instances_filter(dataset: Iterable[dict]) -> Callable[[dict], bool]:
@@ -95,23 +96,28 @@ def is_local(source: str) -> bool:
     return path.suffix.lower() in FILE_SUFFIXES or path.exists()
 
 
-def load_split(source: str | None, split: str, suites: Sequence[str] = tuple(HUB_CONFIGS)) -> InstanceSplit:
+def load_split(source: str | None, split: str, suites: Sequence[str] = tuple(HUB_CONFIGS),
+               revision: str | None = None) -> InstanceSplit:
     """The instances of ``split`` in ``source`` (None: the default hub source).
 
     ``suites`` names the hub configs to read (``clem`` -> ``instances``, ``static`` ->
-    ``instances-static``); a local file holds every suite's rows.
+    ``instances-static``); a local file holds every suite's rows. ``revision`` pins a hub source to a
+    commit, tag or branch (the split dataset can change under a published number).
 
     Raises:
         SplitSourceUnreadable: the hub source cannot be reached and is not cached.
         PlaypenError: the source lacks the columns, does not have ``split``, or a local file is missing.
     """
     source = source or DEFAULT_SPLIT_SOURCE
+    if revision and is_local(source):
+        raise PlaypenError(f"--split_revision {revision}: {source} is a local split source, which has no revisions; "
+                           f"drop --split_revision, or pass a hub dataset id")
     if Path(source).expanduser().is_dir():
         rows = _saved_rows(Path(source).expanduser(), split)
     elif is_local(source):
         rows = _file_rows(Path(source).expanduser(), split)
     else:
-        rows = [row for suite in suites for row in _hub_rows(source, HUB_CONFIGS[suite], split)]
+        rows = [row for suite in suites for row in _hub_rows(source, HUB_CONFIGS[suite], split, revision)]
     instances = set()
     for index, row in enumerate(rows):
         try:
@@ -121,7 +127,7 @@ def load_split(source: str | None, split: str, suites: Sequence[str] = tuple(HUB
                                f"{row['task_id']!r}, not an integer game_id; fix the split source") from None
     if not instances:
         raise PlaypenError(f"{source}: split '{split}' has no rows; pass another --split or --split_source")
-    return InstanceSplit(source=source, split=split, instances=frozenset(instances))
+    return InstanceSplit(source=source, split=split, instances=frozenset(instances), revision=revision)
 
 
 def _check_columns(source: str, columns: Iterable[str], needed: Sequence[str]) -> None:
@@ -204,8 +210,9 @@ def _saved_rows(path: Path, split: str) -> list[dict]:
     return _rows_of_split(str(path), list(saved.select_columns([*COLUMNS, "split"])), split)
 
 
-def _hub_rows(source: str, config: str, split: str) -> list[dict]:
-    """Rows of one hub config and split, read with ``datasets.load_dataset`` (the local cache offline)."""
+def _hub_rows(source: str, config: str, split: str, revision: str | None = None) -> list[dict]:
+    """Rows of one hub config and split (at ``revision``), read with ``datasets.load_dataset`` (the local cache
+    offline)."""
     import datasets
     from datasets.exceptions import DatasetNotFoundError
 
@@ -213,9 +220,10 @@ def _hub_rows(source: str, config: str, split: str) -> list[dict]:
 
     try:
         with offline_if_requested():
-            dataset = datasets.load_dataset(source, config, split=split)
+            dataset = datasets.load_dataset(source, config, split=split, revision=revision)
     except ConnectionError as error:
-        raise SplitSourceUnreadable(f"cannot read the instance splits of '{source}' (config '{config}'): the "
+        at = f", revision {revision}" if revision else ""
+        raise SplitSourceUnreadable(f"cannot read the instance splits of '{source}' (config '{config}'{at}): the "
                                     f"Hugging Face Hub is unreachable ({error}) and no cached copy exists") from None
     except DatasetNotFoundError:
         raise PlaypenError(f"split source '{source}' is neither a local .jsonl/.json/.csv file nor a hub "

@@ -1,4 +1,5 @@
-"""CLI commands the built-in plugin adds: ``register`` (a base model or an adapter), ``install-backend``, ``quickstart``.
+"""CLI commands the built-in plugin adds: ``register`` (a base model or an adapter), ``export``, ``install-backend``,
+``quickstart``.
 
 Only argparse wiring lives here (imported by ``playpen --help``); the work is imported lazily.
 """
@@ -37,6 +38,12 @@ def _register(args) -> None:
               f"in ./model_registry.json if the adapter was trained on another quantization")
 
 
+def _export(args) -> None:
+    from playpen_tune.export import export_from_cli
+
+    export_from_cli(args)
+
+
 def _install_backend(args) -> None:
     from playpen_tune.backend import write_clem_shim
 
@@ -64,6 +71,27 @@ def add_commands(subparsers) -> None:
     p.add_argument("--allow_pickle", action="store_true", help="accept a .bin (pickle) adapter")
     p.add_argument("--overwrite", action="store_true", help="replace a registered model of that name")
     p.set_defaults(handler=_register)
+
+    p = subparsers.add_parser("export", help="merge a tuned model's adapters into its base: a standard HF model "
+                                             "directory, registered as huggingface_local (and pushed to the hub)")
+    p.add_argument("model", help="registry name of a tuned model (playpen learn / playpen register)")
+    p.add_argument("--output_dir", required=True, help="directory to write the merged model to")
+    p.add_argument("--dtype", default="bfloat16", help="bfloat16, float16 or float32 (the merge itself is computed "
+                                                        "in float32). Default: bfloat16")
+    p.add_argument("--lora_scale", type=float, default=1.0,
+                   help="multiply the adapter's delta by S in [0, 1] before merging (0: the base). Default: 1")
+    p.add_argument("--name", default=None, help="registry name of the merged model. Default: <model>-merged")
+    p.add_argument("-r", "--results_dir", default=None,
+                   help="results of 'playpen eval MODEL --baseline BASE' for the model card. Default: the newest "
+                        "playpen-eval/*/ holding MODEL.val.json, if any")
+    p.add_argument("--max_shard_size", default="5GB", help="largest safetensors shard. Default: 5GB")
+    p.add_argument("--overwrite", action="store_true",
+                   help="export into a non-empty --output_dir (its files move to DIR.previous-<time>/) and replace "
+                        "a registered model of that name")
+    p.add_argument("--push_to_hub", default=None, metavar="REPO_ID",
+                   help="also upload the directory to this hub repository (token: HF_TOKEN or 'hf auth login')")
+    p.add_argument("--private", action="store_true", help="create the hub repository as private")
+    p.set_defaults(handler=_export)
 
     p = subparsers.add_parser("install-backend",
                               help="write playpen_qlora_api.py so plain 'clem run' loads tuned models")

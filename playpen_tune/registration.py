@@ -21,8 +21,9 @@ COPIED_KEYS = ["release_date", "open_weight", "parameters", "languages", "contex
 REPLACED_CONFIG_KEYS = {"peft_model", "quantization", "load_in_4bit", "load_in_8bit", "allow_pickle"}
 
 
-def check_name_is_free(name: str, base: dict, overwrite: bool = False) -> None:
-    """Refuse a registry name that would replace the base or a model that is not a playpen result.
+def check_name_is_free(name: str, base: dict, overwrite: bool = False,
+                       replaceable: tuple[str, ...] = (BACKEND_NAME,)) -> None:
+    """Refuse a registry name that would replace the base or a model of a backend not in ``replaceable``.
 
     Re-registering a playpen result under its own name is allowed (re-running a learn updates
     its entry); replacing anything else needs ``overwrite``.
@@ -32,7 +33,7 @@ def check_name_is_free(name: str, base: dict, overwrite: bool = False) -> None:
     from clemcore.backends import ModelRegistry
 
     for spec in ModelRegistry.from_packaged_and_cwd_files():
-        if spec["model_name"] == name and spec["backend"] != BACKEND_NAME and not overwrite:
+        if spec["model_name"] == name and spec["backend"] not in replaceable and not overwrite:
             raise PlaypenError(f"a model named '{name}' (backend {spec['backend']}, {spec['lookup_source']}) is "
                                f"already registered; choose another --name, or pass --overwrite to replace it")
 

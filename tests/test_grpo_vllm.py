@@ -80,9 +80,14 @@ def test_trl_weight_sync_pushes_the_dequantized_policy_and_leaves_the_base_alone
             param.copy_(server.pushed[name])
         tokens = torch.tensor([[1, 5, 9, 17, 33, 65, 129, 200]])
         policy_logits, served_logits = policy(input_ids=tokens).logits, served(input_ids=tokens).logits
-        assert torch.allclose(policy_logits, served_logits, atol=1e-4)
-        with policy.disable_adapter():  # the delta matters: the base alone computes something else
-            assert not torch.allclose(policy(input_ids=tokens).logits, served_logits, atol=1e-2)
+        with policy.disable_adapter():
+            base_logits = policy(input_ids=tokens).logits
+    # bitsandbytes' CPU 4-bit matmul runs in bf16 where the CPU has AVX512-BF16 (2.3e-3 in these logits on
+    # such a machine), in fp32 elsewhere: the served copy must agree within bf16 rounding, and the adapter's
+    # delta (the base alone) must move the logits far more than that
+    mismatch = (policy_logits - served_logits).abs().max().item()
+    delta = (base_logits - served_logits).abs().max().item()
+    assert mismatch < 1e-2 and delta > 50 * mismatch, (mismatch, delta)
 
 
 class SamplingServer:

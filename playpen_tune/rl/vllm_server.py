@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Iterator
 
 from playpen.errors import PlaypenError
+from playpen_tune.merging import merged_weights
 
 
 def check_vllm_usable() -> None:
@@ -36,32 +36,6 @@ def check_vllm_usable() -> None:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise PlaypenError("--use_vllm runs in one training process (its rollouts generate through the main "
                            "process's vLLM client); launch without accelerate's multi-process mode or drop --use_vllm")
-
-
-def merged_weights(model, dtype) -> Iterator[tuple[str, object]]:
-    """The policy's weights as the base checkpoint names them, in ``dtype``, one tensor at a time.
-
-    A bitsandbytes 4-bit weight is dequantized; a layer with LoRA gets the delta of each active adapter
-    (not TRL's frozen ``ref`` copy). The model is not changed: no adapter is merged into the 4-bit base.
-    """
-    import torch
-    from peft.tuners.lora import LoraLayer
-    from peft.utils.integrations import dequantize_bnb_weight
-
-    active = getattr(model, "active_adapters", [])
-    lora_of = {id(module.get_base_layer().weight): module for module in model.modules() if isinstance(module, LoraLayer)}
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if ".lora_" in name:  # the adapter's own parameters: vLLM has none, they are in the deltas
-                continue
-            name = name.removeprefix("base_model.model.").replace(".base_layer", "")
-            quantized = param.__class__.__name__ == "Params4bit"
-            weight = (dequantize_bnb_weight(param) if quantized else param.data).float()
-            lora = lora_of.get(id(param))
-            adapters = [adapter for adapter in active if lora is not None and adapter in lora.lora_A]
-            for adapter in adapters:
-                weight = weight + lora.get_delta_weight(adapter).float()
-            yield name, weight.to(dtype)
 
 
 def push_merged_weights(generation, dtype) -> None:
