@@ -4,7 +4,9 @@ Progress bars (tqdm writes them itself) and playpen's own lines stay on the cons
 libraries' logged warnings and errors (TRL's, transformers', clemcore's: something to act on).
 What moves to the log file: Python warnings (FutureWarnings about renamed arguments, torch's
 ``pin_memory`` notice, ...) and the INFO lines libraries log to the console (clemcore's
-per-episode lines); the file also gets the libraries' warnings and errors. The file is written when the command ends, and only if its
+per-episode lines); the file also gets the libraries' warnings and errors. A few library warnings are
+notices about an optional speed-up that is absent, with nothing for the user to do in the run
+(``LOG_ONLY``); they go to the file alone. The file is written when the command ends, and only if its
 directory exists then: a command that failed before creating its run directory leaves nothing behind.
 """
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 LIBRARIES = ("clemcore", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "torch",
              "huggingface_hub")
 FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+# bitsandbytes on a CPU with AVX512-BF16 warns on import that it could not fetch its faster 4-bit kernel from
+# the hub ("Failed to load CPU gemm_4bit_forward from kernels-community"); playpen runs offline without it
+LOG_ONLY = ("bitsandbytes.backends.cpu.ops",)
 
 
 class _BufferHandler(logging.Handler):
@@ -36,6 +41,17 @@ class _BufferHandler(logging.Handler):
 
 def _console_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+
+
+def _to_log_only(logger: logging.Logger, buffer: logging.Handler, verbose: bool):
+    """Send ``logger``'s records to ``buffer`` alone (and stderr with ``verbose``); return the undo."""
+    previous_propagate, previous_handlers = logger.propagate, list(logger.handlers)
+    logger.handlers = [buffer] + ([logging.StreamHandler(sys.stderr)] if verbose else [])
+    logger.propagate = False
+
+    def undo():
+        logger.handlers, logger.propagate = previous_handlers, previous_propagate
+    return undo
 
 
 @contextlib.contextmanager
@@ -60,16 +76,13 @@ def library_chatter_to(log_file: Path, verbose: bool = False):
                 previous = handler.level
                 handler.setLevel(max(previous, logging.WARNING))
                 restore.append(lambda handler=handler, previous=previous: handler.setLevel(previous))
-    warnings_logger = logging.getLogger("py.warnings")
-    previous_propagate, previous_handlers = warnings_logger.propagate, list(warnings_logger.handlers)
-    warnings_logger.handlers = [buffer] + ([logging.StreamHandler(sys.stderr)] if verbose else [])
-    warnings_logger.propagate = False
+    for name in ("py.warnings", *LOG_ONLY):
+        restore.append(_to_log_only(logging.getLogger(name), buffer, verbose))
     logging.captureWarnings(True)
     try:
         yield
     finally:
         logging.captureWarnings(False)
-        warnings_logger.handlers, warnings_logger.propagate = previous_handlers, previous_propagate
         for undo in reversed(restore):
             undo()
         if buffer.lines and log_file.parent.is_dir():
