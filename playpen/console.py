@@ -43,6 +43,20 @@ def _console_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
 
 
+_held = _BufferHandler()  # what LOG_ONLY loggers logged before a command's log file was known
+
+
+def hold_log_only_notices() -> None:
+    """Keep the LOG_ONLY loggers off the console from the start of a command: bitsandbytes warns when
+    it is first imported, which may happen before :func:`library_chatter_to` (transformers' training
+    arguments import it). The next ``library_chatter_to`` block writes what they logged to its file."""
+    for name in LOG_ONLY:
+        logger = logging.getLogger(name)
+        if _held not in logger.handlers:
+            logger.addHandler(_held)
+        logger.propagate = False
+
+
 def _to_log_only(logger: logging.Logger, buffer: logging.Handler, verbose: bool):
     """Send ``logger``'s records to ``buffer`` alone (and stderr with ``verbose``); return the undo."""
     previous_propagate, previous_handlers = logger.propagate, list(logger.handlers)
@@ -63,6 +77,9 @@ def library_chatter_to(log_file: Path, verbose: bool = False):
     import clemcore  # noqa: F401 - configures clemcore's console handlers on import
 
     buffer = _BufferHandler()
+    buffer.lines, _held.lines = _held.lines, []
+    if verbose and buffer.lines:
+        print("\n".join(buffer.lines), file=sys.stderr)
     restore = []
     loggers = [logging.getLogger(), *(logging.getLogger(name) for name in LIBRARIES)]
     loggers += [logger for name, logger in logging.root.manager.loggerDict.items()
