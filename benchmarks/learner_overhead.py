@@ -59,7 +59,8 @@ def add_arguments(parser):
     parser.add_argument("--hidden_size", type=int, default=128, help="tiny model width")
     parser.add_argument("--num_layers", type=int, default=2, help="tiny model depth")
     parser.add_argument("--model_dir", type=Path, default=None,
-                        help="train this model directory instead of a tiny one (e.g. the one 'playpen gguf-model' prints)")
+                        help="train this model directory instead of a tiny one "
+                             "(e.g. the one 'playpen gguf-model' prints)")
     parser.add_argument("--profile", type=Path, default=None,
                         help="draw the conversations from this length profile (.jsonl, see length_profile.py)")
     parser.add_argument("--max_length", type=int, default=256, help="truncate examples to this many tokens")

