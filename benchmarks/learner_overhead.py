@@ -64,6 +64,10 @@ def add_arguments(parser):
     parser.add_argument("--profile", type=Path, default=None,
                         help="draw the conversations from this length profile (.jsonl, see length_profile.py)")
     parser.add_argument("--max_length", type=int, default=256, help="truncate examples to this many tokens")
+    parser.add_argument("--assistant_only_loss", default="true", choices=["true", "false"],
+                        help="false for a chat template without {%% generation %%} markers that TRL cannot patch "
+                             "(SmolLM2's: the hand-written TRL script then fails, while playpen masks by prefix "
+                             "rendering); the loss covers every token then, on both sides, at the same cost")
     parser.add_argument("--variants", default="playpen,trl",
                         help=f"comma-separated subset of {', '.join(VARIANTS)} (playpen and trl always run)")
 
@@ -103,7 +107,8 @@ def main(argv=None) -> dict:
     settings = dict(max_steps=steps, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                     max_length=args.max_length,
                     learning_rate=2e-4, logging_steps=max(1, steps // 4), save_steps=100_000, seed=42,
-                    lora_r=16, lora_alpha=16, lora_dropout=0.05, gradient_checkpointing=True, packing=False)
+                    lora_r=16, lora_alpha=16, lora_dropout=0.05, gradient_checkpointing=True, packing=False,
+                    assistant_only_loss=args.assistant_only_loss == "true")
     workspace = Path(tempfile.mkdtemp(prefix="bench-learner-"))
     if args.profile:
         import length_profile
@@ -132,7 +137,7 @@ def main(argv=None) -> dict:
                    "--name", f"bench-{counter[variant]}", "--output_dir", out]
             for key in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
                         "learning_rate", "logging_steps", "save_steps", "seed", "lora_r", "lora_alpha",
-                        "lora_dropout", "gradient_checkpointing", "packing"):
+                        "lora_dropout", "gradient_checkpointing", "packing", "assistant_only_loss"):
                 value = settings[key]
                 cmd += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
         else:

@@ -82,7 +82,8 @@ def loop_dir(sft_loop, tmp_path, monkeypatch) -> Path:
 def test_sft_on_the_demo_game_lifts_the_heldout_clemscore(playpen, sft_loop, loop_dir):
     record = manifest(sft_loop, SFT)
     assert record["mask_source"] == "prefix rendering"  # SmolLM2's ChatML template has no generation markers
-    assert record["data"]["contamination"]["left_out"] == 0  # the expert played the train split only
+    contamination = record["data"]["contamination"]
+    assert contamination["checked"] and contamination["excluded"] == 0  # the expert played the train split only
     entry = {e["model_name"]: e for e in json.loads((loop_dir / "model_registry.json").read_text())}[SFT]
     assert entry["backend"] == "playpen_qlora"
     assert entry["model_config"]["eos_to_cull"].startswith(r"<\|im_end\|>")
