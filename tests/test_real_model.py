@@ -9,6 +9,7 @@ One SFT run (a module fixture) is the start of the DPO and GRPO tests.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -86,7 +87,7 @@ def test_sft_on_the_demo_game_lifts_the_heldout_clemscore(playpen, sft_loop, loo
     assert contamination["checked"] and contamination["excluded"] == 0  # the expert played the train split only
     entry = {e["model_name"]: e for e in json.loads((loop_dir / "model_registry.json").read_text())}[SFT]
     assert entry["backend"] == "playpen_qlora"
-    assert entry["model_config"]["eos_to_cull"].startswith(r"<\|im_end\|>")
+    assert entry["model_config"]["eos_to_cull"] == r"(?s)<\|im_end\|>.*"
 
     run_ok(playpen, "eval", SFT, "--baseline", BASE, "-g", "wordecho", "--split_source", DEMO_SPLIT_FILE,
            "-r", "eval", "-L", "16")
@@ -101,8 +102,8 @@ def scores_by_instance(results: Path) -> dict[str, list[float]]:
     """Main Score of every episode under ``results`` (as clemcore scored it), per instance."""
     scores = defaultdict(list)
     for path in results.rglob("scores.json"):
-        episode = json.loads(path.read_text())["episode scores"]
-        scores[path.parent.name].append(episode.get("Main Score"))
+        score = json.loads(path.read_text())["episode scores"].get("Main Score")
+        scores[path.parent.name].append(None if score is None or math.isnan(score) else score)  # NaN: aborted
     return scores
 
 
@@ -117,13 +118,13 @@ def test_iterated_on_policy_dpo_from_the_sft_model(playpen, sft_loop, loop_dir):
         assert len(scores) == PLAY_INSTANCES and all(len(s) == 4 for s in scores.values())
         varied = [instance for instance, s in scores.items() if len(set(s)) > 1]
         assert varied, f"round {round_}: every instance scored alike in all 4 samples: {dict(scores)}"
-        out = run_ok(playpen, "learn", "-l", "dpo_qlora", "-m", policy, "--dataset", played, "--split_source", split,
+        run_ok(playpen, "learn", "-l", "dpo_qlora", "-m", policy, "--dataset", played, "--split_source", split,
                      "--max_steps", 2, "--logging_steps", 1)
         learned = f"{policy}-dpo_qlora"
         record = manifest(loop_dir, learned)
         print(f"round {round_}: instances with varied scores {len(varied)}/{PLAY_INSTANCES}, "
               f"pairs {record['data']['pairs_trained']}")
-        assert record["data"]["pairs_trained"] > 0 and f"{record['data']['pairs_trained']}" in out
+        assert record["data"]["pairs_trained"] > 0
         parents.append((record["parent_adapter"], policy))
         policy = learned
     registry = {e["model_name"]: e for e in json.loads((loop_dir / "model_registry.json").read_text())}
@@ -136,11 +137,13 @@ def test_iterated_on_policy_dpo_from_the_sft_model(playpen, sft_loop, loop_dir):
 @pytest.mark.slow
 def test_grpo_from_the_sft_model_meets_varied_groups_and_a_rising_reward(playpen, sft_loop, loop_dir):
     split = write_split(loop_dir / "splits.jsonl", PLAY_INSTANCES)
+    # defaults but for: two groups of 4 episodes per step, the tiny model's learning rate, short turns, 6 steps
     run_ok(playpen, "learn", "-l", "grpo_qlora", "-m", SFT, "-g", "wordecho", "--split_source", split,
-           "--max_steps", 4, "--max_tokens", 16, "--temperature", 0.7, "--logging_steps", 1)
+           "--per_device_train_batch_size", 8, "--learning_rate", 2e-4, "--max_steps", 6, "--max_tokens", 16,
+           "--temperature", 0.7, "--logging_steps", 1)
     history = manifest(loop_dir, f"{SFT}-grpo_qlora")["reward_history"]
     print("GRPO reward history:", history)
-    assert len(history) == 4
+    assert len(history) == 6
     assert any(entry["varied_groups"] > 0 for entry in history)
     half = len(history) // 2
     first, last = ([e["mean_reward"] for e in part] for part in (history[:half], history[half:]))
