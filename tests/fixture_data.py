@@ -5,7 +5,8 @@ Nothing here reads data from outside the repository:
 * :func:`sft_rows` and :func:`preference_rows` are small, learnable rows in the clembench-evaluation
   formats (``{"messages": [...]}`` and ``{"prompt", "chosen", "rejected"}`` plain strings);
 * :func:`play_relay` plays the two-player test game ``relay`` (``tests/data/games/relay``) with
-  clemcore's programmatic players and scores it, so the transcripts are real clemcore episodes.
+  clemcore's programmatic players and scores it, so the transcripts are real clemcore episodes;
+* :func:`write_tiny_gguf` writes a tiny random Llama chat model as a GGUF file (as llama.cpp lays one out).
 """
 from __future__ import annotations
 
@@ -90,3 +91,51 @@ def save_prequantized(source_dir: str | Path, output_dir: str | Path) -> Path:
     model.save_pretrained(output_dir)
     AutoTokenizer.from_pretrained(source_dir).save_pretrained(output_dir)
     return Path(output_dir)
+
+
+def write_tiny_gguf(path: Path, architecture: str = "llama", with_tensors: bool = True) -> Path:
+    """A tiny random Llama chat model (the tiny tokenizer and chat template of ``playpen_tune.tiny``) as a
+    GGUF file with float32 tensors; ``architecture`` and ``with_tensors`` make files transformers refuses."""
+    import gguf
+    import numpy as np
+
+    from playpen_tune.tiny import CHAT_TEMPLATE, build_tokenizer
+
+    hidden, ffn, heads, kv_heads = 32, 64, 2, 1
+    tokenizer = build_tokenizer(vocab_size=300)
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    tokens = [token for token, _ in sorted(spec["vocab"].items(), key=lambda item: item[1])]
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_context_length(256)
+    writer.add_embedding_length(hidden)
+    writer.add_block_count(1)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([1] * len(tokens))
+    writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in spec["merges"]])
+    writer.add_bos_token_id(tokenizer.bos_token_id)
+    writer.add_eos_token_id(tokenizer.eos_token_id)
+    writer.add_pad_token_id(tokenizer.pad_token_id)
+    writer.add_chat_template(CHAT_TEMPLATE)
+    if with_tensors:
+        rng = np.random.default_rng(0)
+        head_dim = hidden // heads
+        shapes = {"token_embd.weight": (len(tokens), hidden), "output_norm.weight": (hidden,),
+                  "output.weight": (len(tokens), hidden), "blk.0.attn_norm.weight": (hidden,),
+                  "blk.0.ffn_norm.weight": (hidden,), "blk.0.attn_q.weight": (hidden, hidden),
+                  "blk.0.attn_k.weight": (kv_heads * head_dim, hidden),
+                  "blk.0.attn_v.weight": (kv_heads * head_dim, hidden),
+                  "blk.0.attn_output.weight": (hidden, hidden), "blk.0.ffn_gate.weight": (ffn, hidden),
+                  "blk.0.ffn_up.weight": (ffn, hidden), "blk.0.ffn_down.weight": (hidden, ffn)}
+        for name, shape in shapes.items():
+            writer.add_tensor(name, (rng.standard_normal(shape) * 0.02).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

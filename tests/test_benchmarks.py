@@ -226,3 +226,25 @@ def test_rollout_throughput(tmp_path):
     baseline = results["baseline"]
     for name in set(rates) - {baseline}:
         assert_ratio_of(results["ratios_vs_baseline"][name], rates[name], rates[baseline])
+
+
+@pytest.mark.slow
+def test_learner_overhead_on_a_model_directory_with_profile_lengths_and_the_peft_floor(tmp_path, tiny_model_dir):
+    """The real-model form of the benchmark (``--model_dir``, ``--profile``) with its third variant, plain peft."""
+    profile = tmp_path / "profile.jsonl"
+    profile.write_text("".join(json.dumps({"game": "g", "outcome": "success",
+                                           "turns": [["u", 40 + 30 * i], ["a", 12 + 3 * i]]}) + "\n" for i in range(8)))
+    document = run_script("learner_overhead", tmp_path, "--quick", "--steps", "2", "--examples", "8",
+                          "--model_dir", str(tiny_model_dir), "--profile", str(profile), "--max_length", "96",
+                          "--variants", "peft")
+    results = document["results"]
+    assert set(results["runs"]) == {"playpen", "trl", "peft"}
+    assert document["config"]["model"] == str(tiny_model_dir) and "length profile" in document["config"]["data_source"]
+    for variant, runs in results["runs"].items():
+        for run in runs:
+            assert run["tokens"] > 0 and run["tokens_per_s"] == pytest.approx(run["tokens"] / run["train_s"])
+        assert_summary_of(results["seconds"][variant]["tokens_per_s"], [run["tokens_per_s"] for run in runs])
+    for variant in ("playpen", "trl"):
+        assert_ratio_of(results["over_peft_floor"][f"{variant}_over_peft_step_s"],
+                        [run["step_s"] for run in results["runs"][variant]],
+                        [run["step_s"] for run in results["runs"]["peft"]])

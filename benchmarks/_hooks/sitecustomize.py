@@ -41,6 +41,9 @@ if _TIMING_FILE:
                                "losses": [round(entry["loss"], 4) for entry in
                                           getattr(getattr(self, "state", None), "log_history", [])
                                           if "loss" in entry],
+                               "num_tokens": next((entry["num_tokens"] for entry in reversed(
+                                   getattr(getattr(self, "state", None), "log_history", [])) if "num_tokens" in entry),
+                                   None),
                                "trainer_class": type(self).__name__})
                 with open(_TIMING_FILE, "w") as handle:
                     json.dump({"calls": _calls}, handle)
