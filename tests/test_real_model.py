@@ -108,6 +108,7 @@ def scores_by_instance(results: Path) -> dict[str, list[float]]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_iterated_on_policy_dpo_from_the_sft_model(playpen, sft_loop, loop_dir):
     split = write_split(loop_dir / "splits.jsonl", PLAY_INSTANCES)
     policy, parents = SFT, []
@@ -135,6 +136,7 @@ def test_iterated_on_policy_dpo_from_the_sft_model(playpen, sft_loop, loop_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_grpo_from_the_sft_model_samples_groups_with_varied_rewards(playpen, sft_loop, loop_dir):
     """The learning signal GRPO needs: groups whose episodes clemcore scored differently. A mean reward
     that rises over the run was not shown at this budget (see README, SmolLM2 on CPU), so it is not asserted."""
