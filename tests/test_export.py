@@ -1,5 +1,6 @@
 """``playpen export``: a tuned model (SFT, then DPO on top, on a 4-bit base) merged into a standard model
-directory; logits, clemcore episodes and ``--lora_scale`` checked against the adapter on its base."""
+directory; logits, clemcore episodes and ``--lora_scale`` checked against the adapter on its base, and the
+logits of the real SmolLM2-135M-Instruct (tied embeddings) with an adapter."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import pytest
 
 from tests.conftest import snapshot
 
-pytestmark = pytest.mark.slow  # every test here uses the trained chain (about a minute to build)
+pytestmark = pytest.mark.slow  # the trained chain (about a minute to build) or the real model
 
 TUNED = "tiny-sft_qlora-dpo_qlora"
 FAST = ["--max_length", "96", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
@@ -55,16 +56,16 @@ def _entries(directory: Path) -> dict:
     return {entry["model_name"]: entry for entry in json.loads((directory / "model_registry.json").read_text())}
 
 
-def _tokens(directory: Path):
+def _tokens(directory: Path, model: str = TUNED):
     import torch
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(_entries(directory)[TUNED]["model_config"]["peft_model"])
+    tokenizer = AutoTokenizer.from_pretrained(_entries(directory)[model]["model_config"]["peft_model"])
     return torch.tensor([tokenizer(TEXT)["input_ids"]])
 
 
-def _adapter_logits(directory: Path, disabled: bool = False, dequantized: bool = True):
-    """Logits of the tuned entry as the playpen_qlora backend loads it (4-bit base + adapter, fp32 compute);
+def _adapter_logits(directory: Path, disabled: bool = False, dequantized: bool = True, model_name: str = TUNED):
+    """Logits of the tuned entry ``model_name`` as the playpen_qlora backend loads it (4-bit base + adapter, fp32 compute);
     ``dequantized``: each 4-bit layer replaced by an fp32 ``Linear`` of its dequantized weight, the adapter
     still computed on top (bitsandbytes' CPU kernel computes in the dtype the weights were quantized from)."""
     import contextlib
@@ -76,7 +77,7 @@ def _adapter_logits(directory: Path, disabled: bool = False, dequantized: bool =
 
     from playpen_tune.backend import load_tuned_model
 
-    model = load_tuned_model(ModelSpec.from_dict(_entries(directory)[TUNED]))
+    model = load_tuned_model(ModelSpec.from_dict(_entries(directory)[model_name]))
     layers = [module for module in model.modules() if isinstance(module, LoraLayer)]
     assert layers and all(type(layer.get_base_layer()).__name__ == "Linear4bit" for layer in layers)
     for layer in layers if dequantized else []:
@@ -87,16 +88,16 @@ def _adapter_logits(directory: Path, disabled: bool = False, dequantized: bool =
             linear.bias.data = quantized.bias.data.float()
         layer.base_layer = linear
     with torch.no_grad(), model.disable_adapter() if disabled else contextlib.nullcontext():
-        return model(_tokens(directory)).logits.float()
+        return model(_tokens(directory, model_name)).logits.float()
 
 
-def _merged_logits(directory: Path, model_dir: Path):
+def _merged_logits(directory: Path, model_dir: Path, model_name: str = TUNED):
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto").eval()
     with torch.no_grad():
-        return model(_tokens(directory)).logits.float(), model.dtype
+        return model(_tokens(directory, model_name)).logits.float(), model.dtype
 
 
 def test_export_writes_a_standard_model_directory_registered_as_huggingface_local(chain_dir):
@@ -145,6 +146,42 @@ def test_merged_logits_equal_the_adapter_on_its_dequantized_base(chain_copy, cha
     assert (merged - adapter).abs().max() <= tolerance
     # the episodes of the 4-bit entry: the same up to bitsandbytes' kernel precision
     assert (merged - _adapter_logits(chain_copy, dequantized=False)).abs().max() <= max(tolerance, 0.01)
+
+
+def test_the_real_model_with_tied_embeddings_merges_to_the_adapters_logits(smollm2_dir, tmp_path, monkeypatch, playpen):
+    """SmolLM2-135M-Instruct (tied word embeddings, a 49k vocabulary) with a LoRA adapter on every linear
+    projection whose ``lora_B`` is random (not trained: seconds instead of minutes), registered and exported
+    through the CLI in float32: the merged model computes the adapter's logits on its dequantized base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    monkeypatch.chdir(tmp_path)
+    assert playpen("register", "smollm2", "--model", smollm2_dir).code == 0
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32),
+                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear"))
+    for name, param in model.named_parameters():
+        if ".lora_B." in name:
+            torch.nn.init.normal_(param, std=0.02)
+    model.save_pretrained(tmp_path / "adapter")
+    AutoTokenizer.from_pretrained(smollm2_dir).save_pretrained(tmp_path / "adapter")
+    del model
+    assert playpen("register", "smollm2-lora", "--base", "smollm2", "--adapter", "adapter").code == 0
+    result = playpen("export", "smollm2-lora", "--output_dir", "merged", "--dtype", "float32")
+    assert result.code == 0, result
+
+    adapter = _adapter_logits(tmp_path, model_name="smollm2-lora")
+    base = _adapter_logits(tmp_path, disabled=True, model_name="smollm2-lora")
+    # float32 relative to the largest logit: 30 layers computed in float32 already differ by about 5e-5 from the
+    # same reference in float64 (logits up to about 27), more than the tiny model's absolute 1e-5
+    tolerance = 1e-5 * adapter.abs().max()
+    print(f"delta moves the logits by {(adapter - base).abs().max():.3g}, tolerance {tolerance:.3g}")
+    assert adapter.shape[-1] == 49152 and (adapter - base).abs().max() > 100 * tolerance  # the check below can fail
+    merged, loaded = _merged_logits(tmp_path, tmp_path / "merged", model_name="smollm2-lora")
+    assert loaded == torch.float32 and json.loads((tmp_path / "merged" / "config.json").read_text())["tie_word_embeddings"]
+    print(f"merged vs adapter: {(merged - adapter).abs().max():.3g}")
+    assert (merged - adapter).abs().max() <= tolerance
 
 
 def test_lora_scale_scales_the_adapter_delta(chain_copy, chain_dir, playpen):
