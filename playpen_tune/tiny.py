@@ -84,8 +84,7 @@ def build_tiny_chat_model(output_dir: str | Path, corpus: list[str] | None = Non
     return output_dir
 
 
-def registry_entry(model_name: str, model_dir: str | Path, *, eos_token: str = EOT, parameters: str = "tiny",
-                   context_size: str = "1k") -> dict:
+def registry_entry(model_name: str, model_dir: str | Path, *, eos_token: str = EOT) -> dict:
     """A clemcore model-registry entry for a local model directory (huggingface_local backend) whose
     chat template ends each turn with ``eos_token`` (the tiny models': ``<|eot_id|>``)."""
     import re
@@ -96,9 +95,9 @@ def registry_entry(model_name: str, model_dir: str | Path, *, eos_token: str = E
         "huggingface_id": str(Path(model_dir).resolve()),
         "release_date": "2026-11-29",
         "open_weight": True,
-        "parameters": parameters,
+        "parameters": "tiny",
         "languages": ["en"],
-        "context_size": context_size,
+        "context_size": "1k",
         "license": {"name": "MIT", "url": "https://opensource.org/licenses/MIT"},
         "model_config": {"premade_chat_template": True, "eos_to_cull": f"(?s){re.escape(eos_token)}.*",
                          "padding_side": "left"},

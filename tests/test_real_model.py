@@ -57,12 +57,12 @@ def sft_loop(smollm2_dir, tmp_path_factory) -> Path:
     """A working directory where the expert played wordecho's train split and ``playpen learn -l sft_qlora``
     tuned the registered SmolLM2 on it (default options, SFT_STEPS steps)."""
     from playpen_tune.games import write_game_registry
-    from playpen_tune.gguf_model import register_gguf_model
+    from playpen_tune.base_models import register_base_model
 
     directory = tmp_path_factory.mktemp("smollm2")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(directory)
-        register_gguf_model(BASE, smollm2_dir)
+        register_base_model(BASE, str(smollm2_dir))
         write_game_registry(directory)
         _main_ok("play", "mock", "-g", "wordecho", "--split_source", DEMO_SPLIT_FILE, "-r", "transcripts")
         _main_ok("learn", "-l", "sft_qlora", "-m", BASE, "--dataset", "transcripts", "--split_source", DEMO_SPLIT_FILE,
