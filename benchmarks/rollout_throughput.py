@@ -4,7 +4,7 @@ A tiny chat model is built offline (``playpen_tune.tiny``, as in ``playpen quick
 process ``chdir``s into a temporary directory with a ``game_registry.json`` for the demo game. Each
 run plays ``--episodes`` episodes of wordecho's train instances:
 
-* ``G=k``: ``playpen_tune.rl.rollout.play_episodes`` with the live-policy clemcore Model, k episodes
+* ``G=k``: ``playpen_tune.rl.rollout.play_episodes`` with the live policy (transformers), k episodes
   of one instance per call, played as one generation batch, recorded and scored by clemcore (what
   one GRPO group costs);
 * ``sequential``: the same model loaded by clemcore's ``huggingface_local`` backend, played with
@@ -52,7 +52,7 @@ def main(argv=None) -> dict:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from playpen_tune.games import DEMO_SPLIT_FILE, play
-        from playpen_tune.rl.rollout import play_episodes, policy_model
+        from playpen_tune.rl.rollout import LivePolicy, TransformersGenerator, play_episodes
         from playpen_tune.rl.split_instances import split_instances
 
         model_dir = common.demo_game_workspace(workspace, args.hidden_size)
@@ -60,9 +60,9 @@ def main(argv=None) -> dict:
         spec, rows = train.games["wordecho"], list(train.rows.values())
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
-        policy = policy_model(ModelSpec.from_dict({"model_name": "policy", "model_config": {
-            "eos_to_cull": r"(?s)<\|eot_id\|>.*"}}), model, tokenizer, {})
-        policy.set_gen_args(temperature=1.0, max_tokens=max_tokens)
+        policy = LivePolicy(ModelSpec.from_dict({"model_name": "policy", "model_config": {
+            "eos_to_cull": r"(?s)<\|eot_id\|>.*"}}), tokenizer, TransformersGenerator(model, tokenizer), {},
+            temperature=1.0, max_tokens=max_tokens)
         counter = {"n": 0}
 
         def groups(size: int) -> dict:
@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
             began = time.perf_counter()
             for group in range(episodes // size):
                 play_episodes(spec, [rows[group % len(rows)]] * size, policy, [],
-                              workspace / "rollouts" / f"{counter['n']}" / f"{group}", batch_size=size)
+                              workspace / "rollouts" / f"{counter['n']}" / f"{group}")
             seconds = time.perf_counter() - began
             return {"seconds": seconds, "episodes_per_s": episodes / seconds}
 

@@ -94,7 +94,7 @@ def evaluate_published(baseline: PublishedBaseline, selection):
         for spec in specs:
             game = spec["game_name"]
             files = scores_files(baseline.root / tree, baseline.model, game)
-            scored[game] = {key: path for key, path in files.items() if key in selection.wanted[game]}
+            scored[game] = [path for key, path in sorted(files.items()) if key in selection.wanted[game]]
             missing = len(selection.wanted[game]) - len(scored[game])
             if missing:
                 failed[game] = (f"{missing} of {len(selection.wanted[game])} selected episodes are not in the "

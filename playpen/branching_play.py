@@ -173,14 +173,18 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
     """Play the selection as trees with ``players`` (model specs; the first one branches) under ``root``'s
     ``clem/`` and ``static/`` and score every leaf with clemcore.
 
-    Returns ``({game: problem}, {game: [scores.json of each scored leaf]})``, like
-    :func:`playpen.evaluation.play_selection`.
+    Returns ``({game: problem}, {game: [scores.json of each scored leaf]})``, as
+    :func:`playpen.gameplay.play_selection` does; a game whose instances could not be read failed too.
+
+    The trees are not played through :func:`playpen.playing.play_batch`: clemcore's branching runner turns
+    one instance row into many episodes (a leaf per branch), which :class:`BranchRecordSaver` records leaf by
+    leaf in ``branch_<k>/`` folders, where ``play_batch`` records one episode per row with clemcore's file savers.
     """
     from clemcore import backends
     from clemcore.backends import Model
     from clemcore.clemgame import GameInstances
 
-    from playpen.evaluation import check_same_settings
+    from playpen.gameplay import check_same_settings
     from playpen.playing import episode_key, score_game
 
     run_dir = Model.to_identifier([spec.model_name for spec in players])
@@ -192,11 +196,12 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
         player_models = backends.load_models(players, gen_args)
     except Exception as error:  # as playpen play: a model that cannot load fails its games
         problem = f"could not load {run_dir}: {type(error).__name__}: {error}"
-        return {game: problem for game in selection.games()}, {game: [] for game in selection.games()}
+        return ({**selection.failed, **{game: problem for game in selection.games()}},
+                {game: [] for game in selection.games()})
     from playpen.clemcore_bridge import install_logged_progress_bars
 
     install_logged_progress_bars()  # clemcore's scoring bars: one line each in the log, not on the console
-    failed, scored = {}, {}
+    failed, scored = dict(selection.failed), {}
     for tree, specs in trees.items():
         for spec in specs:
             game = spec["game_name"]

@@ -1,6 +1,6 @@
 """``playpen play``: collect interaction data (episodes scored by clemcore) for ``playpen learn --dataset DIR``.
 
-It is ``playpen eval``'s gameplay (:func:`playpen.evaluation.play_selection`: same selection, resume,
+It plays as ``playpen eval`` does (the shared gameplay of :mod:`playpen.gameplay`: same selection, resume,
 settings guard and failure reporting) on the train split by default, with an optional partner model
 (``-t``) and ``-n`` repetitions. Repetition 1 is played into ``DIR/clem|static/...``, repetition k
 into ``DIR/repeat_k/clem|static/...``, so each instance has ``n`` episodes and ``dpo_qlora --dataset
@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from playpen.errors import PlaypenError
-from playpen.evaluation import (DEFAULT_BATCH_SIZE, EVAL_LOG, check_gameplay_arguments, play_selection,
-                                select_from_cli, with_published_chat_template_kwargs)
 from playpen.files import atomic_write_text
+from playpen.gameplay import (DEFAULT_BATCH_SIZE, GAMEPLAY_LOG, check_gameplay_arguments, play_selection,
+                              select_from_cli, with_published_chat_template_kwargs)
 from playpen.models import find_models
 
 TRAIN_SPLIT = "train"
@@ -53,14 +53,14 @@ def play_from_cli(args) -> None:
     outcomes = {game: [] for game in episodes}  # scores.json of every repetition's episodes
     from playpen.console import library_chatter_to
 
-    with library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):
+    with library_chatter_to(results_dir / GAMEPLAY_LOG, verbose=args.verbose):
         for repetition in range(1, args.repetitions + 1):
             problems, scored = _gameplay(args)(players, selection, repetition_root(results_dir, repetition), gen_args)
             for game, problem in problems.items():
                 failed.setdefault(game, []).append(f"repetition {repetition}: {problem}")
             for game, files in scored.items():
                 episodes[game] += len(files)
-                outcomes[game] += files.values() if isinstance(files, dict) else files  # branching: a list of leaves
+                outcomes[game] += files
     from playpen.progress import episode_outcomes, outcome_line
 
     counts = {game: episode_outcomes(files) for game, files in outcomes.items()}
@@ -81,8 +81,8 @@ def play_from_cli(args) -> None:
 
 
 def _gameplay(args):
-    """How ``play`` plays a repetition: ``(players, selection, root, gen_args) -> (problems, scored)``; as
-    trees with ``--branching`` (:mod:`playpen.branching_play`)."""
+    """How ``play`` plays a repetition: ``(players, selection, root, gen_args) -> ({game: problem}, {game:
+    [scores.json]})``; as trees with ``--branching`` (:mod:`playpen.branching_play`)."""
     from functools import partial
 
     if args.branching:

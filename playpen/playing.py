@@ -11,12 +11,17 @@ differences:
 
 clemcore logs and skips an episode that raises, so success is judged by counting: every
 selected episode must end up with a ``scores.json``.
+
+:func:`play_batch` is the one loop that plays episodes, for every command: models passed in already
+loaded (any backend or engine), clemcore's runner, clemcore's episode records, the game's own scorer.
+``grpo_qlora``'s rollouts play through it too, with per-episode results directories and repeated instances.
 """
 from __future__ import annotations
 
 import gc
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from playpen.errors import PlaypenError
@@ -45,15 +50,8 @@ def scores_files(results_dir: Path, run_dir: str, game: str) -> dict[tuple[str, 
     and its episode counts as not scored.
     """
     return {(scores.parent.parent.name, int(scores.parent.name.split("_")[-1])): scores
-            for scores in (results_dir / run_dir / game).glob("*/instance_*/scores.json") if _complete(scores)}
-
-
-def _complete(scores: Path) -> bool:
-    try:
-        json.loads(scores.read_text(encoding="utf-8"))
-    except ValueError:
-        return False
-    return True
+            for scores in (results_dir / run_dir / game).glob("*/instance_*/scores.json")
+            if _read_scores(scores) is not None}
 
 
 def scored_episodes(results_dir: Path, run_dir: str, game: str) -> set[tuple[str, int]]:
@@ -179,9 +177,8 @@ def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results
           f"{sum(len(episodes) for episodes in todo.values())} episode(s) of {games} game(s)", flush=True)
     progress = EpisodeProgress(sum(len(episodes) for episodes in todo.values()), run_dir)
     try:
-        callbacks = episode_file_savers(results_dir, run_dir, player_models)
-        callbacks.append(progress)
-        return {spec["game_name"]: _play(spec, player_models, callbacks, todo[spec["game_name"]], batch_size, progress)
+        return {spec["game_name"]: _play(spec, player_models, [progress], todo[spec["game_name"]], batch_size,
+                                         results_dir, progress)
                 if todo[spec["game_name"]] else (None, None) for spec in game_specs}
     finally:
         progress.close()
@@ -191,10 +188,7 @@ def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results
 
 
 def episode_file_savers(results_dir: Path, run_dir: str, player_models: list):
-    """The callbacks of ``clemcore.cli.run``: they write the episode files that ``clem score`` reads.
-
-    Public for plugins that play episodes themselves (``grpo_qlora``'s rollouts) and must leave the
-    same clemcore episode records as ``playpen play``."""
+    """The callbacks of ``clemcore.cli.run``: they write the episode files that ``clem score`` reads."""
     from clemcore.backends import Model
     from clemcore.clemgame import (ExperimentFileSaver, GameBenchmarkCallbackList, InstanceFileSaver,
                                    InteractionsFileSaver, ResultsFolder, RunFileSaver)
@@ -208,30 +202,141 @@ def episode_file_savers(results_dir: Path, run_dir: str, player_models: list):
         PlayerFileSaver(folder), SignalFileSaver(folder)])
 
 
-def _play(game_spec, player_models: list, callbacks, episodes: set, batch_size: int,
+def _play(game_spec, player_models: list, callbacks: list, episodes: set, batch_size: int, results_dir: Path,
           progress) -> tuple[str | None, str | None]:
     """Play ``episodes`` of one game as ``clemcore.cli.run`` would, moving ``progress`` (the phase's bar).
 
     Returns ``(what it raised, what its episodes raised)``, each one line or None: clemcore logs an
     episode's exception and carries on, so the second is the cause of episodes that are missing later.
     """
+    from playpen.game_errors import EpisodeErrors, one_line
+
+    progress.playing(f"{game_spec['game_name']} ({len(episodes)} episode(s))")
+    with EpisodeErrors() as logged:
+        try:
+            rows = list(game_instances(game_spec).filter(lambda row: episode_key(row) in episodes))
+            play_batch(game_spec, rows, player_models, [results_dir] * len(rows), batch_size=batch_size,
+                       callbacks=callbacks, score=False)
+        except Exception as error:  # a broken game must not stop the other games
+            return logged.reason() or one_line(error), logged.reason()
+    return None, logged.reason()
+
+
+@dataclass
+class PlayedEpisode:
+    """One episode of :func:`play_batch`: its instance row, where clemcore recorded it, each player's
+    conversation as the episode ended and, when scored, its ``scores.json``."""
+
+    row: dict
+    directory: Path  # <results_dir>/<players>/<game>/<experiment>/instance_<id>, clemcore's episode folder
+    conversations: list = field(default_factory=list)  # per player (game master's order): the messages it
+    # saw and gave, as it remembers them; empty when the episode was never set up
+    scores: dict | None = None  # scores.json; None: not scored (score=False, or clemcore could not score it)
+
+
+def play_batch(game_spec, rows: list[dict], player_models: list, results_dirs: list[Path], *, batch_size: int,
+               callbacks: list = (), score: bool = True) -> list[PlayedEpisode]:
+    """Play one game's ``rows`` (clemcore instance rows) with loaded models: clemcore's runner, its episode
+    records, its scorer. Every playpen command that plays episodes plays them here (eval, play, the reward
+    check and the rollouts of ``grpo_qlora``); ``play --branching`` plays trees with clemcore's branching
+    runner instead (:mod:`playpen.branching_play`: one row gives many episodes, recorded branch by branch).
+
+    Args:
+        game_spec: the game's clemcore ``GameSpec``.
+        rows: the episodes to play, one instance row each; a row may repeat (a GRPO group plays one
+            instance several times) when its repeats are recorded under different ``results_dirs``.
+        player_models: loaded clemcore ``Model`` objects, one per player in the game's order (any backend
+            or engine; ``clem run -m A B`` order).
+        results_dirs: per row, the root of the clemcore results tree its episode is recorded in
+            (``<root>/<player model names joined by '--'>/<game>/<experiment>/instance_<id>/``).
+        batch_size: episodes played at once; clemcore's batchwise runner when it is above 1 and every
+            model generates in batches, else its sequential runner (``clemcore.clemgame.runners.dispatch``).
+        callbacks: clemcore callbacks that follow every episode (e.g. a progress bar).
+        score: score each played episode with the game's own scorer (``scores.json`` beside it); False
+            when the caller scores the whole results tree afterwards (eval and play, which also score resumed runs).
+
+    Returns:
+        The episodes in the order of ``rows``. clemcore logs an episode that raises and goes on (its
+        ``scores`` stay None); an exception of the runner itself (a model that raises) propagates.
+    """
+    from clemcore.backends import Model
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import dispatch
 
     from playpen.clemcore_bridge import install_batch_session_fix, install_logged_progress_bars
-    from playpen.game_errors import EpisodeErrors, one_line
 
     install_batch_session_fix()
     install_logged_progress_bars()
-    progress.playing(f"{game_spec['game_name']} ({len(episodes)} episode(s))")
-    with EpisodeErrors() as logged:
-        try:
-            with GameBenchmark.load_from_spec(game_spec) as benchmark:
-                rows = GameInstances.from_game_spec(game_spec).filter(lambda row: episode_key(row) in episodes)
-                dispatch.run(benchmark, rows, player_models, callbacks=callbacks, batch_size=batch_size)
-        except Exception as error:  # a broken game must not stop the other games
-            return logged.reason() or one_line(error), logged.reason()
-    return None, logged.reason()
+    run_dir = Model.to_identifier(player_models)  # clemcore's folder: ``a--b``
+    # one instance object per episode: clemcore hands it to every callback, so it tells the episodes apart
+    rows = [{**row, "game_instance": dict(row["game_instance"])} for row in rows]
+    roots = [Path(root) for root in results_dirs]
+    savers = {root: episode_file_savers(root, run_dir, player_models) for root in dict.fromkeys(roots)}
+    episodes = [PlayedEpisode(row, root / run_dir / game_spec["game_name"] / row["experiment"]["name"]
+                              / f"instance_{int(row['game_instance']['game_id']):05d}")
+                for row, root in zip(rows, roots, strict=True)]
+    router = EpisodeCallbacks({id(episode.row["game_instance"]): (episode, savers[root])
+                               for episode, root in zip(episodes, roots, strict=True)}, list(callbacks))
+    with GameBenchmark.load_from_spec(game_spec) as benchmark:
+        dispatch.run(benchmark, GameInstances(game_spec["game_name"], rows), player_models, callbacks=router,
+                     batch_size=batch_size)
+        if score:
+            benchmark.compute_scores([episode.directory / "interactions.json" for episode in episodes
+                                      if (episode.directory / "interactions.json").is_file()])
+    for episode in episodes if score else ():
+        episode.scores = _read_scores(episode.directory / "scores.json")
+    return episodes
+
+
+class EpisodeCallbacks:
+    """clemcore callbacks of a batch: each episode's events go to the file savers of its results directory
+    and to the ``shared`` callbacks; each episode's players' conversations are kept when it ends."""
+
+    def __init__(self, episodes: dict, shared: list):
+        self.episodes = episodes  # id(game_instance) -> (PlayedEpisode, its file savers)
+        self.shared = shared
+
+    def _each(self, game_instance):
+        episode, savers = self.episodes[id(game_instance)]
+        return episode, [savers, *self.shared]
+
+    def on_benchmark_start(self, game_benchmark):
+        for callback in self._all():
+            callback.on_benchmark_start(game_benchmark)
+
+    def on_game_start(self, game_master, game_instance):
+        for callback in self._each(game_instance)[1]:
+            callback.on_game_start(game_master, game_instance)
+
+    def on_branching_point(self, game_master, game_instance, snapshot):
+        for callback in self._each(game_instance)[1]:
+            callback.on_branching_point(game_master, game_instance, snapshot)
+
+    def on_game_step(self, game_master, game_instance, game_step):
+        for callback in self._each(game_instance)[1]:
+            callback.on_game_step(game_master, game_instance, game_step)
+
+    def on_game_end(self, game_master, game_instance, exception=None, rewards=None):
+        episode, callbacks = self._each(game_instance)
+        episode.conversations = [list(player.get_perspective()) for player in game_master.get_players()]
+        for callback in callbacks:
+            callback.on_game_end(game_master, game_instance, exception, rewards)
+
+    def on_benchmark_end(self, game_benchmark):
+        for callback in self._all():
+            callback.on_benchmark_end(game_benchmark)
+
+    def _all(self) -> list:
+        savers = {id(savers): savers for _, savers in self.episodes.values()}
+        return [*savers.values(), *self.shared]
+
+
+def _read_scores(path: Path) -> dict | None:
+    """The contents of a ``scores.json``; None when it is missing or cut short."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, problem: str | None,

@@ -114,3 +114,21 @@ def test_bad_branching_input_is_one_error_line_and_writes_nothing(parity_workdir
     result = playpen("play", "mock", *PARITY, "-r", "tr", *args)
     assert result.code == 2 and result.err.count("error:") == 1 and message in result.err, result
     assert snapshot(parity_workdir) == before
+
+
+def test_a_game_whose_instances_cannot_be_read_fails_branching_play_too(parity_workdir, playpen):
+    """As without --branching: a game without an instances file is a FAILED game in play.json and the exit status."""
+    import shutil
+
+    from playpen.files import append_entry
+
+    game = parity_workdir / "games" / "noinstances"
+    shutil.copytree(Path(__file__).resolve().parent / "data" / "games" / "parity", game)
+    (game / "in" / "instances.json").unlink()
+    spec = json.loads((game / "clemgame.json").read_text())
+    (game / "clemgame.json").write_text(json.dumps(dict(spec, game_name="noinstances")))
+    append_entry({"benchmark_path": str(game)}, parity_workdir / "game_registry.json")
+    result = playpen("play", "mock", "-g", "noinstances", "--all_instances", "-r", "tr", "--branching", "2", "-T", "1.0")
+    assert result.code == 2 and "some games failed" in result.err, result
+    summary = json.loads((parity_workdir / "tr" / "mock.play.json").read_text())
+    assert "instances file" in summary["failed_games"]["noinstances"] and summary["episodes"] == {"noinstances": 0}

@@ -475,7 +475,7 @@ def test_eval_settings_identify_an_adapter_by_its_run_manifest_through_the_plugi
 
     from clemcore.backends import ModelSpec
 
-    from playpen.evaluation import _model_settings
+    from playpen.gameplay import _model_settings
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()

@@ -82,20 +82,18 @@ def test_only_the_policys_tokens_are_trained_in_the_context_it_saw(tiny_model_di
     from clemcore.backends import ModelSpec
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from playpen_tune.rl.rollout import policy_model
+    from playpen_tune.rl.rollout import LivePolicy, PolicyModel, Traces, TransformersGenerator
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     spec = ModelSpec.from_dict({"model_name": "policy", "model_config": {"eos_to_cull": r"(?s)<\|eot_id\|>.*"}})
-    policy = policy_model(spec, model, tokenizer, {})
-    policy.set_gen_args(temperature=1.0, max_tokens=5)
+    traces = Traces(tokenizer, {}, "policy")
+    policy = PolicyModel(LivePolicy(spec, tokenizer, TransformersGenerator(model, tokenizer), {}, 1.0, 5), traces)
     turn1 = [{"role": "user", "content": "Word echo game.\nSay the word: apple"}]
-    policy.expected = [(0, "player_0")]
     (_, _, answer), = policy.generate_batch_response([turn1])
     turn2 = turn1 + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Say the word: river"}]
-    policy.expected = [(0, "player_0")]
-    policy.generate_batch_response([turn2])
-    trace = policy.traces[(0, "player_0")]
+    (_, _, answer2), = policy.generate_batch_response([turn2])
+    trace = traces.of(turn2 + [{"role": "assistant", "content": answer2}])
 
     assert trace.prompt_ids == tokenizer.apply_chat_template(turn1, add_generation_prompt=True, tokenize=True,
                                                              return_dict=False)
@@ -264,20 +262,20 @@ def test_self_play_learns_from_the_turns_of_the_chosen_player(tiny_model_dir, tm
     from clemcore.clemgame import GameSpec
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from playpen_tune.rl.rollout import play_episodes, policy_model
+    from playpen_tune.rl.rollout import LivePolicy, TransformersGenerator, play_episodes
     from tests.fixture_data import RELAY_GAME_DIR
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     spec = ModelSpec.from_dict({"model_name": "policy", "model_config": {"eos_to_cull": r"(?s)<\|eot_id\|>.*"}})
-    policy = policy_model(spec, AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, {})
-    policy.set_gen_args(temperature=1.0, max_tokens=4)
+    generator = TransformersGenerator(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer)
+    policy = LivePolicy(spec, tokenizer, generator, {}, temperature=1.0, max_tokens=4)
     game = GameSpec.from_dict(json.loads((RELAY_GAME_DIR / "clemgame.json").read_text()) | {"game_path": str(RELAY_GAME_DIR)})
     document = json.loads((RELAY_GAME_DIR / "in" / "instances.json").read_text())
     experiment = document["experiments"][0]
     rows = [{"experiment": experiment, "game_instance": instance} for instance in experiment["game_instances"]]
     torch.manual_seed(0)
-    describer = play_episodes(game, rows, policy, [], tmp_path / "player-1", batch_size=4, player=1)
-    guesser = play_episodes(game, rows, policy, [], tmp_path / "player-2", batch_size=4, player=2)
+    describer = play_episodes(game, rows, policy, [], tmp_path / "player-1", player=1)
+    guesser = play_episodes(game, rows, policy, [], tmp_path / "player-2", player=2)
     assert all("Target word:" in tokenizer.decode(episode.trace.prompt_ids) for episode in describer)
     played = [episode for episode in guesser if 1 in episode.trace.env_mask]
     assert played  # the Guesser's prompt: the clue and the candidates, not the target

@@ -70,7 +70,8 @@ class GRPOQLoRALearner(QLoRALearner):
 
         from playpen_tune.learners.arguments import trainer_arguments
         from playpen_tune.rl import reward as rewards
-        from playpen_tune.rl.rollout import clemcore_reward, make_rollout_func, policy_model
+        from playpen_tune.rl.rollout import LivePolicy, TransformersGenerator, clemcore_reward, make_rollout_func
+        from playpen_tune.rl.vllm_server import ServerGenerator
 
         config: GRPOQLoRAConfig = request.config
         train_rows, eval_rows = data.train, data.held_out or {}
@@ -86,12 +87,13 @@ class GRPOQLoRALearner(QLoRALearner):
         policy_cache: dict = {}
 
         def policy_for(trainer):
+            """The live policy, built at the first rollout (the trainer wraps the model first)."""
             if "policy" not in policy_cache:
-                spec = policy_spec(request, tokenizer, template_kwargs)
-                client = trainer.vllm_generation.vllm_client if config.use_vllm else None
-                policy_cache["policy"] = policy_model(spec, trainer.accelerator.unwrap_model(trainer.model),
-                                                      tokenizer, template_kwargs, vllm_client=client)
-                policy_cache["policy"].set_gen_args(temperature=config.temperature, max_tokens=config.max_tokens)
+                model = trainer.accelerator.unwrap_model(trainer.model)
+                generator = (ServerGenerator(trainer.vllm_generation.vllm_client) if config.use_vllm
+                             else TransformersGenerator(model, tokenizer))
+                policy_cache["policy"] = LivePolicy(policy_spec(request, tokenizer, template_kwargs), tokenizer,
+                                                    generator, template_kwargs, config.temperature, config.max_tokens)
             return policy_cache["policy"]
 
         rollout = make_rollout_func(
@@ -134,7 +136,7 @@ def check_contamination(config: GRPOQLoRAConfig, train) -> dict:
     """Refuse training instances that are in the evaluation split (what ``playpen eval`` measures) unless
     ``--allow_eval_instances``; return the manifest record of the check."""
     from playpen.splits import EVAL_SPLIT, NoSuchSplit, load_split
-    from playpen_tune.rl.rollout import episode_key
+    from playpen_tune.rl.rollout import instance_prompt
 
     if config.allow_eval_instances:
         return {"checked": False, "reason": "--allow_eval_instances"}
@@ -144,8 +146,7 @@ def check_contamination(config: GRPOQLoRAConfig, train) -> dict:
         print(f"note: {train.source} has no split '{EVAL_SPLIT}': the training instances were not checked against "
               f"an evaluation split")
         return {"checked": False, "reason": f"{train.source} has no split '{EVAL_SPLIT}'"}
-    keys = {episode_key({"game_name": game, "experiment": {"name": experiment}, "game_instance": {"game_id": task_id}})
-            for game, experiment, task_id in evaluation.instances}
+    keys = {instance_prompt(game, (experiment, task_id)) for game, experiment, task_id in evaluation.instances}
     overlap = sorted(keys & set(train.rows))
     if overlap:
         raise PlaypenError(f"{len(overlap)} of the {len(train.rows)} instances of --split {config.split} are in the "

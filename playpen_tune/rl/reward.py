@@ -74,16 +74,13 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
     or the reward cannot be read from that episode's scores.json. Returns False (nothing checked; the
     first rollout checks it) when the game has no programmatic player.
     """
-    import json
     import tempfile
     from pathlib import Path
 
     from clemcore.backends import CustomResponseModel
-    from clemcore.clemgame import GameBenchmark, GameInstances
-    from clemcore.clemgame.runners import sequential
 
     from playpen.game_errors import EpisodeErrors, failed_in_setup, one_line
-    from playpen.playing import episode_file_savers
+    from playpen.playing import play_batch
     from playpen_tune.rl.rollout import number_of_players
 
     name = game_spec["game_name"]
@@ -92,18 +89,14 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
     players = [CustomResponseModel()] * number_of_players(game_spec)
     with tempfile.TemporaryDirectory() as tmp, EpisodeErrors() as logged, _quiet():
         try:
-            with GameBenchmark.load_from_spec(game_spec) as benchmark:
-                sequential.run(benchmark, GameInstances(name, [row]), players,
-                               callbacks=episode_file_savers(Path(tmp), "programmatic", players))
-                benchmark.compute_scores(list(Path(tmp).rglob("interactions.json")))
+            (episode,) = play_batch(game_spec, [row], players, [Path(tmp)], batch_size=1)
         except Exception as error:  # the game's module or its scorer raised
             raise PlaypenError(broken.format(one_line(error))) from None
         if any(failed_in_setup(error) for error in logged.errors):
             raise PlaypenError(broken.format(logged.reason()))
-        scores = next(Path(tmp).rglob("scores.json"), None)
-        if scores is None:
+        if episode.scores is None:
             return False
-        episode_reward(json.loads(scores.read_text(encoding="utf-8")), reward, format_reward)
+        episode_reward(episode.scores, reward, format_reward)
     return True
 
 
@@ -125,5 +118,5 @@ def _quiet():
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
-        for handler, level in zip(handlers, levels):
+        for handler, level in zip(handlers, levels, strict=True):
             handler.setLevel(level)

@@ -11,7 +11,7 @@ class SplitInstances:
     """The instances of one split of the selected games."""
 
     games: dict  # {game: GameSpec}
-    rows: dict  # {episode key: clemcore instance row}
+    rows: dict  # {instance prompt (playpen_tune.rl.rollout.instance_prompt): clemcore instance row}
     source: str  # the split source read (the default hub id when --split_source was not given)
 
 
@@ -23,9 +23,9 @@ def split_instances(games: list[str], suite: str | None, split: str, split_sourc
             unreadable split source (grpo_qlora has no ``--all_instances``, so the errors do not offer it).
     """
     from playpen.errors import PlaypenError
-    from playpen.playing import game_instances
+    from playpen.playing import episode_key, game_instances
     from playpen.selection import select
-    from playpen_tune.rl.rollout import episode_key
+    from playpen_tune.rl.rollout import instance_prompt
 
     options = {"split": split, "split_source": split_source, "offer_all_instances": False}
     selections = ([select(suite, None, **options)] if suite else [select("all", game, **options) for game in games])
@@ -35,5 +35,5 @@ def split_instances(games: list[str], suite: str | None, split: str, split_sourc
             raise PlaypenError(f"{problem}; or leave {name} out of the games")
         for name, spec in selection.games().items():
             specs[name] = spec
-            rows.update((episode_key(row), row) for row in game_instances(spec).filter(selection.instances_filter()))
+            rows.update((instance_prompt(name, episode_key(row)), row) for row in game_instances(spec).filter(selection.instances_filter()))
     return SplitInstances(games=specs, rows=rows, source=selections[0].split.source)

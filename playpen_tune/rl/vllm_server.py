@@ -56,3 +56,13 @@ def generate_on_server(client, contexts: list[list[int]], temperature: float, ma
     output = client.generate(prompts=contexts, n=1, temperature=temperature, max_tokens=max_tokens, logprobs=0)
     logprobs = [[token[0] for token in sequence] for sequence in output["logprobs"]]  # None: vLLM had a NaN
     return output["completion_ids"], logprobs
+
+
+class ServerGenerator:
+    """The rollouts' generator (:class:`playpen_tune.rl.rollout.Generator`) on TRL's vLLM client."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def generate(self, contexts: list[list[int]], temperature: float, max_tokens: int):
+        return generate_on_server(self.client, contexts, temperature, max_tokens)
