@@ -136,8 +136,13 @@ def play_trees(player_models: list, game_spec, rows: list, run_root: Path, facto
     """Play every instance row of ``game_spec`` not yet played as a tree under ``run_root/<game>/``; return
     what went wrong, or None."""
     from clemcore.backends import Model
-    from clemcore.clemgame import (ExperimentFileSaver, GameBenchmark, GameBenchmarkCallbackList, GameInstances,
-                                   ResultsFolder)
+    from clemcore.clemgame import (
+        ExperimentFileSaver,
+        GameBenchmark,
+        GameBenchmarkCallbackList,
+        GameInstances,
+        ResultsFolder,
+    )
     from clemcore.clemgame.runners import branching
 
     folder = ResultsFolder(run_root.parent, run_root.name)

@@ -13,8 +13,14 @@ from pathlib import Path
 
 from playpen.errors import PlaypenError
 from playpen.files import atomic_write_text
-from playpen.gameplay import (DEFAULT_BATCH_SIZE, GAMEPLAY_LOG, check_gameplay_arguments, play_selection,
-                              select_from_cli, with_published_chat_template_kwargs)
+from playpen.gameplay import (
+    DEFAULT_BATCH_SIZE,
+    GAMEPLAY_LOG,
+    check_gameplay_arguments,
+    play_selection,
+    select_from_cli,
+    with_published_chat_template_kwargs,
+)
 from playpen.models import find_models
 
 TRAIN_SPLIT = "train"
@@ -71,7 +77,8 @@ def play_from_cli(args) -> None:
     atomic_write_text(results_dir / f"{run_dir}.play.json", json.dumps(summary, indent=2) + "\n")
     print(f"\n{run_dir}: episodes scored by clemcore ({results_dir / (run_dir + '.play.json')})")
     for game in episodes:
-        print(outcome_line(game, counts[game]) + (f"; FAILED: {summary['failed_games'][game]}" if game in failed else ""))
+        failure = f"; FAILED: {summary['failed_games'][game]}" if game in failed else ""
+        print(outcome_line(game, counts[game]) + failure)
     if failed:
         raise PlaypenError(f"some games failed (listed above and in {run_dir}.play.json 'failed_games'); fix the "
                            f"cause (clembench.log) and run the same command again: it plays only the missing episodes")

@@ -23,13 +23,20 @@ from pathlib import Path
 from playpen.errors import PlaypenError
 from playpen.faults import resumable
 from playpen.files import atomic_write_text
-from playpen.gameplay import (DEFAULT_BATCH_SIZE, GAMEPLAY_LOG, check_gameplay_arguments, play_selection,
-                              select_from_cli, with_published_chat_template_kwargs)
+from playpen.gameplay import (
+    DEFAULT_BATCH_SIZE,
+    GAMEPLAY_LOG,
+    check_gameplay_arguments,
+    play_selection,
+    select_from_cli,
+    with_published_chat_template_kwargs,
+)
 from playpen.models import find_models
 from playpen.scores import score_number
 from playpen.selection import Selection
 from playpen.splits import EVAL_SPLIT
 from playpen.suites import GAME_SUITE, eval_suites
+
 
 @dataclass
 class ModelEvaluation:
@@ -48,7 +55,7 @@ class ModelEvaluation:
                 "suites": self.suites, **self.instances, "model_settings": self.settings}
 
     @classmethod
-    def from_json(cls, document: dict) -> "ModelEvaluation":
+    def from_json(cls, document: dict) -> ModelEvaluation:
         """The evaluation a ``<model>.val.json`` document describes (what :meth:`to_json` wrote)."""
         from playpen.suites import score_names
 
@@ -76,7 +83,8 @@ def model_settings(model_spec, gen_args: dict) -> dict:
 
 
 def describe_settings(settings: dict) -> str:
-    """One line of :func:`model_settings`: ``playpen_qlora, 4-bit nf4 (double quant), compute float32, adapter X; ...``."""
+    """One line of :func:`model_settings`:
+    ``playpen_qlora, 4-bit nf4 (double quant), compute float32, adapter X; ...``."""
     if not settings:
         return "not recorded"
     quantization = settings.get("quantization")
@@ -85,7 +93,8 @@ def describe_settings(settings: dict) -> str:
     elif quantization.get("load_in_4bit"):
         loaded = (f"4-bit {quantization.get('bnb_4bit_quant_type', 'fp4 (bitsandbytes default)')}"
                   + (" (double quant)" if quantization.get("bnb_4bit_use_double_quant") else "")
-                  + (f", compute {quantization['bnb_4bit_compute_dtype']}" if "bnb_4bit_compute_dtype" in quantization else ""))
+                  + (f", compute {quantization['bnb_4bit_compute_dtype']}"
+                     if "bnb_4bit_compute_dtype" in quantization else ""))
     else:
         loaded = "8-bit" if quantization.get("load_in_8bit") else str(quantization)
     adapter = f", adapter {settings['adapter']}" if settings.get("adapter") else ""
@@ -109,7 +118,8 @@ def four_bit_baseline(tuned_spec, base_spec):
     loading = pm.hook.playpen_model_loading(model_entry=tuned)
     if not loading or not loading.get("adapter") or not loading.get("quantization"):
         raise PlaypenError(f"--baseline_4bit plays the base on the quantized base '{tuned['model_name']}' was trained "
-                           f"on, but '{tuned['model_name']}' is not a tuned model with a quantized base; drop --baseline_4bit")
+                           f"on, but '{tuned['model_name']}' is not a tuned model with a quantized base; "
+                           f"drop --baseline_4bit")
     base = base_spec.to_dict()
     if (pm.hook.playpen_model_loading(model_entry=base) or {}).get("adapter"):
         raise PlaypenError(f"--baseline_4bit: '{base['model_name']}' is itself a tuned model; pass the base "

@@ -99,7 +99,8 @@ def game_instances(game_spec):
     except (KeyError, TypeError, AttributeError) as error:
         raise InstancesUnreadable(f"{name}: instances file {path} is not clemcore's format ({type(error).__name__}: "
                                   f"{error}): it needs {{\"experiments\": [{{\"name\", \"game_instances\": "
-                                  f"[{{\"game_id\", ...}}]}}]}}; generate it with the game's instancegenerator.py") from None
+                                  f"[{{\"game_id\", ...}}]}}]}}; generate it with the game's "
+                                  f"instancegenerator.py") from None
 
 
 def play_games(model_specs: list, game_specs: list, results_dir: Path, gen_args: dict, *,
@@ -147,7 +148,8 @@ def _play_and_score(model_specs: list, game_specs: list, results_dir: Path, run_
     todo = {name: episodes - scored_episodes(results_dir, run_dir, name) for name, episodes in wanted.items()}
     for name in (name for name, episodes in todo.items() if not episodes):
         print(f"  all selected episodes of {name} were already played; scoring only")
-    played = {name: ("gameplay was skipped" if episodes and not play else None, None) for name, episodes in todo.items()}
+    played = {name: ("gameplay was skipped" if episodes and not play else None, None)
+              for name, episodes in todo.items()}
     if play and any(todo.values()):
         played = _play_all(model_specs, game_specs, todo, results_dir, run_dir, gen_args, batch_size)
     return {spec["game_name"]: _score_and_count(spec["game_name"], results_dir, run_dir, wanted[spec["game_name"]],
@@ -177,8 +179,8 @@ def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results
           f"{sum(len(episodes) for episodes in todo.values())} episode(s) of {games} game(s)", flush=True)
     progress = EpisodeProgress(sum(len(episodes) for episodes in todo.values()), run_dir)
     try:
-        return {spec["game_name"]: _play(spec, player_models, [progress], todo[spec["game_name"]], batch_size,
-                                         results_dir, progress)
+        return {spec["game_name"]: _play(spec, player_models, todo[spec["game_name"]], batch_size, results_dir,
+                                         progress)
                 if todo[spec["game_name"]] else (None, None) for spec in game_specs}
     finally:
         progress.close()
@@ -190,8 +192,14 @@ def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results
 def episode_file_savers(results_dir: Path, run_dir: str, player_models: list):
     """The callbacks of ``clemcore.cli.run``: they write the episode files that ``clem score`` reads."""
     from clemcore.backends import Model
-    from clemcore.clemgame import (ExperimentFileSaver, GameBenchmarkCallbackList, InstanceFileSaver,
-                                   InteractionsFileSaver, ResultsFolder, RunFileSaver)
+    from clemcore.clemgame import (
+        ExperimentFileSaver,
+        GameBenchmarkCallbackList,
+        InstanceFileSaver,
+        InteractionsFileSaver,
+        ResultsFolder,
+        RunFileSaver,
+    )
     from clemcore.clemgame.callbacks.files import PlayerFileSaver, SignalFileSaver
 
     folder = ResultsFolder(results_dir, run_dir=run_dir)
@@ -202,7 +210,7 @@ def episode_file_savers(results_dir: Path, run_dir: str, player_models: list):
         PlayerFileSaver(folder), SignalFileSaver(folder)])
 
 
-def _play(game_spec, player_models: list, callbacks: list, episodes: set, batch_size: int, results_dir: Path,
+def _play(game_spec, player_models: list, episodes: set, batch_size: int, results_dir: Path,
           progress) -> tuple[str | None, str | None]:
     """Play ``episodes`` of one game as ``clemcore.cli.run`` would, moving ``progress`` (the phase's bar).
 
@@ -216,7 +224,7 @@ def _play(game_spec, player_models: list, callbacks: list, episodes: set, batch_
         try:
             rows = list(game_instances(game_spec).filter(lambda row: episode_key(row) in episodes))
             play_batch(game_spec, rows, player_models, [results_dir] * len(rows), batch_size=batch_size,
-                       callbacks=callbacks, score=False)
+                       callbacks=[progress], score=False)
         except Exception as error:  # a broken game must not stop the other games
             return logged.reason() or one_line(error), logged.reason()
     return None, logged.reason()
@@ -290,7 +298,10 @@ def play_batch(game_spec, rows: list[dict], player_models: list, results_dirs: l
 
 class EpisodeCallbacks:
     """clemcore callbacks of a batch: each episode's events go to the file savers of its results directory
-    and to the ``shared`` callbacks; each episode's players' conversations are kept when it ends."""
+    and to the ``shared`` callbacks; each episode's players' conversations are kept when it ends.
+
+    It has the methods of clemcore's ``GameBenchmarkCallbackList`` without subclassing it, so that importing
+    this module imports no clemcore (``playpen --help`` stays fast)."""
 
     def __init__(self, episodes: dict, shared: list):
         self.episodes = episodes  # id(game_instance) -> (PlayedEpisode, its file savers)
@@ -356,9 +367,9 @@ def _score_and_count(name: str, results_dir: Path, run_dir: str, wanted: set, pr
 
 
 def score_game(name: str, run_dir: Path) -> str | None:
-    """Score the game's episodes under ``run_dir`` with ``clemcore.cli.score``; None, or why it failed: a scorer that cannot be
-    loaded, or one that raises on episodes (e.g. episodes of another game version in an upstream run; clemcore
-    logs and skips those, and their earlier ``scores.json``, if any, stays)."""
+    """Score the game's episodes under ``run_dir`` with ``clemcore.cli.score``; None, or why it failed: a scorer
+    that cannot be loaded, or one that raises on episodes (e.g. episodes of another game version in an upstream
+    run; clemcore logs and skips those, and their earlier ``scores.json``, if any, stays)."""
     import clemcore.cli as clem
 
     from playpen.clemcore_bridge import install_logged_progress_bars

@@ -128,7 +128,8 @@ def test_a_game_whose_instances_cannot_be_read_fails_branching_play_too(parity_w
     spec = json.loads((game / "clemgame.json").read_text())
     (game / "clemgame.json").write_text(json.dumps(dict(spec, game_name="noinstances")))
     append_entry({"benchmark_path": str(game)}, parity_workdir / "game_registry.json")
-    result = playpen("play", "mock", "-g", "noinstances", "--all_instances", "-r", "tr", "--branching", "2", "-T", "1.0")
+    result = playpen("play", "mock", "-g", "noinstances", "--all_instances", "-r", "tr", "--branching", "2",
+                     "-T", "1.0")
     assert result.code == 2 and "some games failed" in result.err, result
     summary = json.loads((parity_workdir / "tr" / "mock.play.json").read_text())
     assert "instances file" in summary["failed_games"]["noinstances"] and summary["episodes"] == {"noinstances": 0}

@@ -287,6 +287,45 @@ def test_self_play_learns_from_the_turns_of_the_chosen_player(tiny_model_dir, tm
             assert episode.scores["episode scores"]["Aborted"] == 1 and episode.trace.env_mask == [0]
 
 
+def test_each_episode_of_a_group_trains_on_its_own_answers(tiny_model_dir, tmp_path):
+    """A GRPO group: one instance played four times in one batch, sampling. The policy tokens of each
+    episode's trace are the answers clemcore recorded for that episode, so each reward goes with its tokens."""
+    import re
+    from itertools import groupby
+
+    import torch
+    from clemcore.backends import ModelSpec
+    from clemcore.clemgame import GameSpec
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from playpen_tune.games import DEMO_GAME_DIR
+    from playpen_tune.rl.rollout import LivePolicy, TransformersGenerator, play_episodes
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cull = r"(?s)<\|eot_id\|>.*"
+    generator = TransformersGenerator(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer)
+    policy = LivePolicy(ModelSpec.from_dict({"model_name": "policy", "model_config": {"eos_to_cull": cull}}),
+                        tokenizer, generator, {}, temperature=1.0, max_tokens=4)
+    game = GameSpec.from_dict(json.loads((DEMO_GAME_DIR / "clemgame.json").read_text())
+                              | {"game_path": str(DEMO_GAME_DIR)})
+    experiment = json.loads((DEMO_GAME_DIR / "in" / "instances_train.json").read_text())["experiments"][0]
+    row = {"experiment": experiment, "game_instance": experiment["game_instances"][0]}
+    torch.manual_seed(0)
+    episodes = play_episodes(game, [row] * 4, policy, [], tmp_path)
+
+    answers = []
+    for episode in episodes:
+        turns = json.loads((episode.directory / "interactions.json").read_text())["turns"]
+        recorded = [event["action"]["content"] for round_ in turns for event in round_
+                    if event["action"]["type"] == "get message"]
+        pairs = zip(episode.trace.completion_ids, episode.trace.env_mask, strict=True)
+        spans = [[token for token, _ in run] for mask, run in groupby(pairs, key=lambda pair: pair[1]) if mask]
+        generated = [re.sub(cull, "", tokenizer.decode(span)).strip() for span in spans]
+        assert generated == recorded
+        answers.append(tuple(recorded))
+    assert len(set(answers)) > 1  # the episodes went different ways: a swapped trace would show
+
+
 def test_episodes_that_end_before_the_policys_turn_count_with_their_reward(playpen, workdir, tmp_path, monkeypatch):
     """The policy is the Guesser; its partner, a Describer that gives no clue, aborts every episode before
     the Guesser's turn. The run trains on those episodes' rewards (clemcore's: aborted, -1) with no policy

@@ -141,11 +141,11 @@ def test_turns_generated_on_a_server_carry_its_logprobs_token_for_token(server_p
     first = [[{"role": "user", "content": f"Word echo game.\nSay the word: {word}"}] for word in ("apple", "stone")]
     answers = [answer for _, _, answer in policy.generate_batch_response(first)]
     second = [turn + [{"role": "assistant", "content": answer}, {"role": "user", "content": "Say the word: river"}]
-              for turn, answer in zip(first, answers)]
+              for turn, answer in zip(first, answers, strict=True)]
     finals = [answer for _, _, answer in policy.generate_batch_response(second)]
 
     assert server.calls == 2  # one call per turn for the whole batch
-    for turn, answer in zip(second, finals):
+    for turn, answer in zip(second, finals, strict=True):
         trace = traces.of(turn + [{"role": "assistant", "content": answer}])
         assert len(trace.logprobs) == len(trace.env_mask) == len(trace.completion_ids)
         assert [mask for index, mask in enumerate(trace.env_mask) if index == 0 or mask != trace.env_mask[index - 1]] \

@@ -79,8 +79,8 @@ def check_chat_template(tokenizer, model_name: str, chat_template_kwargs: dict) 
                            f"messages with it as clemcore does. Use a chat model or add a chat_template")
     first = [{"role": "user", "content": "a"}]
     head = tokenizer.apply_chat_template(first, add_generation_prompt=True, tokenize=False, **chat_template_kwargs)
-    full = tokenizer.apply_chat_template(first + [{"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}],
-                                         add_generation_prompt=True, tokenize=False, **chat_template_kwargs)
+    later = first + [{"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    full = tokenizer.apply_chat_template(later, add_generation_prompt=True, tokenize=False, **chat_template_kwargs)
     if not full.startswith(head + "b"):
         raise PlaypenError(f"the chat template of '{model_name}' does not render a later turn as a continuation of "
                            f"the earlier one (e.g. it rewrites past assistant turns), so the policy's tokens cannot be "
@@ -151,6 +151,8 @@ class Traces:
 
     A conversation continues the trace whose messages, the policy's last answer included, it starts with;
     conversations that are still the same (a GRPO group's episodes before they differ) take their traces in turn.
+    One that continues none (its first turn, or a game that rewrote what the policy said) starts a new trace
+    from what the policy is shown now.
     """
 
     def __init__(self, tokenizer, chat_template_kwargs: dict, model_name: str):
@@ -253,15 +255,14 @@ def play_episodes(game_spec, rows: list[dict], policy: LivePolicy, partners: lis
     model = PolicyModel(policy, traces)
     players = (list(partners[:player - 1]) + [model] + list(partners[player - 1:]) if partners
                else [model] * number_of_players(game_spec))
-    played = play_batch(game_spec, rows, players, [Path(results_dir) / f"episode-{index:03d}" for index in range(len(rows))],
-                        batch_size=len(rows))
+    directories = [Path(results_dir) / f"episode-{index:03d}" for index in range(len(rows))]
+    played = play_batch(game_spec, rows, players, directories, batch_size=len(rows))
     episodes = []
     for episode in played:
         if episode.scores is None:
             raise PlaypenError(f"{game_spec['game_name']}: episode {episode.directory} was not recorded and scored by "
                                f"clemcore; see clembench.log")
-        conversation = episode.conversations[player - 1] if len(episode.conversations) >= player else []
-        episodes.append(Episode(episode.directory, episode.scores, traces.of(conversation)))
+        episodes.append(Episode(episode.directory, episode.scores, traces.of(episode.conversations[player - 1])))
     return episodes
 
 
@@ -290,7 +291,9 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
 
     ``instances`` maps an :func:`instance_prompt` to its instance row, ``games`` a game name to its GameSpec,
     ``partners`` a game name to the partner models of that game (the policy is player ``player``, see
-    :func:`play_episodes`), ``policy_factory(trainer)`` the :class:`LivePolicy` to play with, ``reward_of(scores)`` gives an episode's reward; one ``{"step", "mode", "rewards", "directory", "varied_groups"}`` line per call is
+    :func:`play_episodes`), ``policy_factory(trainer)`` the :class:`LivePolicy` to play with,
+    ``reward_of(scores)`` gives an episode's reward; one ``{"step", "mode", "rewards", "directory",
+    "varied_groups"}`` line per call is
     appended to ``rollouts_dir/rollout_log.jsonl`` (read back with :func:`read_rollout_log`).
     """
 
@@ -306,7 +309,7 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
         for game, indices in by_game.items():
             played = play_episodes(games[game], [instances[prompts[i]] for i in indices], policy, partners[game],
                                    directory / game, player=player)
-            for index, episode in zip(indices, played):
+            for index, episode in zip(indices, played, strict=True):
                 episodes[index] = episode
         rewards = [reward_of(episode.scores) for episode in episodes]
         entry = {"step": step, "mode": mode, "rewards": rewards, "directory": str(directory),
@@ -339,7 +342,8 @@ def varied_groups(prompts: list[str], rewards: list[float]) -> float:
     those carry a learning signal (GRPO's advantage is 0 in a group where all rewards are equal)."""
     from itertools import groupby
 
-    groups = [[reward for _, reward in group] for _, group in groupby(zip(prompts, rewards), key=lambda pair: pair[0])]
+    groups = [[reward for _, reward in group] for _, group in groupby(zip(prompts, rewards, strict=True),
+                                                                      key=lambda pair: pair[0])]
     return sum(max(group) > min(group) for group in groups) / len(groups)
 
 

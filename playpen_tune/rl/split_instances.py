@@ -35,5 +35,6 @@ def split_instances(games: list[str], suite: str | None, split: str, split_sourc
             raise PlaypenError(f"{problem}; or leave {name} out of the games")
         for name, spec in selection.games().items():
             specs[name] = spec
-            rows.update((instance_prompt(name, episode_key(row)), row) for row in game_instances(spec).filter(selection.instances_filter()))
+            rows.update((instance_prompt(name, episode_key(row)), row)
+                        for row in game_instances(spec).filter(selection.instances_filter()))
     return SplitInstances(games=specs, rows=rows, source=selections[0].split.source)
