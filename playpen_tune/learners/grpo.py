@@ -136,7 +136,7 @@ def check_contamination(config: GRPOQLoRAConfig, train) -> dict:
     """Refuse training instances that are in the evaluation split (what ``playpen eval`` measures) unless
     ``--allow_eval_instances``; return the manifest record of the check."""
     from playpen.splits import EVAL_SPLIT, NoSuchSplit, load_split
-    from playpen_tune.rl.rollout import instance_prompt
+    from playpen_tune.rl.split_instances import instance_prompt
 
     if config.allow_eval_instances:
         return {"checked": False, "reason": "--allow_eval_instances"}

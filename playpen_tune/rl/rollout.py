@@ -28,18 +28,11 @@ from pathlib import Path
 from typing import Protocol
 
 from clemcore.backends import BatchGenerativeModel
+from clemcore.backends.huggingface_local_api import split_and_clean_batch_outputs
 from clemcore.backends.utils import augment_response_object, ensure_alternating_roles, ensure_messages_format
 
 from playpen.errors import PlaypenError
-
-KEY_SEPARATOR = "/"
-
-
-def instance_prompt(game: str, episode: tuple[str, int]) -> str:
-    """The dataset prompt that names one instance, ``<game>/<experiment>/<game_id>``, from its
-    :func:`playpen.playing.episode_key`."""
-    experiment, game_id = episode
-    return KEY_SEPARATOR.join([game, experiment, str(game_id)])
+from playpen_tune.rl.split_instances import KEY_SEPARATOR
 
 
 @dataclass
@@ -221,8 +214,6 @@ class PolicyModel(BatchGenerativeModel):
     @augment_response_object
     @ensure_messages_format
     def generate_batch_response(self, batch_messages):
-        from clemcore.backends.huggingface_local_api import split_and_clean_batch_outputs
-
         traces = [self.traces.context(messages) for messages in batch_messages]
         contexts = [trace.context() for trace in traces]
         generated, logprobs = self.generator.generate(contexts, self.temperature, self.max_tokens)
@@ -289,7 +280,8 @@ def make_rollout_func(*, games: dict, instances: dict, policy_factory, partners:
                       reward_of, player: int = 1):
     """TRL's ``rollout_func(prompts, trainer)``: play each prompt's instance, return tokens, masks and rewards.
 
-    ``instances`` maps an :func:`instance_prompt` to its instance row, ``games`` a game name to its GameSpec,
+    ``instances`` maps an instance prompt (:func:`playpen_tune.rl.split_instances.instance_prompt`) to its
+    instance row, ``games`` a game name to its GameSpec,
     ``partners`` a game name to the partner models of that game (the policy is player ``player``, see
     :func:`play_episodes`), ``policy_factory(trainer)`` the :class:`LivePolicy` to play with,
     ``reward_of(scores)`` gives an episode's reward; one ``{"step", "mode", "rewards", "directory",

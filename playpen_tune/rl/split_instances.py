@@ -1,9 +1,19 @@
 """Which instances ``grpo_qlora`` plays: the games of ``-g`` (or ``--suite clem``) and the instances of
 a split of a split source, chosen exactly as ``playpen play`` chooses them (:func:`playpen.selection.select`:
-same defaults, checks and error messages), as clemcore instance rows for the rollouts."""
+same defaults, checks and error messages), as clemcore instance rows for the rollouts, each under the
+training prompt that names it (:func:`instance_prompt`, from the host's :func:`playpen.playing.episode_key`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+KEY_SEPARATOR = "/"
+
+
+def instance_prompt(game: str, episode: tuple[str, int]) -> str:
+    """The dataset prompt that names one instance, ``<game>/<experiment>/<game_id>``, from its
+    :func:`playpen.playing.episode_key`."""
+    experiment, game_id = episode
+    return KEY_SEPARATOR.join([game, experiment, str(game_id)])
 
 
 @dataclass
@@ -11,7 +21,7 @@ class SplitInstances:
     """The instances of one split of the selected games."""
 
     games: dict  # {game: GameSpec}
-    rows: dict  # {instance prompt (playpen_tune.rl.rollout.instance_prompt): clemcore instance row}
+    rows: dict  # {instance_prompt: clemcore instance row}
     source: str  # the split source read (the default hub id when --split_source was not given)
 
 
@@ -25,7 +35,6 @@ def split_instances(games: list[str], suite: str | None, split: str, split_sourc
     from playpen.errors import PlaypenError
     from playpen.playing import episode_key, game_instances
     from playpen.selection import select
-    from playpen_tune.rl.rollout import instance_prompt
 
     options = {"split": split, "split_source": split_source, "offer_all_instances": False}
     selections = ([select(suite, None, **options)] if suite else [select("all", game, **options) for game in games])
