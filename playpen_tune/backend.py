@@ -14,7 +14,7 @@ import clemcore.backends as backends
 from clemcore.backends.huggingface_local_api import (HuggingfaceLocalModel, _context_size_from_config,
                                                      load_config_and_tokenizer)
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files
 from playpen_tune.credentials import hub_token
@@ -108,7 +108,7 @@ class QLoRABackend(backends.Backend):
 
 def write_clem_shim(directory: Path) -> Path:
     """Write ``playpen_qlora_api.py`` so that clemcore's own CLI finds this backend in ``directory``."""
-    from playpen.files import atomic_write_text
+    from playpen.api import atomic_write_text
 
     path = Path(directory) / SHIM_FILE
     atomic_write_text(path, "# Written by 'playpen install-backend': lets 'clem run' load playpen_qlora models.\n"

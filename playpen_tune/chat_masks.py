@@ -9,7 +9,7 @@ header, which the following prefix's generation prompt renders) are the ones tra
 """
 from __future__ import annotations
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 TEMPLATE_MARKERS = "template markers"
 TRL_TRAINING_TEMPLATE = "trl training template"

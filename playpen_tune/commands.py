@@ -9,8 +9,8 @@ from pathlib import Path
 
 
 def _register(args) -> None:
-    from playpen.errors import PlaypenError
-    from playpen.models import find_model
+    from playpen.api import PlaypenError
+    from playpen.api import find_model
     from playpen_tune.manifest import trained_quantization
     from playpen_tune.registration import register_adapter
 
@@ -47,7 +47,7 @@ def _export(args) -> None:
 def _install_backend(args) -> None:
     from playpen_tune.backend import write_clem_shim
 
-    from playpen.paths import refuse_file
+    from playpen.api import refuse_file
 
     path = write_clem_shim(refuse_file(args.directory, "install-backend directory"))
     print(f"wrote {path}: 'clem run' in {args.directory} can now play playpen_qlora models")

@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from playpen import registry
-from playpen.console import library_chatter_to
-from playpen.errors import PlaypenError
-from playpen.files import atomic_write_text
-from playpen.paths import refuse_file
-from playpen.secrets import redact_command_line, without_secrets
+from playpen.api import upsert_entry, validate_model_name
+from playpen.api import library_chatter_to
+from playpen.api import PlaypenError
+from playpen.api import atomic_write_text
+from playpen.api import refuse_file
+from playpen.api import redact_command_line, without_secrets
 from playpen_tune import manifest as manifest_io
 from playpen_tune.registration import BACKEND_NAME, COPIED_KEYS, REPLACED_CONFIG_KEYS, check_name_is_free
 
@@ -96,7 +96,7 @@ def export_model(request: ExportRequest) -> dict:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    action = registry.upsert_entry(entry)
+    action = upsert_entry(entry)
     print(f"wrote {out} ({weights['shards']} safetensors shard(s), {request.dtype}); model registry: {action} "
           f"'{name}' (backend huggingface_local) in ./model_registry.json")
     if request.push_to_hub:
@@ -122,7 +122,7 @@ def export_manifest(tuned: dict, adapter: Path, chain: list[dict], request: Expo
 
 def check_request(request: ExportRequest) -> tuple[dict, Path, str]:
     """Refuse bad input before anything loads: ``(tuned registry entry, adapter dir, name of the merged model)``."""
-    from playpen.models import find_model
+    from playpen.api import find_model
     from playpen_tune.adapters import check_adapter_base, check_adapter_files
 
     if request.dtype not in DTYPES:
@@ -142,7 +142,7 @@ def check_request(request: ExportRequest) -> tuple[dict, Path, str]:
         raise PlaypenError(f"model '{request.model}': adapter directory {adapter} does not exist")
     check_adapter_files(adapter, bool(config.get("allow_pickle")))
     check_adapter_base(adapter, tuned["huggingface_id"])
-    name = registry.validate_model_name(request.name or f"{request.model}-merged")
+    name = validate_model_name(request.name or f"{request.model}-merged")
     if name == request.model:
         raise PlaypenError(f"the name '{name}' is the tuned model's own entry; choose another --name")
     check_name_is_free(name, tuned, overwrite=request.overwrite, replaceable=())  # a tuned model's entry too
@@ -380,7 +380,7 @@ def check_can_push(repo_id: str) -> None:
     """Before any work: the hub is not switched off and a token exists (its value is never shown)."""
     from huggingface_hub import get_token
 
-    from playpen.config import TRUE_WORDS
+    from playpen.api import TRUE_WORDS
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_WORDS:
         raise PlaypenError(f"--push_to_hub {repo_id}: the Hugging Face Hub is switched off (HF_HUB_OFFLINE); "

@@ -24,8 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Sequence
 
-from playpen.errors import PlaypenError
-from playpen.files import append_entry
+from playpen.api import PlaypenError
+from playpen.api import append_entry
 
 DEMO_GAME_NAME = "wordecho"
 DEMO_GAME_DIR = Path(str(resources.files("playpen_tune").joinpath("demo_game", DEMO_GAME_NAME)))
@@ -108,8 +108,8 @@ def play(model_names: Sequence[str], results_dir: str | Path, instances: str = "
     """
     from clemcore.backends import ModelSpec
 
-    from playpen.clemcore_bridge import game_registry
-    from playpen.playing import play_games
+    from playpen.api import game_registry
+    from playpen.api import play_games
 
     if not model_names:
         raise PlaypenError("play() needs at least one model name, e.g. ['mock']")

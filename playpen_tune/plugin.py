@@ -1,7 +1,7 @@
 """The built-in plugin (entry point ``playpen_tune`` in group ``playpen``): hook implementations only."""
 from __future__ import annotations
 
-from playpen import hookimpl
+from playpen.api import hookimpl
 from playpen_tune.registration import BACKEND_NAME
 
 

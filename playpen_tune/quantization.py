@@ -1,7 +1,7 @@
 """bitsandbytes 4-bit settings and loading a base model (full precision or pre-quantized)."""
 from __future__ import annotations
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 # how playpen loads a base by default (the learners' --bnb_4bit_* defaults, and the registry entry of an
 # adapter whose run manifest does not say how it was trained)

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 FILE_SUFFIXES = (".json", ".jsonl")
 SHAREGPT_FIX = ("rename 'conversations' to 'messages', each message's 'from' to 'role' and 'value' to 'content', "

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator, Protocol, Sequence
 
-from playpen.errors import PlaypenError
-from playpen.tables import add_unique
+from playpen.api import PlaypenError
+from playpen.api import add_unique
 from playpen_tune.data.hub import load_hub_dataset
 
 
@@ -72,10 +72,10 @@ TRANSCRIPTS = "transcripts"  # the kind of clemcore results directories (episode
 
 def plugin_readers() -> dict[str, RowReader]:
     """The kinds plugins add (``playpen_register_data_sources``); a kind declared twice is an error."""
-    from playpen.plugins import pm
+    from playpen.api import plugin_manager
 
     table: dict[str, RowReader] = {}
-    for contribution in pm.hook.playpen_register_data_sources():
+    for contribution in plugin_manager().hook.playpen_register_data_sources():
         for kind, reader in (contribution or {}).items():
             if kind in BUILTIN_READERS or kind == TRANSCRIPTS:
                 raise PlaypenError(f"data source '{kind}' is built in; a plugin cannot replace it, choose another name")

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import datasets
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 from playpen_tune.data import readers
 from playpen_tune.data.branches import branch_pairs, in_branch_tree
 from playpen_tune.data.files import FILE_SUFFIXES, SHAREGPT_FIX

@@ -8,8 +8,8 @@ turns of events) and ``scores.json`` (turn and episode scores).
 from pathlib import Path
 from typing import Iterator
 
-from playpen.errors import PlaypenError
-from playpen.scores import score_number
+from playpen.api import PlaypenError
+from playpen.api import score_number
 from playpen_tune.data.files import read_json
 
 OUTCOMES = ("success", "failure", "aborted")

@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 KEY_SEPARATOR = "/"
 
@@ -188,8 +188,8 @@ def play_episodes(game_spec, rows: list[dict], policy, partners: list, results_d
     from clemcore.clemgame.envs.pettingzoo.master import GameMasterEnv
     from clemcore.clemgame.runners.batchwise import DynamicBatchDataLoader, GameSession, SinglePassGameSessionPoller
 
-    from playpen.clemcore_bridge import install_logged_progress_bars
-    from playpen.playing import episode_file_savers
+    from playpen.api import install_logged_progress_bars
+    from playpen.api import episode_file_savers
 
     install_logged_progress_bars()  # clemcore's scoring bar would cut through the trainer's step bar
     players = (list(partners[:player - 1]) + [policy] + list(partners[player - 1:]) if partners

@@ -9,7 +9,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from playpen import Learner, LearnerResult, LearnRequest, PlaypenError
+from playpen.api import Learner, LearnerResult, LearnRequest, PlaypenError
 
 
 @dataclass
