@@ -19,7 +19,7 @@ def list_learners(args) -> None:
     table = installed_learners()
     print(f"{len(table)} learner(s) installed (use: playpen learn -l NAME -m MODEL):")
     for name, info in table.items():
-        origin = f"{info.distribution} {info.version}" if info.distribution else "plugin hook"
+        origin = f"{info.distribution} {info.version}" if info.distribution else "no distribution"
         print(f"  {name:<16} {info.summary()}  [{origin}]")
         if args.verbose:
             print(f"  {'':<16} {info.target}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib.metadata import Distribution, entry_points
+from importlib.metadata import Distribution, EntryPoint, entry_points
 
 import pluggy
 
@@ -23,24 +23,37 @@ def _trace_writer(message: str) -> None:
     sys.stderr.write(message)
 
 
-def _load_entry_point_plugins(manager: pluggy.PluginManager) -> dict[str, Distribution | None]:
-    """Register the ``playpen`` entry points one by one; return plugin name -> distribution.
+def _skipped(ep: EntryPoint, error: Exception) -> None:
+    origin = f"{ep.dist.metadata['Name']} {ep.dist.version}" if ep.dist else "unknown distribution"
+    reason = " ".join(str(error).split())  # one line, whatever the message
+    print(f"warning: plugin {ep.name} ({origin}) cannot be loaded: {type(error).__name__}: {reason}; skipped",
+          file=sys.stderr)
 
-    A plugin whose import or registration fails gets a one-line warning and is skipped.
+
+def _load_entry_point_plugins(manager: pluggy.PluginManager) -> dict[str, Distribution | None]:
+    """Register the ``playpen`` entry points; return plugin name -> distribution.
+
+    A plugin whose import or registration fails gets a one-line warning and is skipped. Plugins that
+    declare hookspecs of their own (``playpen_add_hookspecs``) are registered first, so that every
+    implementation of those hooks is checked against its spec when its own plugin registers.
     """
-    distributions: dict[str, Distribution | None] = {}
+    loaded: list[tuple[EntryPoint, object]] = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if manager.has_plugin(ep.name) or manager.is_blocked(ep.name):
             continue
         try:
-            manager.register(ep.load(), name=ep.name)
+            loaded.append((ep, ep.load()))
+        except Exception as error:  # a broken module may raise anything while importing
+            _skipped(ep, error)
+    loaded.sort(key=lambda item: not hasattr(item[1], "playpen_add_hookspecs"))  # stable: else entry-point order
+    distributions: dict[str, Distribution | None] = {}
+    for ep, plugin in loaded:
+        try:
+            manager.register(plugin, name=ep.name)
         except Exception as error:
             if manager.has_plugin(ep.name):  # registered, then a hook failed validation
                 manager.unregister(name=ep.name)
-            origin = f"{ep.dist.metadata['Name']} {ep.dist.version}" if ep.dist else "unknown distribution"
-            reason = " ".join(str(error).split())  # one line, whatever the message
-            print(f"warning: plugin {ep.name} ({origin}) cannot be loaded: "
-                  f"{type(error).__name__}: {reason}; skipped", file=sys.stderr)
+            _skipped(ep, error)
             continue
         distributions[ep.name] = ep.dist
     return distributions
@@ -49,6 +62,7 @@ def _load_entry_point_plugins(manager: pluggy.PluginManager) -> dict[str, Distri
 def _make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, Distribution | None]]:
     manager = pluggy.PluginManager("playpen")
     manager.add_hookspecs(hookspecs)
+    manager.hook.playpen_add_hookspecs.call_historic(kwargs={"plugin_manager": manager})
     if os.environ.get(TRACE_ENV_VAR):
         manager.trace.root.setwriter(_trace_writer)
         manager.enable_tracing()

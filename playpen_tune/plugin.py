@@ -6,6 +6,13 @@ from playpen_tune.registration import BACKEND_NAME
 
 
 @hookimpl
+def playpen_add_hookspecs(plugin_manager):
+    from playpen_tune import hookspecs
+
+    plugin_manager.add_hookspecs(hookspecs)
+
+
+@hookimpl
 def playpen_register_backends():
     return {BACKEND_NAME: "playpen_tune.backend:QLoRABackend"}
 

@@ -14,25 +14,6 @@ FAST = ["-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE), "--num_generat
         "--max_tokens", "6", "--logging_steps", "1", "--save_steps", "100", "--learning_rate", "1e-3"]
 
 
-@pytest.fixture(autouse=True)
-def grpo_learner():
-    """Make ``grpo_qlora`` known through the plugin hook, as the entry point in pyproject.toml does once installed."""
-    from playpen import hookimpl
-    from playpen.plugins import pm
-
-    class Learners:
-        @hookimpl
-        def playpen_register_learners(self):
-            from playpen_tune.learners.grpo import GRPOQLoRALearner
-
-            return {"grpo_qlora": GRPOQLoRALearner}
-
-    plugin = Learners()
-    pm.register(plugin)
-    yield
-    pm.unregister(plugin)
-
-
 @pytest.fixture
 def game_dir(workdir) -> Path:
     from playpen_tune.games import write_game_registry
