@@ -27,7 +27,8 @@ What it offers, by purpose:
   ``select`` (what ``eval``/``play`` play); ``play_games``, ``game_instances``, ``episode_file_savers``
   (playing episodes through clemcore); ``EpisodeErrors``, ``failed_in_setup``, ``one_line`` (a game's
   failures as reason lines); ``score_number`` (a number of clemcore's scores); ``BRANCH_FILE`` (the
-  record of a branch of ``play --branching``); ``EvalSuite`` (for ``playpen_register_eval_suites``).
+  record of a branch of ``play --branching``); ``EvalSuite`` (for ``playpen_register_eval_suites``);
+  ``STATIC_GAMES``, ``is_static_game`` (the static suite's games, kept out of training data).
 * **Tables and commands.** ``add_unique`` (a name table where a name declared twice is an error);
   ``cli_main`` (run a ``playpen`` command in this process, as ``playpen quickstart`` does).
 """
@@ -72,6 +73,8 @@ _EXPORTS = {
     "score_number": "playpen.scores",
     "BRANCH_FILE": "playpen.branching_play",
     "EvalSuite": "playpen.suites",
+    "STATIC_GAMES": "playpen.suites",
+    "is_static_game": "playpen.suites",
     "add_unique": "playpen.tables",
     "cli_main": "playpen.cli:main",
 }
