@@ -9,7 +9,6 @@ from pathlib import Path
 
 from playpen.errors import PlaypenError
 
-
 # ----------------------------------------------------------------------------- list
 
 def list_learners(args) -> None:

@@ -105,12 +105,12 @@ def _grouped_bars(ax, labels: list[str], values: dict[str, list], xlabel: str) -
 
     rows = np.arange(len(labels))
     height = 0.38
-    for offset, (side, color) in zip((-height / 2, height / 2), SIDES):
+    for offset, (side, color) in zip((-height / 2, height / 2), SIDES, strict=True):
         widths = [np.nan if value is None else value for value in values[side]]
         bars = ax.barh(rows + offset, widths, height, label=side, color=color)
         ax.bar_label(bars, labels=["" if value is None else f"{value:.1f}" for value in values[side]],
                      padding=2, fontsize=8)
-        for row, value in zip(rows, values[side]):
+        for row, value in zip(rows, values[side], strict=True):
             if value is None:  # no number (a FAILED game, or no quality score without a played episode)
                 ax.text(1, row + offset, f"{side}: none", va="center", fontsize=8, color="dimgray")
     ax.set_yticks(rows, labels)
@@ -145,14 +145,14 @@ def render_chart(base, tuned) -> tuple[object, dict]:
     lines = sum(label.count("\n") + 1 for label in labels)
     fig, axes = plt.subplots(1, 3, figsize=(13, max(3.5, 1.8 + 0.32 * max(lines, len(games) * 2))),
                              gridspec_kw={"width_ratios": [3, 3, 2]})
-    for ax, (panel, values) in zip(axes, panels.items()):
+    for ax, (panel, values) in zip(axes, panels.items(), strict=True):
         _grouped_bars(ax, values["labels"], values, panel + (" (clemcore, 0-100)" if panel != "suite score" else ""))
     axes[1].set_yticklabels([])
     axes[2].legend(loc="lower right", fontsize=8)
     fig.suptitle(_wrapped(f"{tuned.model} (tuned) vs {base.model} (base)", 90))
     fig.tight_layout()
     drawn = {}
-    for ax, panel in zip(axes, panels):
+    for ax, panel in zip(axes, panels, strict=True):
         base_bars, tuned_bars = ax.containers
         drawn[panel] = {"labels": panels[panel]["labels"],
                         **{side: [None if bar.get_width() != bar.get_width() else round(float(bar.get_width()), 2)

@@ -9,8 +9,7 @@ from pathlib import Path
 
 
 def _register(args) -> None:
-    from playpen.api import PlaypenError
-    from playpen.api import find_model
+    from playpen.api import PlaypenError, find_model
     from playpen_tune.manifest import trained_quantization
     from playpen_tune.registration import register_adapter
 
@@ -45,9 +44,8 @@ def _export(args) -> None:
 
 
 def _install_backend(args) -> None:
-    from playpen_tune.backend import write_clem_shim
-
     from playpen.api import refuse_file
+    from playpen_tune.backend import write_clem_shim
 
     path = write_clem_shim(refuse_file(args.directory, "install-backend directory"))
     print(f"wrote {path}: 'clem run' in {args.directory} can now play playpen_qlora models")

@@ -24,12 +24,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from playpen.api import upsert_entry, validate_model_name
-from playpen.api import library_chatter_to
-from playpen.api import PlaypenError
-from playpen.api import atomic_write_text
-from playpen.api import refuse_file
-from playpen.api import redact_command_line, without_secrets
+from playpen.api import (
+    PlaypenError,
+    atomic_write_text,
+    library_chatter_to,
+    redact_command_line,
+    refuse_file,
+    upsert_entry,
+    validate_model_name,
+    without_secrets,
+)
 from playpen_tune import manifest as manifest_io
 from playpen_tune.registration import BACKEND_NAME, COPIED_KEYS, REPLACED_CONFIG_KEYS, check_name_is_free
 
@@ -365,7 +369,7 @@ def _evaluation_lines(evaluation: dict | None) -> list[str]:
             lines.append(f"| {game} | {_number(before)} | {_number(value)} | {delta} |")
         else:
             lines.append(f"| {game} | {_number(value)} |")
-    for game, error in sorted(tuned.get("failed_games", {}).items()):
+    for game in sorted(tuned.get("failed_games", {})):
         lines.append(f"| {game} | " + ("- | " if base else "") + "FAILED |" + (" - |" if base else ""))
     return lines + [""]
 

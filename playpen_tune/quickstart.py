@@ -48,8 +48,7 @@ def _playpen(*args: str) -> None:
 
 def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = None) -> dict:
     """Run the loop in ``directory`` (created; must be empty) and return the val.json contents."""
-    from playpen.api import upsert_entry
-    from playpen.api import refuse_file
+    from playpen.api import refuse_file, upsert_entry
     from playpen_tune.games import demo_corpus, write_game_registry
     from playpen_tune.tiny import build_tiny_chat_model, registry_entry
 

@@ -6,9 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from playpen.api import upsert_entry, validate_model_name
-from playpen.api import PlaypenError
-from playpen.api import refuse_file
+from playpen.api import PlaypenError, refuse_file, upsert_entry, validate_model_name
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files, check_adapter_fits
 from playpen_tune.quantization import DEFAULT_QUANTIZATION

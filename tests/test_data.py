@@ -19,9 +19,10 @@ from playpen_tune.data import (
     load_preference_dataset,
     load_sft_dataset,
     read_rows,
+    readers,
     source_kind,
+    sources,
 )
-from playpen_tune.data import readers, sources
 from tests.conftest import SFT_ROWS
 from tests.fixture_data import RELAY_RUN_DIR, relay_instances
 

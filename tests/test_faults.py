@@ -63,7 +63,7 @@ def fill(directory: Path) -> None:
 def one_error_line(result) -> str:
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert result.code == 2, result
-    assert "Traceback" not in result.err and len([l for l in lines if l.startswith("error:")]) == 1, result
+    assert "Traceback" not in result.err and sum(line.startswith("error:") for line in lines) == 1, result
     return next(line for line in lines if line.startswith("error:"))
 
 

@@ -41,7 +41,7 @@ def test_grpo_plays_clemcore_episodes_and_records_them(playpen, game_dir):
     # every rollout is a clemcore episode record with the reward clemcore's scorer gave it
     episodes = sorted((out / "rollouts").rglob("interactions.json"))
     assert len(episodes) == 2 * 2
-    for step, entry in zip((1, 2), manifest["rollout_log"]):
+    for step, entry in zip((1, 2), manifest["rollout_log"], strict=False):
         scores = sorted(Path(entry["directory"]).rglob("scores.json"))
         outcomes = [json.loads(path.read_text())["episode scores"] for path in scores]
         expected = [1.0 if s["Success"] else (-1.0 if s["Aborted"] else 0.0) for s in outcomes]
@@ -82,7 +82,7 @@ def test_only_the_policys_tokens_are_trained_in_the_context_it_saw(tiny_model_di
                                                              return_dict=False)
     assert len(trace.env_mask) == len(trace.completion_ids)
     spans, current = [], None  # (mask, tokens) runs
-    for token, mask in zip(trace.completion_ids, trace.env_mask):
+    for token, mask in zip(trace.completion_ids, trace.env_mask, strict=True):
         if current is None or current[0] != mask:
             current = (mask, [])
             spans.append(current)

@@ -141,7 +141,7 @@ def test_turns_generated_on_a_server_carry_its_logprobs_token_for_token(server_p
     policy.expected = list(keys)
     policy.generate_batch_response([turn + [{"role": "assistant", "content": answer},
                                             {"role": "user", "content": "Say the word: river"}]
-                                    for turn, answer in zip(first, answers)])
+                                    for turn, answer in zip(first, answers, strict=True)])
 
     assert server.calls == 2  # one call per turn for the whole batch
     for key in keys:
@@ -175,7 +175,7 @@ def test_the_rollout_hands_the_servers_logprobs_to_trl(server_policy, tmp_path):
     trainer = SimpleNamespace(model=SimpleNamespace(training=True), state=SimpleNamespace(global_step=0))
     output = rollout([next(iter(train.rows))] * 2, trainer)
     assert len(output["logprobs"]) == 2 and len(sorted((tmp_path / "rollouts").rglob("scores.json"))) == 2
-    for logprobs, completion, mask in zip(output["logprobs"], output["completion_ids"], output["env_mask"]):
+    for logprobs, completion, mask in zip(output["logprobs"], output["completion_ids"], output["env_mask"], strict=True):
         assert len(logprobs) == len(completion) == len(mask) and all(value < 0 for value in logprobs)
 
 

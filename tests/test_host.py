@@ -20,8 +20,8 @@ HEAVY = ("torch", "transformers", "trl", "clemcore.cli")
 
 
 def loaded_heavy_modules(*argv: str) -> list[str]:
-    code = ("import sys\nfrom playpen.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY=' + ','.join(m for m in %r if m in sys.modules))" % (list(argv), HEAVY))
+    code = (f"import sys\nfrom playpen.cli import main\ntry:\n    main({list(argv)!r})\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return [m for m in out.rsplit("HEAVY=", 1)[1].strip().split(",") if m]
 
@@ -138,8 +138,11 @@ def test_custom_learner_package_installs_and_runs(tmp_path, evaluation_files):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(REPO / "examples" / "custom_learner")], check=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH")) if p))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "playpen", *a], env=env, cwd=tmp_path,
-                                    capture_output=True, text=True)
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "playpen", *argv], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+
     listing = run("list", "learners")
     assert "wordcount" in listing.stdout and "playpen-wordcount 0.1.0" in listing.stdout
     data = tmp_path / "chats.jsonl"

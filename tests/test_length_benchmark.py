@@ -62,7 +62,7 @@ def test_length_profile_benchmark(tmp_path, profile):
             mine, base = [r[measure] for r in runs[variant]], [r[measure] for r in runs["padded"]]
             ratio = results["ratios_vs_padded"][variant][measure]
             assert ratio["ratio"] == pytest.approx(statistics.median(mine) / statistics.median(base))
-            paired = [a / b for a, b in zip(mine, base)]
+            paired = [a / b for a, b in zip(mine, base, strict=True)]
             assert (ratio["paired_min"], ratio["paired_max"]) == pytest.approx((min(paired), max(paired)))
         assert results["target_met"][variant] == (results["ratios_vs_padded"][variant]["real_tokens_per_s"]["ratio"]
                                                   >= results["target_ratio"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import snapshot
 from tests.test_chat_templates import CHATML_TEMPLATE
 

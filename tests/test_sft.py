@@ -199,8 +199,8 @@ def test_user_turns_are_masked(workdir, sft_file):
     batch = next(iter(run.trainer.get_train_dataloader()))
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     tokenizer = run.tokenizer
-    trained = tokenizer.decode([i for i, label in zip(ids, labels) if label != -100])
-    masked = tokenizer.decode([i for i, label in zip(ids, labels) if label == -100])
+    trained = tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label != -100])
+    masked = tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label == -100])
     assert trained == "ANSWER: apple<|eot_id|>ANSWER: pear<|eot_id|>"
     assert "Say the word: apple." in masked and "Say the word: pear." in masked
     assert "ANSWER" not in masked

@@ -13,6 +13,7 @@ import pytest
 
 from playpen_tune.games import DEMO_SPLIT_FILE
 
+
 def write_trainer(directory: Path, name: str, source: str, **constants) -> str:
     header = "".join(f"{key} = {value!r}\n" for key, value in constants.items())
     (directory / name).write_text(header + textwrap.dedent(source))
@@ -49,7 +50,7 @@ class EchoTrainer(SequentialPlayPenTrainer):
 
 def answers_echo(messages: list[dict]) -> bool:
     """Each answer of a wordecho conversation repeats the word of the message before it."""
-    pairs = list(zip(messages[::2], messages[1::2]))
+    pairs = list(zip(messages[::2], messages[1::2], strict=False))
     return all(user["role"] == "user" and answer["role"] == "assistant"
                and answer["content"] == "ANSWER: " + user["content"].rsplit("Say the word: ", 1)[1]
                for user, answer in pairs)

@@ -1,8 +1,9 @@
 """Read local data files (.json arrays, .jsonl lines) into lists of dict rows."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from playpen.api import PlaypenError
 

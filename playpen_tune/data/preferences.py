@@ -42,7 +42,7 @@ def _pair(first: dict, second: dict, min_score_gap: float) -> dict | str:
         return "equal scores"
     if gap < min_score_gap:
         return "score gap below min_score_gap"
-    index = next((i for i, (a, b) in enumerate(zip(better["messages"], worse["messages"])) if a != b), None)
+    index = next((i for i, (a, b) in enumerate(zip(better["messages"], worse["messages"], strict=False)) if a != b), None)
     if index is None:
         return "identical answers"
     if better["messages"][index]["role"] != "assistant":
