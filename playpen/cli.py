@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="play each instance as a tree: every turn of MODEL branches K ways (needs -T > 0); "
                         "dpo_qlora pairs the branches of each turn that scored differently")
     p.add_argument("--max_branches", type=int, default=None, metavar="N",
-                   help="with --branching: at most N episodes per instance's tree (early turns branch first). Default: 16")
+                   help="with --branching: at most N episodes per instance's tree (early turns branch first). "
+                        "Default: 16")
     p.set_defaults(handler=run_play)
 
     pm.hook.playpen_register_commands(subparsers=sub)
@@ -242,7 +243,8 @@ def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, resu
                    help="episodes generated in one batch by models that support it (local HF models); "
                         "others play sequentially. Default: 16")
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="show library messages (clemcore INFO lines, warnings) here too; always in <results>/playpen.log")
+                   help="show library messages (clemcore INFO lines, warnings) here too; "
+                        "always in <results>/playpen.log")
 
 
 def _version() -> str:

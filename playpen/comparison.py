@@ -52,7 +52,8 @@ def baseline_source_line(source: dict | None) -> str | None:
 def to_markdown(base, tuned, rows, source: dict | None = None) -> str:
     lines = [f"| game | {base.model} (base) | {tuned.model} (tuned) | delta |", "|---|---:|---:|---:|"]
     lines += [f"| {r['game']} | {_cell(r, 'base')} | {_cell(r, 'tuned')} | {_fmt(r['delta'])} |" for r in rows]
-    failed = [(r["game"], label, r[f"{label}_failed"]) for r in rows for label in ("base", "tuned") if r[f"{label}_failed"]]
+    failed = [(r["game"], label, r[f"{label}_failed"])
+              for r in rows for label in ("base", "tuned") if r[f"{label}_failed"]]
     if failed:
         lines += ["", "Failed games (not counted in the scores above):"]
         lines += [f"- {game} ({label}): {error}" for game, label, error in failed]
@@ -100,7 +101,8 @@ def _wrapped(text: str, width: int = 28) -> str:
 
 
 def _grouped_bars(ax, labels: list[str], values: dict[str, list], xlabel: str) -> None:
-    """Horizontal bars, base and tuned side by side for each label, on a fixed 0-100 axis, values written at the bars."""
+    """Horizontal bars, base and tuned side by side for each label, on a fixed 0-100 axis, values written at the
+    bars."""
     import numpy as np
 
     rows = np.arange(len(labels))

@@ -178,8 +178,8 @@ def check_game_spec_json(selector: str, option: str = "-g") -> None:
         raise PlaypenError(f"{option} {selector!r} is malformed GameSpec JSON ({error.msg} at column {error.colno}); "
                            f"pass a game name or a JSON object such as '{{\"game_name\": \"wordle\"}}'") from None
     if not isinstance(parsed, dict):
-        raise PlaypenError(f"{option} {selector!r} is JSON but not an object; pass a game name or a JSON object such as "
-                           f"'{{\"game_name\": \"wordle\"}}'")
+        raise PlaypenError(f"{option} {selector!r} is JSON but not an object; pass a game name or a JSON object "
+                           f"such as '{{\"game_name\": \"wordle\"}}'")
 
 
 def select_games(registry, suite: str, game: str | None) -> dict[str, list]:

@@ -23,7 +23,8 @@ def _register(args) -> None:
         derived = ", ".join(f"{key} {entry[key]}" for key in ("parameters", "context_size") if key in entry)
         print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json ({entry['backend']}, "
               f"{derived}, eos_to_cull {entry['model_config']['eos_to_cull']}"
-              + (f", license {entry['license']['name']}" if "license" in entry else ", no license in a model card") + ")")
+              + (f", license {entry['license']['name']}" if "license" in entry else ", no license in a model card")
+              + ")")
         return
     if not (args.base and args.adapter):
         raise PlaypenError("pass --model PATH_OR_HUB_ID to register a base model, or --base MODEL --adapter DIR "

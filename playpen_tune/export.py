@@ -89,8 +89,8 @@ def export_model(request: ExportRequest) -> dict:
     staging.mkdir()
     with library_chatter_to(out / EXPORT_LOG):  # written once the directory is in place
         try:
-            print(f"playpen export: merging {tuned['model_name']} ({len(chain)} learner(s) on {tuned['huggingface_id']}) "
-                  f"with lora_scale {request.lora_scale} in fp32, saving as {request.dtype}")
+            print(f"playpen export: merging {tuned['model_name']} ({len(chain)} learner(s) on "
+                  f"{tuned['huggingface_id']}) with lora_scale {request.lora_scale} in fp32, saving as {request.dtype}")
             weights = write_merged_model(staging, tuned, adapter, request)
             entry = merged_entry(name, tuned, out)
             atomic_write_text(staging / MODEL_CARD, model_card(tuned, name, chain, request, weights, evaluation))
@@ -226,7 +226,8 @@ def write_merged_model(directory: Path, tuned: dict, adapter: Path, request: Exp
         generation = GenerationConfig.from_model_config(config)
     generation.eos_token_id = end_of_turn_ids(generation.eos_token_id, tokenizer.eos_token_id)
     if generation.pad_token_id is None:
-        generation.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id
+        generation.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
     generation.save_pretrained(directory)
     return {"base_quantization": quantization, "tensors": len(state),
             "parameters": sum(tensor.numel() for tensor in state.values()),
@@ -306,7 +307,8 @@ def model_card(tuned: dict, name: str, chain: list[dict], request: ExportRequest
              f"`{tuned['model_name']}` merged into its base `{base}` by `playpen export`: a standard transformers "
              f"model (no adapter, no quantization needed).", "",
              "## How it was trained", "",
-             f"Base: `{base}`, loaded in 4-bit ({_quantization_text(weights['base_quantization'])}) while training.", ""]
+             f"Base: `{base}`, loaded in 4-bit ({_quantization_text(weights['base_quantization'])}) while "
+             "training.", ""]
     for number, step in enumerate(chain, 1):
         lines += _learner_lines(number, step)
     lines += ["## Merge", "",

@@ -53,7 +53,8 @@ def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = N
     from playpen_tune.tiny import build_tiny_chat_model, registry_entry
 
     if sft_steps is not None and sft_steps < 1:
-        raise PlaypenError(f"--sft_steps must be >= 1 (SFT steps of the quickstart; default {SFT_STEPS}), got {sft_steps}")
+        raise PlaypenError(f"--sft_steps must be >= 1 (SFT steps of the quickstart; default {SFT_STEPS}), "
+                           f"got {sft_steps}")
     directory = refuse_file(directory, "quickstart directory").absolute()
     if directory.exists() and any(directory.iterdir()):
         raise PlaypenError(f"{directory} is not empty; pass a new directory to 'playpen quickstart DIR'")

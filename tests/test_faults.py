@@ -230,7 +230,8 @@ def test_ctrl_c_during_learn_keeps_checkpoints_and_the_resume_finishes(data):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     line = _interrupted_line(err)
-    assert line.startswith("interrupted (SIGINT); resume with: playpen learn -l sft_qlora") and line.endswith(" --resume")
+    assert line.startswith("interrupted (SIGINT); resume with: playpen learn -l sft_qlora")
+    assert line.endswith(" --resume")
     assert (out / "checkpoint-10" / "trainer_state.json").is_file()
     assert not (out / "adapter_model.safetensors").exists() and not (out / "playpen_run.json").exists()
     resumed = _resume(err, data)

@@ -10,7 +10,8 @@ import pytest
 
 from playpen_tune.games import DEMO_SPLIT_FILE
 
-FAST = ["-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE), "--num_generations", "2", "--per_device_train_batch_size", "2",
+FAST = ["-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE), "--num_generations", "2",
+        "--per_device_train_batch_size", "2",
         "--max_tokens", "6", "--logging_steps", "1", "--save_steps", "100", "--learning_rate", "1e-3"]
 
 
@@ -252,7 +253,8 @@ def test_self_play_learns_from_the_turns_of_the_chosen_player(tiny_model_dir, tm
     spec = ModelSpec.from_dict({"model_name": "policy", "model_config": {"eos_to_cull": r"(?s)<\|eot_id\|>.*"}})
     policy = policy_model(spec, AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, {})
     policy.set_gen_args(temperature=1.0, max_tokens=4)
-    game = GameSpec.from_dict(json.loads((RELAY_GAME_DIR / "clemgame.json").read_text()) | {"game_path": str(RELAY_GAME_DIR)})
+    game = GameSpec.from_dict(json.loads((RELAY_GAME_DIR / "clemgame.json").read_text())
+                              | {"game_path": str(RELAY_GAME_DIR)})
     document = json.loads((RELAY_GAME_DIR / "in" / "instances.json").read_text())
     experiment = document["experiments"][0]
     rows = [{"experiment": experiment, "game_instance": instance} for instance in experiment["game_instances"]]

@@ -317,7 +317,8 @@ class AdapterLikeLearner(Learner):
         out = request.output_dir
         out.mkdir(parents=True)
         (out / "adapter_model.safetensors").write_bytes(b"not a playpen adapter")
-        (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": request.model["huggingface_id"]}))
+        base = request.model["huggingface_id"]
+        (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
         (out / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
         entry = {"model_name": request.name, "backend": "my_backend", "trained_by": request.learner}
         return LearnerResult(output_dir=out, adapter_dir=out, registry_entry=entry if request.config.entry else None)
@@ -417,7 +418,8 @@ LEGACY_INFORMATIONAL = {"tuning.type", "base_model.name", "sft_model.name", "pre
 def _leaves(raw: dict) -> dict:
     """``{"section.key": value}`` for nested legacy sections, ``{key: value}`` for flat keys."""
     return {f"{key}.{sub}" if isinstance(value, dict) else key: leaf
-            for key, value in raw.items() for sub, leaf in (value.items() if isinstance(value, dict) else [(None, value)])}
+            for key, value in raw.items()
+            for sub, leaf in (value.items() if isinstance(value, dict) else [(None, value)])}
 
 
 @pytest.mark.parametrize("learner, file", [("sft_qlora", "sft.yaml"), ("sft_qlora", "legacy_sft.yaml"),

@@ -39,7 +39,8 @@ def run(tmp_path, *args) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_length_profile_benchmark(tmp_path, profile):
     out = tmp_path / "length.json"
-    done = run(tmp_path, "--profile", profile, "--examples", "0", "--max_length", "256", "--batch_size", "2", "--runs", "2",
+    done = run(tmp_path, "--profile", profile, "--examples", "0", "--max_length", "256", "--batch_size", "2", "--runs",
+               "2",
                "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]
     document = json.loads(out.read_text())

@@ -45,9 +45,9 @@ class DataReport:
     ``sources`` holds one dict per source: source, kind ("file", "hub" or "transcripts"),
     examples, and dropped ({filter or skip reason: count}; ``"evaluation instances"`` counts the
     conversations of instances of the evaluation split left out); preference pairs of a results directory
-    also record ``pairs``: turn-level pairs, the branching points they came from, and episode pairs. ``fingerprint`` is the sha256 of
-    the canonical JSON of all rows in order. ``contamination`` says whether and against which split
-    the episodes were checked (set by the learner).
+    also record ``pairs``: turn-level pairs, the branching points they came from, and episode pairs.
+    ``fingerprint`` is the sha256 of the canonical JSON of all rows in order. ``contamination`` says whether and
+    against which split the episodes were checked (set by the learner).
     """
 
     sources: list[dict]
@@ -162,9 +162,9 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
         for part in parts:
             removed.update(part.dropped)
         if removed[NO_PREFERENCE] and all(part.kind != "transcripts" for part in parts):
-            raise PlaypenError(f"0 preference pairs from {', '.join(map(str, sources))}: in all {removed[NO_PREFERENCE]} "
-                               f"rows chosen and rejected are the same, so there is nothing to prefer; give rows "
-                               f"whose chosen answer differs from the rejected one")
+            raise PlaypenError(f"0 preference pairs from {', '.join(map(str, sources))}: in all "
+                               f"{removed[NO_PREFERENCE]} rows chosen and rejected are the same, so there is "
+                               f"nothing to prefer; give rows whose chosen answer differs from the rejected one")
         reasons = ", ".join(f"{name} {n}" for name, n in removed.most_common() if n) or "the sources have no rows"
         gap_hint = " or lower min_score_gap" if removed["score gap below min_score_gap"] else ""
         raise PlaypenError(
