@@ -2,8 +2,8 @@
 
 Plugins come from the ``playpen`` entry-point group, the built-in ``playpen_tune`` plugin
 included. A plugin that cannot be loaded is reported on stderr and skipped, so one broken
-package does not break every command. Set ``PLAYPEN_TRACE_PLUGINS=1`` to print every hook
-call and its result to stderr.
+package does not break every command; an implementation of a hook nobody declares is reported
+too. Set ``PLAYPEN_TRACE_PLUGINS=1`` to print every hook call and its result to stderr.
 """
 from __future__ import annotations
 
@@ -59,6 +59,19 @@ def _load_entry_point_plugins(manager: pluggy.PluginManager) -> dict[str, Distri
     return distributions
 
 
+def _warn_undeclared_hooks(manager: pluggy.PluginManager) -> None:
+    """One warning per implementation of a hook no plugin declares (misspelt, or removed such as
+    ``playpen_register_learners``): nothing would ever call it, and that must not go unnoticed."""
+    for name, caller in sorted(vars(manager.hook).items()):
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for implementation in caller.get_hookimpls():
+            if not implementation.optionalhook:
+                print(f"warning: plugin {implementation.plugin_name} implements {name}, a hook that neither playpen "
+                      f"nor a plugin declares, so it is never called; see playpen/hookspecs.py (learners are "
+                      f"published as 'playpen.learners' entry points)", file=sys.stderr)
+
+
 def _make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, Distribution | None]]:
     manager = pluggy.PluginManager("playpen")
     manager.add_hookspecs(hookspecs)
@@ -66,7 +79,9 @@ def _make_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, Distribution
     if os.environ.get(TRACE_ENV_VAR):
         manager.trace.root.setwriter(_trace_writer)
         manager.enable_tracing()
-    return manager, _load_entry_point_plugins(manager)
+    distributions = _load_entry_point_plugins(manager)
+    _warn_undeclared_hooks(manager)
+    return manager, distributions
 
 
 pm, _distributions = _make_plugin_manager()

@@ -271,6 +271,20 @@ def test_a_plugin_declares_and_calls_its_own_hooks_checked_against_their_spec(tm
     assert "greeter  [ownhooks 0.1]" in listing and "hooks: greeter_greetings" in listing
 
 
+def test_a_hook_nobody_declares_is_a_warning_not_silence(tmp_path):
+    """``playpen_register_learners`` is gone (learners are entry points): a plugin still implementing it is told."""
+    site = fake_site(tmp_path, "oldhooks", "[playpen]\noldlearners = oldlearners_mod\n", {
+        "oldlearners_mod": "from playpen.api import hookimpl\n\n@hookimpl\n"
+                           "def playpen_register_learners():\n    return {'old': 'oldlearners_mod:Old'}\n"})
+    listing = run_with_site(site, "list", "learners")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stderr.splitlines() == [
+        "warning: plugin oldlearners implements playpen_register_learners, a hook that neither playpen nor a plugin "
+        "declares, so it is never called; see playpen/hookspecs.py (learners are published as 'playpen.learners' "
+        "entry points)"]
+    assert " old " not in listing.stdout and "sft_qlora" in listing.stdout
+
+
 def test_every_hookspec_of_the_host_is_called_by_the_host():
     """A hook the host declares is one the host calls (a plugin's own hooks are declared by that plugin)."""
     import re
