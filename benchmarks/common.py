@@ -27,8 +27,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -117,7 +118,7 @@ def ratio(numerator: dict, denominator: dict) -> float | None:
 
 def compare(numerator: Sequence[float | None], denominator: Sequence[float | None]) -> dict:
     """Ratio of medians plus min/max of the per-round ratios (round i of A over round i of B)."""
-    paired = [a / b for a, b in zip(numerator, denominator) if _finite(a) and _finite(b) and b != 0]
+    paired = [a / b for a, b in zip(numerator, denominator, strict=True) if _finite(a) and _finite(b) and b != 0]
     return {"ratio": ratio(summary(numerator), summary(denominator)),
             "paired_min": min(paired) if paired else None, "paired_max": max(paired) if paired else None,
             "pairs": len(paired)}
@@ -214,7 +215,7 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     print(f"\n{title}")
     for index, row in enumerate(cells):
-        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             print("  " + "  ".join("-" * width for width in widths))
 
@@ -428,7 +429,7 @@ class TrainMeter:
         self._step_began = None
         self._pending = {"slots": 0, "real_tokens": 0, "trained_tokens": 0}
 
-    def attach(self, trainer) -> "TrainMeter":
+    def attach(self, trainer) -> TrainMeter:
         from transformers import TrainerCallback
 
         meter = self

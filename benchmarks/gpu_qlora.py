@@ -179,7 +179,8 @@ def worker(args) -> dict:
     shutil.rmtree(output_dir, ignore_errors=True)
     model = {"model_name": "llama-3.1-8b-random", "backend": "huggingface_local",
              "huggingface_id": settings["model_dir"], "model_config": {}}
-    request = LearnRequest(model=model, config=config, output_dir=output_dir, name=f"bench-{args.worker}", learner="sft_qlora")
+    request = LearnRequest(model=model, config=config, output_dir=output_dir, name=f"bench-{args.worker}",
+                           learner="sft_qlora")
     on_gpu = torch.cuda.is_available()
     began = time.perf_counter()
     run = SFTQLoRALearner().prepare(request)

@@ -174,7 +174,7 @@ def main(argv=None) -> dict:
                                                       [r["step_s"] for r in results_raw["peft"]])
              for v in ("playpen", "trl") if "peft" in results_raw}
     overhead = common.summary(p["end_to_end_s"] - t["end_to_end_s"]
-                              for p, t in zip(results_raw["playpen"], results_raw["trl"]))
+                              for p, t in zip(results_raw["playpen"], results_raw["trl"], strict=True))
     losses = {variant: runs[0]["losses"] for variant, runs in results_raw.items()}
 
     model_name = args.model_dir.name if args.model_dir else "tiny 4-bit Llama"

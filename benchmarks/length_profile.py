@@ -99,7 +99,8 @@ def characters_per_token(workspace: Path, rows: list[dict]) -> float:
     """Characters per token of the synthesised message texts with the tiny tokenizer (Llama 3 on English: ~4)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(json.loads((workspace / "setup.json").read_text())["model"]["huggingface_id"])
+    setup = json.loads((workspace / "setup.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(setup["model"]["huggingface_id"])
     texts = [m["content"] for row in rows for m in row["messages"]]
     return sum(map(len, texts)) / sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
 
@@ -112,7 +113,8 @@ def profile_padding(workspace: Path, rows: list[dict], max_length: int, batch: i
     from transformers import AutoTokenizer
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    tokenizer = AutoTokenizer.from_pretrained(json.loads((workspace / "setup.json").read_text())["model"]["huggingface_id"])
+    setup = json.loads((workspace / "setup.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(setup["model"]["huggingface_id"])
     lengths = [min(max_length, len(tokenizer.apply_chat_template(row["messages"], tokenize=True,
                                                                  return_dict=True)["input_ids"])) for row in rows]
     generator = torch.Generator().manual_seed(0)
@@ -149,7 +151,8 @@ def main(argv=None) -> dict:
                    for b, a in ((args.batch_size, 1), (4, 4))}
         common.print_table(f"Whole profile ({len(everything)} conversations, --max_length {args.max_length}): padding",
                            ["batches", "random", "grouped", "ideal (random positions / real tokens)"],
-                           [[k, common.fmt(v["random"]["padding_fraction"], 3), common.fmt(v["grouped"]["padding_fraction"], 3),
+                           [[k, common.fmt(v["random"]["padding_fraction"], 3),
+                             common.fmt(v["grouped"]["padding_fraction"], 3),
                              common.fmt(v["random"]["positions_per_real_token"], 2)] for k, v in padding.items()])
         document = common.write_json(args.out, "length_profile", args, {"profile": str(args.profile),
                                      "max_length": args.max_length}, {"profile_padding": padding})

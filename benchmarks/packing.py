@@ -95,7 +95,8 @@ def worker(args, variants: dict) -> dict:
                             **flags)
     output_dir = Path(tempfile.mkdtemp(prefix=f"{args.worker}-", dir=workspace))
     shutil.rmtree(output_dir)
-    request = LearnRequest(model=setup["model"], config=config, output_dir=output_dir, name=f"bench-{args.worker}", learner="sft_qlora")
+    request = LearnRequest(model=setup["model"], config=config, output_dir=output_dir, name=f"bench-{args.worker}",
+                           learner="sft_qlora")
     began = time.perf_counter()
     run = SFTQLoRALearner().prepare(request)
     prepare_s = time.perf_counter() - began

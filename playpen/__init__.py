@@ -1,6 +1,9 @@
 """playpen: train chat models to play clembench games, as plugins on one CLI.
 
-Public API:
+A plugin (a learner package, the built-in ``playpen_tune``) imports :mod:`playpen.api`, the plugin API, and no
+other module of the host. This package itself keeps the names upstream playpen's trainer files import
+(``playpen run``), and, for plugins written before :mod:`playpen.api`, the Learner API, ``hookimpl`` and
+``PlaypenError``:
 
 * :class:`playpen.learners.Learner`, :class:`LearnRequest`, :class:`LearnerResult`: write a learner.
 * :data:`playpen.hookimpl` and :mod:`playpen.hookspecs`: write a plugin.

@@ -31,19 +31,19 @@ if TYPE_CHECKING:
 Perspective = Union[str, "Model"]
 
 
-def plays(step: "GameStep", perspective: Perspective) -> bool:
+def plays(step: GameStep, perspective: Perspective) -> bool:
     """True when ``step`` was played from ``perspective``: by the player of that name, or by that model."""
     if isinstance(perspective, str):
         return step.player_name == perspective
     return step.model_name == perspective.name
 
 
-def step_messages(step: "GameStep") -> list[dict]:
+def step_messages(step: GameStep) -> list[dict]:
     """The game master's message to the player (text only) and the player's answer."""
     return [{"role": "user", "content": step.context["content"]}, {"role": "assistant", "content": step.response}]
 
 
-def conversations(trajectory: list["GameStep"], perspective: Perspective) -> list[list[dict]]:
+def conversations(trajectory: list[GameStep], perspective: Perspective) -> list[list[dict]]:
     """One conversation per player of the trajectory played from ``perspective``, in order of first move."""
     by_player: dict[str, list[dict]] = {}
     for step in trajectory:
@@ -52,7 +52,7 @@ def conversations(trajectory: list["GameStep"], perspective: Perspective) -> lis
     return list(by_player.values())
 
 
-def _dataset(rows: list[dict]) -> "Dataset":
+def _dataset(rows: list[dict]) -> Dataset:
     from datasets import Dataset
 
     return Dataset.from_list(rows)
@@ -73,7 +73,7 @@ class EpisodeBuffer:
         self.current_episode = len(self.episodes) - 1
         return self.current_episode
 
-    def add_step(self, game_step: "GameStep", episode: int | None = None) -> None:
+    def add_step(self, game_step: GameStep, episode: int | None = None) -> None:
         """Append a step to ``episode`` (default: the current one)."""
         self.episodes[self.current_episode if episode is None else episode].append(game_step)
 
@@ -88,7 +88,7 @@ class EpisodeBuffer:
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def to_conversational_dataset(self, perspective: Perspective) -> "Dataset":
+    def to_conversational_dataset(self, perspective: Perspective) -> Dataset:
         """TRL's conversational format: ``{"messages": [...]}`` per episode and player of ``perspective``."""
         return _dataset([{"messages": messages} for episode in self
                          for messages in conversations(episode, perspective)])
@@ -99,7 +99,7 @@ class BranchingPoint:
     """One branch through a branching point: the trajectory up to and including its diverging step, and the
     final score of the episode it ended in. Branches of the same point share ``game_snapshot``."""
 
-    game_snapshot: "GameSnapshot"
+    game_snapshot: GameSnapshot
     branch: int  # which of the point's branches (0 .. branching factor - 1)
     trajectory: list  # of GameStep; the last one is the diverging response
     episode_score: float
@@ -110,7 +110,7 @@ class BranchingPoint:
         return self.trajectory[:-1]
 
     @property
-    def diverging_step(self) -> "GameStep":
+    def diverging_step(self) -> GameStep:
         """The step in which the branches differ."""
         return self.trajectory[-1]
 
@@ -137,7 +137,7 @@ class BranchingEpisodeBuffer:
         self.trajectories: list[tuple[list, float]] = []  # (finished episode's steps, its score)
         self._branches_started: dict = defaultdict(int)
 
-    def next_branch(self, game_snapshot: "GameSnapshot") -> int:
+    def next_branch(self, game_snapshot: GameSnapshot) -> int:
         """The index of the next branch created at the point of ``game_snapshot``."""
         with self._lock:
             index = self._branches_started[game_snapshot.origin]
@@ -152,13 +152,13 @@ class BranchingEpisodeBuffer:
             for snapshot, branch, turn in markers:
                 self.branching_points.append(BranchingPoint(snapshot, branch, trajectory[:turn + 1], episode_score))
 
-    def to_conversational_dataset(self, perspective: Perspective) -> "Dataset":
+    def to_conversational_dataset(self, perspective: Perspective) -> Dataset:
         """Every finished branch as whole conversations of ``perspective`` (TRL's conversational format)."""
         return _dataset([{"messages": messages} for trajectory, _ in self.trajectories
                          for messages in conversations(trajectory, perspective)])
 
     def to_preference_dataset(self, perspective: Perspective, data_format: str = "conversational",
-                              require_different_scores: bool = True) -> "Dataset":
+                              require_different_scores: bool = True) -> Dataset:
         """DPO pairs, one per branching point where ``perspective`` answered: prompt = that player's
         conversation up to the game master's message it answered differently in each branch, chosen /
         rejected = the answer of the branch with the highest / lowest score. Points whose best and worst

@@ -129,7 +129,8 @@ def add_transient_model(entry: dict) -> None:
         def from_packaged_and_cwd_files(cls):
             registry = original(cls)
             if _transient_models:
-                registry.register_from_list([dict(entry) for entry in _transient_models], lookup_source=TRANSIENT_SOURCE)
+                registry.register_from_list([dict(entry) for entry in _transient_models],
+                                            lookup_source=TRANSIENT_SOURCE)
             return registry
 
         from_packaged_and_cwd_files.playpen_transient = True

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from playpen.errors import PlaypenError
 
-
 # ----------------------------------------------------------------------------- list
 
 def list_learners(args) -> None:
@@ -19,7 +18,7 @@ def list_learners(args) -> None:
     table = installed_learners()
     print(f"{len(table)} learner(s) installed (use: playpen learn -l NAME -m MODEL):")
     for name, info in table.items():
-        origin = f"{info.distribution} {info.version}" if info.distribution else "plugin hook"
+        origin = f"{info.distribution} {info.version}" if info.distribution else "no distribution"
         print(f"  {name:<16} {info.summary()}  [{origin}]")
         if args.verbose:
             print(f"  {'':<16} {info.target}")
@@ -203,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="play each instance as a tree: every turn of MODEL branches K ways (needs -T > 0); "
                         "dpo_qlora pairs the branches of each turn that scored differently")
     p.add_argument("--max_branches", type=int, default=None, metavar="N",
-                   help="with --branching: at most N episodes per instance's tree (early turns branch first). Default: 16")
+                   help="with --branching: at most N episodes per instance's tree (early turns branch first). "
+                        "Default: 16")
     p.set_defaults(handler=run_play)
 
     pm.hook.playpen_register_commands(subparsers=sub)
@@ -243,7 +243,8 @@ def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, resu
                    help="episodes generated in one batch by models that support it (local HF models); "
                         "others play sequentially. Default: 16")
     p.add_argument("-v", "--verbose", action="store_true",
-                   help="show library messages (clemcore INFO lines, warnings) here too; always in <results>/playpen.log")
+                   help="show library messages (clemcore INFO lines, warnings) here too; "
+                        "always in <results>/playpen.log")
 
 
 def _version() -> str:

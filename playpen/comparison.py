@@ -52,7 +52,8 @@ def baseline_source_line(source: dict | None) -> str | None:
 def to_markdown(base, tuned, rows, source: dict | None = None) -> str:
     lines = [f"| game | {base.model} (base) | {tuned.model} (tuned) | delta |", "|---|---:|---:|---:|"]
     lines += [f"| {r['game']} | {_cell(r, 'base')} | {_cell(r, 'tuned')} | {_fmt(r['delta'])} |" for r in rows]
-    failed = [(r["game"], label, r[f"{label}_failed"]) for r in rows for label in ("base", "tuned") if r[f"{label}_failed"]]
+    failed = [(r["game"], label, r[f"{label}_failed"])
+              for r in rows for label in ("base", "tuned") if r[f"{label}_failed"]]
     if failed:
         lines += ["", "Failed games (not counted in the scores above):"]
         lines += [f"- {game} ({label}): {error}" for game, label, error in failed]
@@ -100,17 +101,18 @@ def _wrapped(text: str, width: int = 28) -> str:
 
 
 def _grouped_bars(ax, labels: list[str], values: dict[str, list], xlabel: str) -> None:
-    """Horizontal bars, base and tuned side by side for each label, on a fixed 0-100 axis, values written at the bars."""
+    """Horizontal bars, base and tuned side by side for each label, on a fixed 0-100 axis, values written at the
+    bars."""
     import numpy as np
 
     rows = np.arange(len(labels))
     height = 0.38
-    for offset, (side, color) in zip((-height / 2, height / 2), SIDES):
+    for offset, (side, color) in zip((-height / 2, height / 2), SIDES, strict=True):
         widths = [np.nan if value is None else value for value in values[side]]
         bars = ax.barh(rows + offset, widths, height, label=side, color=color)
         ax.bar_label(bars, labels=["" if value is None else f"{value:.1f}" for value in values[side]],
                      padding=2, fontsize=8)
-        for row, value in zip(rows, values[side]):
+        for row, value in zip(rows, values[side], strict=True):
             if value is None:  # no number (a FAILED game, or no quality score without a played episode)
                 ax.text(1, row + offset, f"{side}: none", va="center", fontsize=8, color="dimgray")
     ax.set_yticks(rows, labels)
@@ -145,14 +147,14 @@ def render_chart(base, tuned) -> tuple[object, dict]:
     lines = sum(label.count("\n") + 1 for label in labels)
     fig, axes = plt.subplots(1, 3, figsize=(13, max(3.5, 1.8 + 0.32 * max(lines, len(games) * 2))),
                              gridspec_kw={"width_ratios": [3, 3, 2]})
-    for ax, (panel, values) in zip(axes, panels.items()):
+    for ax, (panel, values) in zip(axes, panels.items(), strict=True):
         _grouped_bars(ax, values["labels"], values, panel + (" (clemcore, 0-100)" if panel != "suite score" else ""))
     axes[1].set_yticklabels([])
     axes[2].legend(loc="lower right", fontsize=8)
     fig.suptitle(_wrapped(f"{tuned.model} (tuned) vs {base.model} (base)", 90))
     fig.tight_layout()
     drawn = {}
-    for ax, panel in zip(axes, panels):
+    for ax, panel in zip(axes, panels, strict=True):
         base_bars, tuned_bars = ax.containers
         drawn[panel] = {"labels": panels[panel]["labels"],
                         **{side: [None if bar.get_width() != bar.get_width() else round(float(bar.get_width()), 2)

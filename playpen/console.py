@@ -40,7 +40,8 @@ class _BufferHandler(logging.Handler):
 
 
 def _console_handlers(logger: logging.Logger) -> list[logging.Handler]:
-    return [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    return [h for h in logger.handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
 
 
 _held = _BufferHandler()  # what LOG_ONLY loggers logged before a command's log file was known

@@ -166,7 +166,8 @@ def signals_interrupt():
 
 @contextlib.contextmanager
 def resumable(resume):
-    """Re-raise an interrupt inside as :class:`Interrupted` carrying ``resume`` (a dict, or a callable returning one)."""
+    """Re-raise an interrupt inside as :class:`Interrupted` carrying ``resume`` (a dict, or a callable returning
+    one)."""
     try:
         yield
     except KeyboardInterrupt as interrupt:
@@ -182,7 +183,9 @@ def _has_option(argv: list[str], names: tuple[str, ...]) -> bool:
 
 
 def resume_command(argv: list[str], changes: dict, aliases: dict[str, tuple[str, ...]]) -> str:
-    """``argv`` changed as :class:`Interrupted` asks, as a shell line. ``aliases``: ``{"-r": ("-r", "--results_dir")}``."""
+    """``argv`` changed as :class:`Interrupted` asks, as a shell line.
+
+    ``aliases``: ``{"-r": ("-r", "--results_dir")}``."""
     argv = list(argv)
     for option, value in changes.items():
         names = aliases.get(option, (option,))

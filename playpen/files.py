@@ -20,8 +20,8 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from playpen.errors import PlaypenError
 

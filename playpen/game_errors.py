@@ -59,7 +59,7 @@ class EpisodeErrors(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             self.errors.append(record.exc_info[1])
 
-    def __enter__(self) -> "EpisodeErrors":
+    def __enter__(self) -> EpisodeErrors:
         logging.getLogger("clemcore").addHandler(self)
         return self
 

@@ -1,11 +1,22 @@
-"""Every hook a playpen plugin can implement. The docstrings here are the plugin documentation.
+"""Every hook a playpen plugin can implement, each called by the host. The docstrings here are the plugin
+documentation.
 
-A plugin is a module (or object) with functions decorated by :data:`playpen.hookimpl` whose
+A plugin is a module (or object) with functions decorated by :data:`playpen.api.hookimpl` whose
 names match the specifications below. Plugins are found through the ``playpen`` entry-point
 group; the built-in QLoRA plugin (``playpen_tune.plugin``) is registered that same way::
 
     [project.entry-points.playpen]
     my_plugin = "my_package.plugin"
+
+Learners are not contributed by a hook: a learner is an entry point of group ``playpen.learners``
+(:mod:`playpen.learners`), the one way to publish one, the built-in learners included.
+
+Every spec in this module is called by the host. A plugin that offers extension points of its own
+declares their specs itself and calls them itself: it implements :func:`playpen_add_hookspecs` and adds
+its spec module there (the built-in plugin declares ``playpen_register_data_sources``, the ``--dataset``
+kinds its learners read, in :mod:`playpen_tune.hookspecs`; the host reads no dataset). Such hooks are
+known from the moment the declaring plugin is registered, so ``playpen list plugins`` shows them and a
+third-party implementation is checked against its spec like any other.
 
 Plugin modules are imported by ``playpen --help``: keep heavy imports (torch, transformers)
 inside the functions that need them.
@@ -18,14 +29,15 @@ hookspec = pluggy.HookspecMarker("playpen")
 hookimpl = pluggy.HookimplMarker("playpen")
 
 
-@hookspec
-def playpen_register_learners():
-    """Contribute learners that are not declared as ``playpen.learners`` entry points.
+@hookspec(historic=True)
+def playpen_add_hookspecs(plugin_manager):
+    """Declare the specs of hooks this plugin calls itself (pytest's ``pytest_addhooks``).
 
-    Called once when the learner table is built (``playpen list learners``, ``playpen learn``).
-    Return a dict ``{name: "package.module:Class"}`` (or ``{name: Class}``), or None.
-    Entry points are the preferred way to publish a learner; this hook is for plugins that
-    create learners dynamically. A name declared twice is an error.
+    Called once for each plugin as it is registered, before plugins that declare no hookspecs are
+    registered. ``plugin_manager`` is the host's ``pluggy.PluginManager``: call
+    ``plugin_manager.add_hookspecs(module)`` with a module of functions marked by
+    :data:`playpen.api.hookspec`, and call those hooks through ``playpen.api.plugin_manager().hook``.
+    Return value is ignored.
     """
 
 
@@ -42,22 +54,10 @@ def playpen_register_backends():
 
 
 @hookspec
-def playpen_register_data_sources():
-    """Contribute kinds of ``--dataset`` sources that the built-in learners read rows from.
-
-    Return ``{kind: reader}``; ``reader.claims(source) -> bool`` says whether a ``--dataset``
-    value is of this kind (plugin readers are asked before the built-in ``file``, ``hub`` and
-    ``transcripts``), ``reader.read(source, split, column_sets) -> (name, rows)`` returns a name
-    for messages and the rows (dicts holding all columns of one of ``column_sets``, e.g.
-    ``("messages",)`` for SFT). See :mod:`playpen_tune.data.readers`. A kind declared twice is an error.
-    """
-
-
-@hookspec
 def playpen_register_eval_suites():
     """Contribute evaluation suites to ``playpen eval``/``playpen play`` (``--suite NAME``).
 
-    Return a list of :class:`playpen.suites.EvalSuite` (name, clemcore game selector, score name,
+    Return a list of :class:`playpen.api.EvalSuite` (name, clemcore game selector, score name,
     help). ``--suite all`` plays every suite; val.json, the terminal summary and comparison.md
     report each suite's score under its score name. A suite name declared twice is an error.
     """
@@ -68,7 +68,7 @@ def playpen_before_learn(learner_name, request):
     """Called by ``playpen learn`` once learner, model, config, name and output directory are
     resolved, before anything is loaded or written.
 
-    Raise :class:`playpen.errors.PlaypenError` to refuse the run with a message for the user
+    Raise :class:`playpen.api.PlaypenError` to refuse the run with a message for the user
     (the built-in plugin refuses a ``--name`` that would replace another model's registry
     entry). Return value is ignored.
     """
@@ -79,8 +79,8 @@ def playpen_after_learn(learner_name, request, result):
     """Called after a learner finished successfully (never after a failed run).
 
     ``learner_name`` is the name the learner was invoked by, ``request`` the
-    :class:`playpen.learners.LearnRequest` it ran with, ``result`` the
-    :class:`playpen.learners.LearnerResult` it returned; its ``registry_entry``, if any, is
+    :class:`playpen.api.LearnRequest` it ran with, ``result`` the
+    :class:`playpen.api.LearnerResult` it returned; its ``registry_entry``, if any, is
     already in ``./model_registry.json``. Return value is ignored. An exception raised here
     fails the command (the trained artifacts stay on disk).
     """

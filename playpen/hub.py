@@ -11,7 +11,8 @@ from playpen.config import TRUE_WORDS
 def offline_if_requested():
     """Apply an offline switch (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) set in the environment after the
     HF libraries read it at import, so that an offline call fails at once instead of retrying."""
-    if not any(os.environ.get(name, "").strip().lower() in TRUE_WORDS for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+    offline_variables = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    if not any(os.environ.get(name, "").strip().lower() in TRUE_WORDS for name in offline_variables):
         yield
         return
     import datasets

@@ -140,20 +140,13 @@ class LearnerInfo:
 
 
 def installed_learners() -> dict[str, LearnerInfo]:
-    """All learners: ``playpen.learners`` entry points plus ``playpen_register_learners`` hooks."""
-    from playpen.plugins import pm
-
+    """All learners: the ``playpen.learners`` entry points (the one way to publish a learner)."""
     targets: dict[str, str] = {}
     origins: dict[str, tuple[str | None, str | None]] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         add_unique(targets, ep.name, ep.value, "learner name")
         origins[ep.name] = (ep.dist.metadata["Name"], ep.dist.version) if ep.dist else (None, None)
-    for contribution in pm.hook.playpen_register_learners():
-        for name, target in (contribution or {}).items():
-            if isinstance(target, type):
-                target = f"{target.__module__}:{target.__qualname__}"
-            add_unique(targets, name, target, "learner name")
-    return {name: LearnerInfo(name, targets[name], *origins.get(name, (None, None))) for name in sorted(targets)}
+    return {name: LearnerInfo(name, targets[name], *origins[name]) for name in sorted(targets)}
 
 
 def get_learner(name: str) -> tuple[LearnerInfo, type[Learner]]:

@@ -44,5 +44,6 @@ def find_models(names: list[str], *, scripted: bool = True) -> dict:
 
 
 def find_model(name: str, *, scripted: bool = False):
-    """The clemcore ModelSpec of one name (see :func:`find_models`); by default no scripted player (nothing to train)."""
+    """The clemcore ModelSpec of one name (see :func:`find_models`); by default no scripted player (nothing to
+    train)."""
     return find_models([name], scripted=scripted)[name]

@@ -95,8 +95,9 @@ def published_record(generation: dict, chat_template_kwargs: dict, model_spec) -
     elif setting is None:
         wanted = {**PUBLISHED_SETTINGS[DEFAULT_SETTING]["generation"],
                   **PUBLISHED_SETTINGS[DEFAULT_SETTING]["chat_template_kwargs"]}
+        played = {**generation, **chat_template_kwargs}
         reasons.append(f"generation settings differ from the published table's ({DEFAULT_SETTING}: "
                        f"{', '.join(f'{key} {value}' for key, value in wanted.items())}; played with "
-                       f"{', '.join(f'{key} {value}' for key, value in {**generation, **chat_template_kwargs}.items())})")
+                       f"{', '.join(f'{key} {value}' for key, value in played.items())})")
     return {"generation": dict(generation), "chat_template_kwargs": dict(chat_template_kwargs),
             "published_setting": setting, "not_comparable_because": reasons}

@@ -54,7 +54,8 @@ def upsert_entry(entry: dict, path: Path | None = None) -> str:
 
     def edit(old_text: str, spans: list) -> str | None:
         nonlocal action
-        matches = [span for span in spans if isinstance(span[2], dict) and span[2].get("model_name") == entry["model_name"]]
+        matches = [span for span in spans
+                   if isinstance(span[2], dict) and span[2].get("model_name") == entry["model_name"]]
         if not matches:
             action = "added"
             return files.appended(old_text, spans, entry)

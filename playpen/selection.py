@@ -11,9 +11,15 @@ from dataclasses import dataclass, field
 
 from playpen.errors import PlaypenError
 from playpen.playing import InstancesUnreadable, selected_episodes
-from playpen.splits import (DEFAULT_SPLIT_SOURCE, EVAL_SPLIT, HUB_CONFIGS, InstanceSplit, SplitSourceUnreadable,
-                            load_split)
-from playpen.suites import GAME_SUITE, eval_suites
+from playpen.splits import (
+    DEFAULT_SPLIT_SOURCE,
+    EVAL_SPLIT,
+    HUB_CONFIGS,
+    InstanceSplit,
+    SplitSourceUnreadable,
+    load_split,
+)
+from playpen.suites import GAME_SUITE, STATIC_BENCHMARK, eval_suites
 
 NO_GAMES_HELP = ("create ./game_registry.json pointing at your clembench checkout, e.g. "
                  "[{\"benchmark_path\": \"/path/to/clembench\"}], or set CLEMBENCH_HOME")
@@ -37,11 +43,11 @@ class Selection:
 
     def trees(self) -> dict[str, list]:
         """``{"clem" | "static": [GameSpec]}``: the results subdirectory each game is played into
-        (upstream's layout: static_1.0 games under ``static/``, all others under ``clem/``)."""
+        (upstream's layout: the static suite's games under ``static/``, all others under ``clem/``)."""
         trees: dict[str, list] = {}
-        for name, spec in self.games().items():
+        for spec in self.games().values():
             benchmarks = spec["benchmark"] if "benchmark" in spec else []
-            trees.setdefault("static" if "static_1.0" in benchmarks else "clem", []).append(spec)
+            trees.setdefault("static" if STATIC_BENCHMARK in benchmarks else "clem", []).append(spec)
         return trees
 
     def instances_filter(self):
@@ -172,8 +178,8 @@ def check_game_spec_json(selector: str, option: str = "-g") -> None:
         raise PlaypenError(f"{option} {selector!r} is malformed GameSpec JSON ({error.msg} at column {error.colno}); "
                            f"pass a game name or a JSON object such as '{{\"game_name\": \"wordle\"}}'") from None
     if not isinstance(parsed, dict):
-        raise PlaypenError(f"{option} {selector!r} is JSON but not an object; pass a game name or a JSON object such as "
-                           f"'{{\"game_name\": \"wordle\"}}'")
+        raise PlaypenError(f"{option} {selector!r} is JSON but not an object; pass a game name or a JSON object "
+                           f"such as '{{\"game_name\": \"wordle\"}}'")
 
 
 def select_games(registry, suite: str, game: str | None) -> dict[str, list]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from playpen.errors import PlaypenError
 
@@ -55,7 +55,7 @@ class InstanceSplit:
 
     def instances_filter(self) -> Callable[[dict], bool]:
         """The clemcore instances filter that keeps this split's instances."""
-        return to_instances_filter([dict(zip(COLUMNS, instance)) for instance in self.instances])
+        return to_instances_filter([dict(zip(COLUMNS, instance, strict=True)) for instance in self.instances])
 
     def describe(self) -> str:
         return f"split '{self.split}' of {self.source}" + (f" at revision {self.revision}" if self.revision else "")

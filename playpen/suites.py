@@ -3,6 +3,12 @@ place for the CLI choices, the game selection, val.json and the base-vs-tuned co
 
 A plugin adds a suite through the ``playpen_register_eval_suites`` hook (a list of
 :class:`EvalSuite`); a name declared twice is an error.
+
+The static suite (clembench's benchmark ``static_1.0``, scored as statscore) is defined here once: its
+benchmark for the game selection and the results layout, and its game names, by which the built-in
+learners keep its transcripts out of training data (statscore is meant to show that a tuned model did not
+overfit to the games; a results directory often holds these games while the local game registry lacks the
+static benchmark, so the rule works from a transcript's game name alone).
 """
 from __future__ import annotations
 
@@ -32,11 +38,18 @@ class EvalSuite:
         return f"{self.name} ({self.selector}, score {self.score})"
 
 
+STATIC_BENCHMARK = "static_1.0"
+STATIC_GAMES = frozenset({"bbh", "cladder", "eqbench", "ifeval", "mmlu_pro"})  # the games of static_1.0
 BUILTIN_SUITES = (
     EvalSuite("clem", {"benchmark": ["2.0"]}, "clemscore", "games of benchmark 2.0"),
-    EvalSuite("static", {"benchmark": ["static_1.0"]}, "statscore", "benchmark static_1.0"),
+    EvalSuite("static", {"benchmark": [STATIC_BENCHMARK]}, "statscore", f"benchmark {STATIC_BENCHMARK}"),
 )
 GAME_SUITE = "game"  # the suite of -g GAME; its score counts as clemscore
+
+
+def is_static_game(game: str) -> bool:
+    """Whether ``game`` (a game name, e.g. a transcript's ``meta.game_name``) belongs to the static suite."""
+    return game in STATIC_GAMES
 
 
 def eval_suites() -> dict[str, EvalSuite]:

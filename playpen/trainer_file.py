@@ -10,7 +10,6 @@ from playpen.base import BasePlayPen, BasePlaypenTrainer
 from playpen.errors import PlaypenError
 from playpen.paths import refuse_directory
 
-
 TRAINER_BASES = (BasePlaypenTrainer, BasePlayPen)
 
 
@@ -52,6 +51,7 @@ def run_trainer_file(file_path: str, learner: str, teacher: str | None,
     check_generation_settings(temperature, max_tokens)
     trainer_cls = load_trainer_class(file_path)
     from clemcore import backends
+
     from playpen.clemcore_bridge import game_registry, install_batch_session_fix
     from playpen.models import find_models
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 
 def check_adapter_files(adapter_dir: Path, allow_pickle: bool) -> None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import clemcore.backends as backends
-from clemcore.backends.huggingface_local_api import (HuggingfaceLocalModel, _context_size_from_config,
-                                                     load_config_and_tokenizer)
+from clemcore.backends.huggingface_local_api import (
+    HuggingfaceLocalModel,
+    _context_size_from_config,
+    load_config_and_tokenizer,
+)
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files
 from playpen_tune.credentials import hub_token
@@ -88,7 +91,7 @@ def model_loading(model_entry: dict) -> dict | None:
 class QLoRAModel(HuggingfaceLocalModel):
     """clemcore's HF model class with playpen's loading (4-bit base + LoRA adapter)."""
 
-    def __init__(self, model_spec: backends.ModelSpec):  # noqa: the parent's __init__ would load with fp4
+    def __init__(self, model_spec: backends.ModelSpec):  # not the parent's __init__: it would load with fp4
         backends.BatchGenerativeModel.__init__(self, model_spec)
         self.tokenizer, self.config = load_config_and_tokenizer(model_spec)
         self.context_size = _context_size_from_config(self.config, model_spec, self.tokenizer)
@@ -108,7 +111,7 @@ class QLoRABackend(backends.Backend):
 
 def write_clem_shim(directory: Path) -> Path:
     """Write ``playpen_qlora_api.py`` so that clemcore's own CLI finds this backend in ``directory``."""
-    from playpen.files import atomic_write_text
+    from playpen.api import atomic_write_text
 
     path = Path(directory) / SHIM_FILE
     atomic_write_text(path, "# Written by 'playpen install-backend': lets 'clem run' load playpen_qlora models.\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 MARK = "PLAYPEN_ANSWER_MARK"  # an answer text no template rewrites, to find what follows an answer
 
@@ -108,12 +108,12 @@ def register_base_model(name: str, model: str, overwrite: bool = False) -> tuple
     """Validate the name, derive the entry and upsert it into ./model_registry.json (atomically)."""
     from clemcore.backends import ModelRegistry
 
-    from playpen import registry
+    from playpen.api import upsert_entry, validate_model_name
 
-    registry.validate_model_name(name)
+    validate_model_name(name)
     for spec in ModelRegistry.from_packaged_and_cwd_files():
         if spec["model_name"] == name and not overwrite:
             raise PlaypenError(f"a model named '{name}' ({spec['backend']}, {spec['lookup_source']}) is already "
                                f"registered; choose another name, or pass --overwrite to replace it")
     entry = base_model_entry(name, model)
-    return registry.upsert_entry(entry), entry
+    return upsert_entry(entry), entry

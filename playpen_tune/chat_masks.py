@@ -9,7 +9,7 @@ header, which the following prefix's generation prompt renders) are the ones tra
 """
 from __future__ import annotations
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 TEMPLATE_MARKERS = "template markers"
 TRL_TRAINING_TEMPLATE = "trl training template"
@@ -81,7 +81,7 @@ def _agreeing_length(tokenizer, alone: str, full: str) -> int:
     """How much of ``alone`` (a prefix rendered by itself) the whole rendering repeats, in whole tokens of
     ``alone``: a final ``<|endoftext|>`` must not count its ``<|`` when the next turn starts ``<|user|>``."""
     agree = 0
-    for x, y in zip(alone, full):
+    for x, y in zip(alone, full, strict=False):
         if x != y:
             break
         agree += 1

@@ -9,8 +9,7 @@ from pathlib import Path
 
 
 def _register(args) -> None:
-    from playpen.errors import PlaypenError
-    from playpen.models import find_model
+    from playpen.api import PlaypenError, find_model
     from playpen_tune.manifest import trained_quantization
     from playpen_tune.registration import register_adapter
 
@@ -24,7 +23,8 @@ def _register(args) -> None:
         derived = ", ".join(f"{key} {entry[key]}" for key in ("parameters", "context_size") if key in entry)
         print(f"model registry: {action} '{entry['model_name']}' in ./model_registry.json ({entry['backend']}, "
               f"{derived}, eos_to_cull {entry['model_config']['eos_to_cull']}"
-              + (f", license {entry['license']['name']}" if "license" in entry else ", no license in a model card") + ")")
+              + (f", license {entry['license']['name']}" if "license" in entry else ", no license in a model card")
+              + ")")
         return
     if not (args.base and args.adapter):
         raise PlaypenError("pass --model PATH_OR_HUB_ID to register a base model, or --base MODEL --adapter DIR "
@@ -45,9 +45,8 @@ def _export(args) -> None:
 
 
 def _install_backend(args) -> None:
+    from playpen.api import refuse_file
     from playpen_tune.backend import write_clem_shim
-
-    from playpen.paths import refuse_file
 
     path = write_clem_shim(refuse_file(args.directory, "install-backend directory"))
     print(f"wrote {path}: 'clem run' in {args.directory} can now play playpen_qlora models")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 from playpen_tune.quantization import DEFAULT_QUANTIZATION
 
 

@@ -1,7 +1,7 @@
 """The Hugging Face token for gated bases, read the way clemcore reads it (never written anywhere)."""
 from __future__ import annotations
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 
 def hub_token(model: dict) -> str | None:

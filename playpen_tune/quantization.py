@@ -1,7 +1,7 @@
 """bitsandbytes 4-bit settings and loading a base model (full precision or pre-quantized)."""
 from __future__ import annotations
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 # how playpen loads a base by default (the learners' --bnb_4bit_* defaults, and the registry entry of an
 # adapter whose run manifest does not say how it was trained)
@@ -79,10 +79,11 @@ def load_base_model(model_id: str, settings: dict, *, trust_remote_code: bool = 
         if stored.get("quant_method") != "bitsandbytes" or not stored.get("load_in_4bit"):
             raise PlaypenError(f"'{model_id}' is pre-quantized with {stored.get('quant_method')}; "
                                f"only bitsandbytes 4-bit checkpoints are supported")
+        compute_dtype = str(stored.get("bnb_4bit_compute_dtype", "float32")).replace("torch.", "")
         effective = {"load_in_4bit": True, "prequantized": True,
                      "bnb_4bit_quant_type": stored.get("bnb_4bit_quant_type", "fp4"),
                      "bnb_4bit_use_double_quant": bool(stored.get("bnb_4bit_use_double_quant")),
-                     "bnb_4bit_compute_dtype": str(stored.get("bnb_4bit_compute_dtype", "float32")).replace("torch.", "")}
+                     "bnb_4bit_compute_dtype": compute_dtype}
         kwargs["dtype"] = getattr(torch, effective["bnb_4bit_compute_dtype"])
     elif settings["load_in_4bit"]:
         effective = dict(settings, prequantized=False)

@@ -18,7 +18,7 @@ import json
 import os
 from pathlib import Path
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 from playpen_tune.games import DEMO_SPLIT_FILE
 
 BASE = "tiny-base"
@@ -35,12 +35,12 @@ def _step(number: int, text: str) -> None:
 
 
 def _playpen(*args: str) -> None:
-    from playpen.cli import main
+    from playpen.api import cli_main
 
     try:
-        main(list(args))
+        cli_main(list(args))
     except SystemExit as exit_:
-        if exit_.code in (130, 143):  # interrupted: main() said how to resume that step
+        if exit_.code in (130, 143):  # interrupted: cli_main() said how to resume that step
             raise
         if exit_.code:
             raise PlaypenError(f"quickstart step 'playpen {' '.join(args)}' failed (exit {exit_.code})") from None
@@ -48,13 +48,13 @@ def _playpen(*args: str) -> None:
 
 def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = None) -> dict:
     """Run the loop in ``directory`` (created; must be empty) and return the val.json contents."""
-    from playpen import registry
-    from playpen.paths import refuse_file
+    from playpen.api import refuse_file, upsert_entry
     from playpen_tune.games import demo_corpus, write_game_registry
     from playpen_tune.tiny import build_tiny_chat_model, registry_entry
 
     if sft_steps is not None and sft_steps < 1:
-        raise PlaypenError(f"--sft_steps must be >= 1 (SFT steps of the quickstart; default {SFT_STEPS}), got {sft_steps}")
+        raise PlaypenError(f"--sft_steps must be >= 1 (SFT steps of the quickstart; default {SFT_STEPS}), "
+                           f"got {sft_steps}")
     directory = refuse_file(directory, "quickstart directory").absolute()
     if directory.exists() and any(directory.iterdir()):
         raise PlaypenError(f"{directory} is not empty; pass a new directory to 'playpen quickstart DIR'")
@@ -63,7 +63,7 @@ def run_quickstart(directory: Path, dpo: bool = False, sft_steps: int | None = N
 
     _step(1, f"building a tiny chat model offline and registering it as '{BASE}'")
     model_dir = build_tiny_chat_model(directory / "models" / BASE, corpus=demo_corpus(), hidden_size=128)
-    registry.upsert_entry(registry_entry(BASE, model_dir))
+    upsert_entry(registry_entry(BASE, model_dir))
     write_game_registry(directory)
 
     _step(2, "playpen play mock: the programmatic expert plays wordecho's train split (clemcore)")

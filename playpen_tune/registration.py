@@ -6,9 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from playpen import registry
-from playpen.errors import PlaypenError
-from playpen.paths import refuse_file
+from playpen.api import PlaypenError, refuse_file, upsert_entry, validate_model_name
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_base, check_adapter_files, check_adapter_fits
 from playpen_tune.quantization import DEFAULT_QUANTIZATION
@@ -91,7 +89,7 @@ def build_entry(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = F
 def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: bool = False,
                      overwrite: bool = False) -> tuple[str, dict]:
     """Validate name and adapter against the base and upsert its entry in ./model_registry.json."""
-    registry.validate_model_name(name)  # a bad name is the first thing to say (upsert_entry guards it again)
+    validate_model_name(name)  # a bad name is the first thing to say (upsert_entry guards it again)
     check_loadable_entry(base, "playpen register --base")
     check_name_is_free(name, base, overwrite)
     adapter_dir = refuse_file(adapter_dir, "--adapter")
@@ -102,4 +100,4 @@ def register_adapter(name: str, base: dict, adapter_dir: Path, allow_pickle: boo
     check_adapter_fits(adapter_dir, base["huggingface_id"],
                        trust_remote_code=bool((base.get("model_config") or {}).get("trust_remote_code")))
     entry = build_entry(name, base, adapter_dir, allow_pickle)
-    return registry.upsert_entry(entry), entry
+    return upsert_entry(entry), entry

@@ -63,7 +63,8 @@ def _adapter(directory: Path, config_text: str, shapes: dict) -> None:
     directory.mkdir()
     (directory / "adapter_config.json").write_text(config_text)
     (directory / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
-    save_file({name: torch.zeros(shape) for name, shape in shapes.items()}, str(directory / "adapter_model.safetensors"))
+    save_file({name: torch.zeros(shape) for name, shape in shapes.items()},
+              str(directory / "adapter_model.safetensors"))
 
 
 CATALOGUE = [
@@ -72,12 +73,16 @@ CATALOGUE = [
      "wordecho: instances file"),
     ("adapter_config.json malformed", ["register", "mine", "--base", "tiny", "--adapter", "malformed-adapter"],
      "malformed-adapter/adapter_config.json is not valid JSON"),
-    ("registry entry without huggingface_id (learn)", ["learn", "-l", "sft_qlora", "-m", "noweights", "--dataset", "ok.json"],
+    ("registry entry without huggingface_id (learn)",
+     ["learn", "-l", "sft_qlora", "-m", "noweights", "--dataset", "ok.json"],
      "entry of 'noweights' has no 'huggingface_id'"),
     ("registry entry without huggingface_id (register)", ["register", "mine", "--base", "noweights", "--adapter",
-                                                          "misfit-adapter"], "entry of 'noweights' has no 'huggingface_id'"),
-    ("trainer file not Python", ["run", "notes.txt", "-l", "mock"], "trainer file notes.txt is not a Python file (.py)"),
-    ("--report_to a logger not installed", [*LEARN, "--dataset", "ok.json", "--report_to", "wandb"], "pip install wandb"),
+                                                          "misfit-adapter"],
+     "entry of 'noweights' has no 'huggingface_id'"),
+    ("trainer file not Python", ["run", "notes.txt", "-l", "mock"],
+     "trainer file notes.txt is not a Python file (.py)"),
+    ("--report_to a logger not installed", [*LEARN, "--dataset", "ok.json", "--report_to", "wandb"],
+     "pip install wandb"),
     # runs that refuse
     ("grpo trains on the evaluation split", [*GRPO, "-g", "wordecho", "--split", "validation", *DEMO],
      "12 of the 12 instances of --split validation are in the evaluation split"),
@@ -89,11 +94,14 @@ CATALOGUE = [
      "all 4 --eval_dataset examples are also in --dataset"),
     ("adapter that does not fit the base", ["register", "mine", "--base", "tiny", "--adapter", "misfit-adapter"],
      "model.layers.0.self_attn.q_proj is 64x64 (in x out) in the base, 999x64 in the adapter"),
-    ("reward weight above its range", [*GRPO, "-g", "wordecho", "--format_reward", "2", *DEMO], "--format_reward must be in [0, 1]"),
-    ("negative reward weight", [*GRPO, "-g", "wordecho", "--format_reward", "-0.5", *DEMO], "--format_reward must be in [0, 1]"),
+    ("reward weight above its range", [*GRPO, "-g", "wordecho", "--format_reward", "2", *DEMO],
+     "--format_reward must be in [0, 1]"),
+    ("negative reward weight", [*GRPO, "-g", "wordecho", "--format_reward", "-0.5", *DEMO],
+     "--format_reward must be in [0, 1]"),
     ("quickstart without SFT steps", ["quickstart", "qs", "--sft_steps", "0"], "--sft_steps must be >= 1"),
     # messages that name the real problem
-    ("empty split file", ["eval", "mock", "-g", "wordecho", "--split_source", "empty.jsonl"], "split source empty.jsonl is empty"),
+    ("empty split file", ["eval", "mock", "-g", "wordecho", "--split_source", "empty.jsonl"],
+     "split source empty.jsonl is empty"),
     ("malformed GameSpec JSON", ["eval", "mock", "-g", "{\"game_name\": \"wordecho\""], "is malformed GameSpec JSON"),
     ("malformed GameSpec JSON (list games)", ["list", "games", "-s", "{\"game_name\""], "is malformed GameSpec JSON"),
     ("YAML mapping where a path is expected", [*LEARN, "-c", "mapping.yaml"], "one entry is a YAML mapping"),

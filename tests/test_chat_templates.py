@@ -146,7 +146,8 @@ def test_unknown_template_masks_exactly_the_answers_and_their_end_of_turn(name):
 NOT_PREFIX_PRESERVING = ("{% for message in messages %}{% if message['role'] == 'assistant' and not loop.last %}"
                          "{{ '<|im_start|>assistant\n...<|im_end|>\n' }}{% else %}"
                          "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
-                         "{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+                         "{% endif %}{% endfor %}"
+                         "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
 def write_sft_rows(path: Path, count: int = 32) -> Path:

@@ -33,7 +33,8 @@ def test_chart_shows_the_val_json_numbers_for_any_number_of_games(tmp_path, coun
     from playpen.evaluation import ModelEvaluation
 
     names = [f"{LONG}_{i}" if i % 2 else f"game{i}" for i in range(count)]
-    base = val_json("some-org/a-base-model-with-a-long-name", {name: (50.0 + i, 10.0 * (i % 3)) for i, name in enumerate(names)})
+    base = val_json("some-org/a-base-model-with-a-long-name",
+                    {name: (50.0 + i, 10.0 * (i % 3)) for i, name in enumerate(names)})
     tuned_name = "some-org/a-base-model-with-a-long-name-sft_qlora-dpo_qlora"
     if count == 1:  # a model that did not move: equal bars on a 0-100 axis, not a magnified one
         tuned = val_json(tuned_name, {names[0]: (50.0, 0.0)})
@@ -42,8 +43,9 @@ def test_chart_shows_the_val_json_numbers_for_any_number_of_games(tmp_path, coun
                          failed={names[-1]: "3 of 12 episodes were not played and scored"})
     documents = {}
     for document in (base, tuned):
-        (tmp_path / f"{document['model']}.val.json".replace("/", "_")).write_text(json.dumps(document))
-        documents[document["model"]] = json.loads((tmp_path / f"{document['model']}.val.json".replace("/", "_")).read_text())
+        path = tmp_path / f"{document['model']}.val.json".replace("/", "_")
+        path.write_text(json.dumps(document))
+        documents[document["model"]] = json.loads(path.read_text())
     path = tmp_path / "comparison.png"
     drawn = write_chart(*(ModelEvaluation.from_json(documents[d["model"]]) for d in (base, tuned)), path)
 

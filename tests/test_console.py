@@ -61,7 +61,8 @@ def test_eval_sends_clemcore_info_lines_to_playpen_log(workdir):
     from playpen_tune.games import write_game_registry
 
     write_game_registry(workdir)
-    run = run_playpen(workdir, "eval", "mock", "-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-r", "results")
+    run = run_playpen(workdir, "eval", "mock", "-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-r",
+                      "results")
     assert run.returncode == 0, run.stderr[-3000:]
     assert " - INFO - " not in run.stdout + run.stderr, run.stdout[-3000:]
     assert "clemscore" in run.stdout

@@ -19,9 +19,10 @@ from playpen_tune.data import (
     load_preference_dataset,
     load_sft_dataset,
     read_rows,
+    readers,
     source_kind,
+    sources,
 )
-from playpen_tune.data import readers, sources
 from tests.conftest import SFT_ROWS
 from tests.fixture_data import RELAY_RUN_DIR, relay_instances
 
@@ -136,7 +137,8 @@ def test_empty_after_filter_names_the_filter(relay_results):
 
 def test_transcripts_and_file_rows_combine_but_formats_must_match(tmp_path, sft_file, relay_results):
     dataset, report = load_sft_dataset([str(sft_file), str(relay_results)])
-    assert dataset.num_rows == SFT_ROWS + 2 * SUCCESSES and [s["kind"] for s in report.sources] == ["file", "transcripts"]
+    assert dataset.num_rows == SFT_ROWS + 2 * SUCCESSES
+    assert [s["kind"] for s in report.sources] == ["file", "transcripts"]
     completions = tmp_path / "pc.jsonl"
     completions.write_text(json.dumps({"prompt": [{"role": "user", "content": "hi"}],
                                        "completion": [{"role": "assistant", "content": "yo"}], "id": 1}) + "\n")
@@ -203,14 +205,16 @@ def test_preference_pairs_from_two_model_folders(tmp_path, episodes):
     _copy_episode(episodes, results, "b--b", "instance_00001", success=False)
     better = _copy_episode(episodes, results, "b--b", "instance_00000", success=True)
     interactions = json.loads((better / "interactions.json").read_text())
-    answer = next(e for e in interactions["turns"][0] if e["from"] == "Player 2" and e["action"]["type"] == "get message")
+    answer = next(e for e in interactions["turns"][0]
+                  if e["from"] == "Player 2" and e["action"]["type"] == "get message")
     worse_answer, answer["action"]["content"] = answer["action"]["content"], "GUESS: river"
     (better / "interactions.json").write_text(json.dumps(interactions))
 
     dataset, report = load_preference_dataset([str(results)])
     assert dataset.num_rows == 1
     pair = dataset[0]
-    assert [m["role"] for m in pair["prompt"]] == ["user"] and "Which word is the target" in pair["prompt"][0]["content"]
+    assert [m["role"] for m in pair["prompt"]] == ["user"]
+    assert "Which word is the target" in pair["prompt"][0]["content"]
     assert pair["chosen"] == [{"role": "assistant", "content": "GUESS: river"}]
     assert pair["rejected"] == [{"role": "assistant", "content": worse_answer}]
     assert report.format == "preference (messages)"
@@ -219,7 +223,8 @@ def test_preference_pairs_from_two_model_folders(tmp_path, episodes):
 
     _, report = load_preference_dataset([str(results)], roles=["Guesser"])
     assert report.sources[0]["dropped"] == {"roles": 5, "equal scores": 1, "single episode": 1}
-    with pytest.raises(PlaypenError, match=r"0 preference pairs .*score gap below min_score_gap 2.*lower min_score_gap"):
+    with pytest.raises(PlaypenError,
+                       match=r"0 preference pairs .*score gap below min_score_gap 2.*lower min_score_gap"):
         load_preference_dataset([str(results)], min_score_gap=150)
 
 
@@ -261,7 +266,8 @@ _DELETE = object()
 ])
 def test_malformed_transcript_names_episode_and_problem(tmp_path, episodes, change, problem):
     episode = _tamper(episodes, tmp_path / "results", change)
-    with pytest.raises(PlaypenError, match=rf"^{re.escape(str(episode))}/interactions.json: {problem}; fix or remove this episode$"):
+    with pytest.raises(PlaypenError,
+                       match=rf"^{re.escape(str(episode))}/interactions.json: {problem}; fix or remove this episode$"):
         load_sft_dataset([str(tmp_path / "results")], outcomes=None)
 
 

@@ -1,8 +1,8 @@
 """The demo clemgame ``wordecho`` played through clemcore's own run/score/eval code paths (offline, fast)."""
 import importlib.util
 import json
-import os
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -108,7 +108,7 @@ def test_expert_interactions_are_multi_turn(expert_train):
         "Player 1": {"game_role": "Echoer", "model_name": "mock"},  # learned from
     }
     assert interactions["meta"]["round_count"] == len(interactions["turns"]) == len(words) == 2
-    for round_idx, (events, word) in enumerate(zip(interactions["turns"], words)):
+    for round_idx, (events, word) in enumerate(zip(interactions["turns"], words, strict=True)):
         assert [(e["from"], e["to"], e["action"]["type"]) for e in events] == [
             ("GM", "Player 1", "send message"), ("Player 1", "GM", "get message"), ("GM", "GM", "correct word")]
         prompt, answer = events[0]["action"]["content"], events[1]["action"]["content"]

@@ -218,7 +218,8 @@ def test_max_prompt_length_keeps_the_end_of_the_prompt(workdir, dpo_file):
     config = cfg.build_config(DPOQLoRALearner.config_class, {}, cfg.parse_overrides(
         DPOQLoRALearner.config_class, ["--dataset", str(dpo_file), "--max_prompt_length", "12",
                                        "--max_length", "48", "--max_steps", "1"]))
-    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / "out", name="x", learner="dpo_qlora")
+    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / "out", name="x",
+                           learner="dpo_qlora")
     run = DPOQLoRALearner().prepare(request)
     trainer, tokenizer = run.trainer, run.tokenizer
     header = tokenizer("<|start_header_id|>assistant<|end_header_id|>\n\n", add_special_tokens=False)["input_ids"]

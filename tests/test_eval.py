@@ -63,7 +63,8 @@ def test_quickstart_tuned_beats_base_on_heldout(quickstart_dir):
     table = pd.read_csv(quickstart_dir / "eval" / "results.csv", index_col=0)
     assert table.loc[TUNED, "-, clemscore"] == pytest.approx(tuned["clemscore"])
     assert table.loc[TUNED, "wordecho, % Played"] == pytest.approx(tuned["games"]["wordecho"]["% played"])
-    assert len(list((quickstart_dir / "eval" / "clem" / TUNED / "wordecho" / "heldout").glob("instance_*/scores.json"))) == 12
+    heldout = quickstart_dir / "eval" / "clem" / TUNED / "wordecho" / "heldout"
+    assert len(list(heldout.glob("instance_*/scores.json"))) == 12
 
 
 @pytest.mark.slow
@@ -157,7 +158,8 @@ def test_baseline_4bit_plays_the_base_on_the_adapters_4bit_base(quickstart_copy,
     assert playpen("register", "tuned-again", "--base", BASE, "--adapter", quickstart_copy / "models" / TUNED).code == 0
     game = ["-g", "wordecho", "--split_source", DEMO_SPLIT_FILE, "-L", "8"]
     for args, message in {("--baseline_4bit",): "pass --baseline BASE too",
-                          ("--baseline", "tuned-again", "--baseline_4bit"): "'tuned-again' is itself a tuned model"}.items():
+                          ("--baseline", "tuned-again",
+                           "--baseline_4bit"): "'tuned-again' is itself a tuned model"}.items():
         result = playpen("eval", TUNED, *args, *game, "-r", "refused")
         assert result.code == 2 and message in result.err, result
     result = playpen("eval", BASE, "--baseline", "tuned-again", "--baseline_4bit", *game, "-r", "refused")
@@ -271,7 +273,8 @@ def game_workdir(workdir) -> Path:
 
 def test_failed_game_is_listed_never_dropped_or_zero(game_workdir, playpen):
     selector = json.dumps({"benchmark": ["playpen-demo"]})
-    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout", "--all_instances",
+    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout",
+                     "--all_instances",
                      "-L", "6", "-r", "ev")
     assert result.code == 2 and "some games failed" in result.err
     val = json.loads((game_workdir / "ev" / "tiny.val.json").read_text())
@@ -292,7 +295,8 @@ def flaky_workdir(workdir) -> Path:
 
 @pytest.mark.parametrize("batch_size", ["1", "16"])
 def test_partly_failing_game_is_reported_not_averaged(flaky_workdir, playpen, batch_size):
-    result = playpen("eval", "tiny", "-g", "flakyecho", "-i", "instances_heldout", "--all_instances", "-L", "6", "-r", "ev",
+    result = playpen("eval", "tiny", "-g", "flakyecho", "-i", "instances_heldout", "--all_instances", "-L", "6", "-r",
+                     "ev",
                      "-b", batch_size)
     assert result.code == 2 and "some games failed" in result.err
     val = json.loads((flaky_workdir / "ev" / "tiny.val.json").read_text())
@@ -333,7 +337,8 @@ def load_counter(monkeypatch) -> list:
 def test_each_model_loads_once_for_all_games(workdir, playpen, load_counter):
     add_game_variant(workdir, "echotwo", "pass")
     selector = json.dumps({"benchmark": ["playpen-demo"]})
-    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout", "--all_instances",
+    result = playpen("eval", "tiny", "--baseline", "tiny-bnb-4bit", "-g", selector, "-i", "instances_heldout",
+                     "--all_instances",
                      "-L", "4", "-r", "ev")
     assert result.code == 0, result
     assert load_counter == [["tiny"], ["tiny-bnb-4bit"]]
@@ -342,7 +347,8 @@ def test_each_model_loads_once_for_all_games(workdir, playpen, load_counter):
         assert set(val["games"]) == {"wordecho", "echotwo"} and val["failed_games"] == {}
         for game in ("wordecho", "echotwo"):
             assert len(list((workdir / "ev" / "clem" / model / game / "heldout").glob("instance_*/scores.json"))) == 12
-    assert playpen("eval", "tiny", "-g", selector, "-i", "instances_heldout", "--all_instances", "-L", "4", "-r", "ev").code == 0
+    assert playpen("eval", "tiny", "-g", selector, "-i", "instances_heldout", "--all_instances", "-L", "4", "-r",
+                   "ev").code == 0
     assert load_counter == [["tiny"], ["tiny-bnb-4bit"]]  # everything was played: nothing to load
 
 
@@ -354,7 +360,8 @@ def test_model_that_cannot_load_fails_its_games_not_the_baseline(workdir, plaype
     entries = json.loads((workdir / "model_registry.json").read_text())
     entries.append(registry_entry("ghost", workdir / "no-such-model"))
     (workdir / "model_registry.json").write_text(json.dumps(entries))
-    result = playpen("eval", "ghost", "--baseline", "tiny", "-g", "wordecho", "-i", "instances_heldout", "--all_instances",
+    result = playpen("eval", "ghost", "--baseline", "tiny", "-g", "wordecho", "-i", "instances_heldout",
+                     "--all_instances",
                      "-L", "4", "-r", "ev")
     assert result.code == 2 and "some games failed" in result.err
     ghost = json.loads((workdir / "ev" / "ghost.val.json").read_text())

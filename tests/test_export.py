@@ -7,8 +7,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -65,8 +65,8 @@ def _tokens(directory: Path, model: str = TUNED):
 
 
 def _adapter_logits(directory: Path, disabled: bool = False, dequantized: bool = True, model_name: str = TUNED):
-    """Logits of the tuned entry ``model_name`` as the playpen_qlora backend loads it (4-bit base + adapter, fp32 compute);
-    ``dequantized``: each 4-bit layer replaced by an fp32 ``Linear`` of its dequantized weight, the adapter
+    """Logits of the tuned entry ``model_name`` as the playpen_qlora backend loads it (4-bit base + adapter, fp32
+    compute); ``dequantized``: each 4-bit layer replaced by an fp32 ``Linear`` of its dequantized weight, the adapter
     still computed on top (bitsandbytes' CPU kernel computes in the dtype the weights were quantized from)."""
     import contextlib
 
@@ -179,7 +179,8 @@ def test_the_real_model_with_tied_embeddings_merges_to_the_adapters_logits(smoll
     print(f"delta moves the logits by {(adapter - base).abs().max():.3g}, tolerance {tolerance:.3g}")
     assert adapter.shape[-1] == 49152 and (adapter - base).abs().max() > 100 * tolerance  # the check below can fail
     merged, loaded = _merged_logits(tmp_path, tmp_path / "merged", model_name="smollm2-lora")
-    assert loaded == torch.float32 and json.loads((tmp_path / "merged" / "config.json").read_text())["tie_word_embeddings"]
+    assert loaded == torch.float32
+    assert json.loads((tmp_path / "merged" / "config.json").read_text())["tie_word_embeddings"]
     print(f"merged vs adapter: {(merged - adapter).abs().max():.3g}")
     assert (merged - adapter).abs().max() <= tolerance
 
@@ -194,7 +195,8 @@ def test_lora_scale_scales_the_adapter_delta(chain_copy, chain_dir, playpen):
     base = _adapter_logits(chain_copy, disabled=True)
     merged, _ = _merged_logits(chain_copy, chain_copy / "s0")
     assert (merged - base).abs().max() <= 1e-5  # scale 0: the dequantized base
-    full, half, none = ({name: tensor for shard in directory.glob("*.safetensors") for name, tensor in load_file(shard).items()}
+    full, half, none = ({name: tensor
+                         for shard in directory.glob("*.safetensors") for name, tensor in load_file(shard).items()}
                         for directory in (chain_dir / "merged", chain_copy / "s0.5", chain_copy / "s0"))
     changed = [name for name in full if not (full[name] == none[name]).all()]
     assert changed and all("proj" in name for name in changed)  # only the LoRA target layers differ
@@ -233,7 +235,8 @@ def test_a_game_gives_the_same_greedy_episodes_through_the_adapter_and_the_merge
     assert "| game | tiny (base) | tuned | delta |" in card
     assert (f"| clemscore | {base['clemscore']:.2f} | {tuned['clemscore']:.2f} | "
             f"{tuned['clemscore'] - base['clemscore']:.2f} |") in card
-    assert str(chain_copy / "ev" / f"{TUNED}.val.json") in json.loads((chain_copy / "carded" / "playpen_export.json").read_text())["evaluation"]
+    export_record = json.loads((chain_copy / "carded" / "playpen_export.json").read_text())
+    assert str(chain_copy / "ev" / f"{TUNED}.val.json") in export_record["evaluation"]
 
 
 def test_push_without_network_is_one_error_line_and_the_token_is_never_written(chain_copy):
@@ -243,13 +246,15 @@ def test_push_without_network_is_one_error_line_and_the_token_is_never_written(c
     env = {**os.environ, "HF_TOKEN": token, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     before = snapshot(chain_copy)
     offline = subprocess.run([sys.executable, "-m", "playpen", "export", TUNED, "--output_dir", "pushed",
-                              "--name", "pushed", "--push_to_hub", "me/tiny"], cwd=chain_copy, env={**env, "HF_HUB_OFFLINE": "1"},
+                              "--name", "pushed", "--push_to_hub", "me/tiny"], cwd=chain_copy,
+                             env={**env, "HF_HUB_OFFLINE": "1"},
                              capture_output=True, text=True)
     assert offline.returncode == 2 and offline.stderr.count("error:") == 1, offline.stderr
     assert "HF_HUB_OFFLINE" in offline.stderr and snapshot(chain_copy) == before
     unreachable = subprocess.run([sys.executable, "-m", "playpen", "export", TUNED, "--output_dir", "pushed",
                                   "--name", "pushed", "--push_to_hub", "me/tiny", "--private"], cwd=chain_copy,
-                                 env={**env, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"},
+                                 env={**env, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0",
+                                      "HF_ENDPOINT": "http://127.0.0.1:9"},
                                  capture_output=True, text=True, timeout=300)
     assert unreachable.returncode == 2, unreachable.stderr
     errors = [line for line in unreachable.stderr.splitlines() if line.startswith("error:")]
@@ -272,7 +277,8 @@ def test_push_without_network_is_one_error_line_and_the_token_is_never_written(c
     ([TUNED, "--output_dir", "out", "--name", "tiny"], "already registered"),
     ([TUNED, "--output_dir", "out", "--name", "tiny-sft_qlora"], "already registered"),
     ([TUNED, "--output_dir", "out", "--name", "../x"], "is not allowed"),
-    ([TUNED, "--output_dir", "out", "--name", "fresh", "-r", "noeval"], "noeval/tiny-sft_qlora-dpo_qlora.val.json does not exist"),
+    ([TUNED, "--output_dir", "out", "--name", "fresh", "-r", "noeval"],
+     "noeval/tiny-sft_qlora-dpo_qlora.val.json does not exist"),
 ])
 def test_bad_export_input_is_one_error_line_and_changes_nothing(chain_copy, playpen, args, message):
     (chain_copy / "full").mkdir()

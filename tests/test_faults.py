@@ -63,7 +63,7 @@ def fill(directory: Path) -> None:
 def one_error_line(result) -> str:
     lines = [line for line in result.err.splitlines() if line.strip()]
     assert result.code == 2, result
-    assert "Traceback" not in result.err and len([l for l in lines if l.startswith("error:")]) == 1, result
+    assert "Traceback" not in result.err and sum(line.startswith("error:") for line in lines) == 1, result
     return next(line for line in lines if line.startswith("error:"))
 
 
@@ -230,7 +230,8 @@ def test_ctrl_c_during_learn_keeps_checkpoints_and_the_resume_finishes(data):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     line = _interrupted_line(err)
-    assert line.startswith("interrupted (SIGINT); resume with: playpen learn -l sft_qlora") and line.endswith(" --resume")
+    assert line.startswith("interrupted (SIGINT); resume with: playpen learn -l sft_qlora")
+    assert line.endswith(" --resume")
     assert (out / "checkpoint-10" / "trainer_state.json").is_file()
     assert not (out / "adapter_model.safetensors").exists() and not (out / "playpen_run.json").exists()
     resumed = _resume(err, data)

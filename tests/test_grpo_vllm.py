@@ -103,7 +103,8 @@ class SamplingServer:
         completion_ids, token_logprobs = [], []
         for prompt in prompts:
             with torch.no_grad():
-                output = self.model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=max_tokens, do_sample=True,
+                output = self.model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=max_tokens,
+                                             do_sample=True,
                                              temperature=temperature, top_k=None, top_p=None, output_scores=True,
                                              return_dict_in_generate=True, eos_token_id=self.tokenizer.eos_token_id,
                                              pad_token_id=self.tokenizer.pad_token_id)
@@ -170,13 +171,15 @@ def test_the_rollout_hands_the_servers_logprobs_to_trl(server_policy, tmp_path):
     from playpen_tune.rl.split_instances import split_instances
 
     train = split_instances(["wordecho"], None, "train", str(DEMO_SPLIT_FILE))
-    rollout = make_rollout_func(games=train.games, instances=train.rows, policy_factory=lambda trainer: server_policy[2],
+    _, _, live = server_policy
+    rollout = make_rollout_func(games=train.games, instances=train.rows, policy_factory=lambda trainer: live,
                                 partners={"wordecho": []}, rollouts_dir=tmp_path / "rollouts",
                                 reward_of=lambda scores: float(scores["episode scores"]["Success"]))
     trainer = SimpleNamespace(model=SimpleNamespace(training=True), state=SimpleNamespace(global_step=0))
     output = rollout([next(iter(train.rows))] * 2, trainer)
     assert len(output["logprobs"]) == 2 and len(sorted((tmp_path / "rollouts").rglob("scores.json"))) == 2
-    for logprobs, completion, mask in zip(output["logprobs"], output["completion_ids"], output["env_mask"]):
+    for logprobs, completion, mask in zip(output["logprobs"], output["completion_ids"], output["env_mask"],
+                                          strict=True):
         assert len(logprobs) == len(completion) == len(mask) and all(value < 0 for value in logprobs)
 
 
@@ -189,7 +192,8 @@ def test_use_vllm_is_refused_where_it_cannot_run(playpen, workdir):
     from playpen_tune.games import DEMO_SPLIT_FILE, write_game_registry
 
     write_game_registry(workdir)
-    result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE),
+    result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "-g", "wordecho", "--split_source",
+                     str(DEMO_SPLIT_FILE),
                      "--max_steps", "1", "--use_vllm")
     errors = [line for line in result.err.splitlines() if line.startswith("error:")]
     assert result.code == 2 and len(errors) == 1, result
@@ -216,7 +220,8 @@ def test_grpo_learns_with_rollouts_on_a_vllm_server(tmp_path, monkeypatch):
         ["vllm", "serve", str(base), "--port", str(port), "--dtype", "bfloat16", "--gpu-memory-utilization", "0.2",
          "--weight-transfer-config", '{"backend": "nccl"}', "--logprobs-mode", "processed_logprobs",
          "--max-logprobs", "-1", "--max-model-len", "1024"],
-        env={**os.environ, "VLLM_SERVER_DEV_MODE": "1", "CUDA_VISIBLE_DEVICES": "1"}, stdout=open(tmp_path / "vllm.log", "w"), stderr=subprocess.STDOUT)
+        env={**os.environ, "VLLM_SERVER_DEV_MODE": "1", "CUDA_VISIBLE_DEVICES": "1"},
+                              stdout=open(tmp_path / "vllm.log", "w"), stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 300
         while True:

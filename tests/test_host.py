@@ -20,8 +20,8 @@ HEAVY = ("torch", "transformers", "trl", "clemcore.cli")
 
 
 def loaded_heavy_modules(*argv: str) -> list[str]:
-    code = ("import sys\nfrom playpen.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY=' + ','.join(m for m in %r if m in sys.modules))" % (list(argv), HEAVY))
+    code = (f"import sys\nfrom playpen.cli import main\ntry:\n    main({list(argv)!r})\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return [m for m in out.rsplit("HEAVY=", 1)[1].strip().split(",") if m]
 
@@ -57,8 +57,8 @@ def test_hook_tracing_env_var_prints_hook_calls():
     proc = subprocess.run([sys.executable, "-m", "playpen", "list", "learners"], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0
-    assert "playpen_register_learners [hook]" in proc.stderr
-    assert "finish playpen_register_learners" in proc.stderr
+    assert "playpen_register_commands [hook]" in proc.stderr
+    assert "finish playpen_register_commands" in proc.stderr
 
 
 def test_plugin_backends_are_injected_into_clemcore():
@@ -138,8 +138,11 @@ def test_custom_learner_package_installs_and_runs(tmp_path, evaluation_files):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(REPO / "examples" / "custom_learner")], check=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH")) if p))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "playpen", *a], env=env, cwd=tmp_path,
-                                    capture_output=True, text=True)
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-m", "playpen", *argv], env=env, cwd=tmp_path,
+                              capture_output=True, text=True)
+
     listing = run("list", "learners")
     assert "wordcount" in listing.stdout and "playpen-wordcount 0.1.0" in listing.stdout
     data = tmp_path / "chats.jsonl"
@@ -204,10 +207,10 @@ def test_a_broken_plugin_is_skipped_with_one_warning(tmp_path):
     site = fake_site(tmp_path, "fakeplugins", "[playpen]\nbrokenplug = brokenplug_mod\n"
                      "badhooks = badhooks_mod\ngoodplug = goodplug_mod\n", {
         "brokenplug_mod": "import no_such_module_xyz\n",
-        "badhooks_mod": "from playpen import hookimpl\n\n@hookimpl\n"
-                        "def playpen_register_learners(no_such_argument):\n    return {}\n",
-        "goodplug_mod": "from playpen import hookimpl\n\n@hookimpl\n"
-                        "def playpen_register_learners():\n    return {}\n"})
+        "badhooks_mod": "from playpen.api import hookimpl\n\n@hookimpl\n"
+                        "def playpen_register_eval_suites(no_such_argument):\n    return []\n",
+        "goodplug_mod": "from playpen.api import hookimpl\n\n@hookimpl\n"
+                        "def playpen_register_eval_suites():\n    return []\n"})
     help_run = run_with_site(site, "--help")
     assert help_run.returncode == 0, help_run.stderr
     assert "usage: playpen" in help_run.stdout
@@ -224,6 +227,75 @@ def test_a_broken_plugin_is_skipped_with_one_warning(tmp_path):
     assert "playpen_tune  [playpen-tune 0.1.0]" in listing.stdout
     assert "brokenplug" not in listing.stdout and "badhooks" not in listing.stdout
     assert run_with_site(site, "list", "learners").returncode == 0  # no half-registered hook left
+
+
+OWN_HOOKS_PLUGIN = """
+from playpen.api import hookimpl, hookspec, plugin_manager
+
+
+class Specs:
+    @hookspec
+    def greeter_greetings(self):
+        \"\"\"Greetings this plugin prints.\"\"\"
+
+
+@hookimpl
+def playpen_add_hookspecs(plugin_manager):
+    plugin_manager.add_hookspecs(Specs)
+
+
+@hookimpl
+def playpen_register_commands(subparsers):
+    def greet(args):
+        print("greetings: " + ", ".join(sorted(g for gs in plugin_manager().hook.greeter_greetings() for g in gs)))
+
+    subparsers.add_parser("greet").set_defaults(handler=greet)
+"""
+
+
+def test_a_plugin_declares_and_calls_its_own_hooks_checked_against_their_spec(tmp_path):
+    """``playpen_add_hookspecs``: a plugin's own hook is called by that plugin; an implementation that does not
+    match its spec is skipped with a warning, even when its plugin comes first, and the declaring plugin stays."""
+    site = fake_site(tmp_path, "ownhooks", "[playpen]\nbadgreeting = badgreeting_mod\ngreeter = greeter_mod\n"
+                     "hello = hello_mod\n", {
+        "badgreeting_mod": "from playpen.api import hookimpl\n\n@hookimpl\n"
+                           "def greeter_greetings(no_such_argument):\n    return ['bad']\n",
+        "greeter_mod": OWN_HOOKS_PLUGIN,
+        "hello_mod": "from playpen.api import hookimpl\n\n@hookimpl\ndef greeter_greetings():\n    return ['hello']\n"})
+    run = run_with_site(site, "greet")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "greetings: hello"
+    [warning] = run.stderr.splitlines()
+    assert warning.startswith("warning: plugin badgreeting (ownhooks 0.1) cannot be loaded: PluginValidationError")
+    listing = run_with_site(site, "list", "plugins").stdout
+    assert "greeter  [ownhooks 0.1]" in listing and "hooks: greeter_greetings" in listing
+
+
+def test_a_hook_nobody_declares_is_a_warning_not_silence(tmp_path):
+    """``playpen_register_learners`` is gone (learners are entry points): a plugin still implementing it is told."""
+    site = fake_site(tmp_path, "oldhooks", "[playpen]\noldlearners = oldlearners_mod\n", {
+        "oldlearners_mod": "from playpen.api import hookimpl\n\n@hookimpl\n"
+                           "def playpen_register_learners():\n    return {'old': 'oldlearners_mod:Old'}\n"})
+    listing = run_with_site(site, "list", "learners")
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stderr.splitlines() == [
+        "warning: plugin oldlearners implements playpen_register_learners, a hook that neither playpen nor a plugin "
+        "declares, so it is never called; see playpen/hookspecs.py (learners are published as 'playpen.learners' "
+        "entry points)"]
+    assert " old " not in listing.stdout and "sft_qlora" in listing.stdout
+
+
+def test_every_hookspec_of_the_host_is_called_by_the_host():
+    """A hook the host declares is one the host calls (a plugin's own hooks are declared by that plugin)."""
+    import re
+
+    from playpen import hookspecs
+
+    declared = {name for name in dir(hookspecs) if name.startswith("playpen_")}
+    host_code = "\n".join(path.read_text() for path in (REPO / "playpen").rglob("*.py") if path.name != "hookspecs.py")
+    called = set(re.findall(r"\.hook\.(playpen_\w+)", host_code))
+    assert declared and declared <= called, declared - called
+    assert "playpen_register_learners" not in declared  # learners: entry points only
 
 
 def test_a_broken_learner_is_listed_and_reported_on_use(tmp_path):
@@ -259,7 +331,8 @@ class AdapterLikeLearner(Learner):
         out = request.output_dir
         out.mkdir(parents=True)
         (out / "adapter_model.safetensors").write_bytes(b"not a playpen adapter")
-        (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": request.model["huggingface_id"]}))
+        base = request.model["huggingface_id"]
+        (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}))
         (out / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
         entry = {"model_name": request.name, "backend": "my_backend", "trained_by": request.learner}
         return LearnerResult(output_dir=out, adapter_dir=out, registry_entry=entry if request.config.entry else None)
@@ -359,7 +432,8 @@ LEGACY_INFORMATIONAL = {"tuning.type", "base_model.name", "sft_model.name", "pre
 def _leaves(raw: dict) -> dict:
     """``{"section.key": value}`` for nested legacy sections, ``{key: value}`` for flat keys."""
     return {f"{key}.{sub}" if isinstance(value, dict) else key: leaf
-            for key, value in raw.items() for sub, leaf in (value.items() if isinstance(value, dict) else [(None, value)])}
+            for key, value in raw.items()
+            for sub, leaf in (value.items() if isinstance(value, dict) else [(None, value)])}
 
 
 @pytest.mark.parametrize("learner, file", [("sft_qlora", "sft.yaml"), ("sft_qlora", "legacy_sft.yaml"),

@@ -48,7 +48,8 @@ CATALOGUE = [
     ("quickstart dir is a file", ["quickstart", "a-file"], "quickstart directory a-file is a file"),
     ("install-backend dir is a file", ["install-backend", "a-file"], "install-backend directory a-file is a file"),
     # data that carries no training signal
-    ("SFT rows without answers", [*LEARN, "--dataset", "no-answers.json"], "no assistant message (or completion) has content"),
+    ("SFT rows without answers", [*LEARN, "--dataset", "no-answers.json"],
+     "no assistant message (or completion) has content"),
     ("SFT rows with empty completions", [*LEARN, "--dataset", "empty-completions.jsonl"], "nothing to learn"),
     ("preference rows with chosen == rejected", [*DPO, "--dataset", "same.json"],
      "in all 3 rows chosen and rejected are the same"),

@@ -39,7 +39,8 @@ def run(tmp_path, *args) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_length_profile_benchmark(tmp_path, profile):
     out = tmp_path / "length.json"
-    done = run(tmp_path, "--profile", profile, "--examples", "0", "--max_length", "256", "--batch_size", "2", "--runs", "2",
+    done = run(tmp_path, "--profile", profile, "--examples", "0", "--max_length", "256", "--batch_size", "2", "--runs",
+               "2",
                "--out", out)
     assert done.returncode == 0, done.stderr[-3000:]
     document = json.loads(out.read_text())
@@ -62,7 +63,7 @@ def test_length_profile_benchmark(tmp_path, profile):
             mine, base = [r[measure] for r in runs[variant]], [r[measure] for r in runs["padded"]]
             ratio = results["ratios_vs_padded"][variant][measure]
             assert ratio["ratio"] == pytest.approx(statistics.median(mine) / statistics.median(base))
-            paired = [a / b for a, b in zip(mine, base)]
+            paired = [a / b for a, b in zip(mine, base, strict=True)]
             assert (ratio["paired_min"], ratio["paired_max"]) == pytest.approx((min(paired), max(paired)))
         assert results["target_met"][variant] == (results["ratios_vs_padded"][variant]["real_tokens_per_s"]["ratio"]
                                                   >= results["target_ratio"])

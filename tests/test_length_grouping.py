@@ -44,7 +44,9 @@ def prepare(learner_class, data, workdir, *options, out: str = "out"):
                                                                  "--per_device_train_batch_size", "4",
                                                                  "--gradient_accumulation_steps", "1", *options])
     config = cfg.build_config(learner_class.config_class, {}, overrides)
-    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / out, name="t", learner={"SFTQLoRALearner": "sft_qlora", "DPOQLoRALearner": "dpo_qlora"}[learner_class.__name__])
+    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / out, name="t",
+                           learner={"SFTQLoRALearner": "sft_qlora",
+                                    "DPOQLoRALearner": "dpo_qlora"}[learner_class.__name__])
     return learner_class().prepare(request)
 
 

@@ -107,7 +107,8 @@ class EpisodeSFT(BasePlaypenTrainer):
 
         rows = [json.loads(line) for line in open(SPLIT_FILE)]
         spec = self.get_game_registry().get_game_spec("wordecho")
-        train = GameInstances.from_game_spec(spec).filter(to_instances_filter([r for r in rows if r["split"] == "train"]))
+        train_rows = [r for r in rows if r["split"] == "train"]
+        train = GameInstances.from_game_spec(spec).filter(to_instances_filter(train_rows))
         dataset, _ = load_sft_dataset([EPISODES])
         args = SFTConfig(output_dir="trainer-out", max_steps=24, learning_rate=3e-3, per_device_train_batch_size=8,
                          logging_steps=4, save_strategy="no", report_to=[], use_cpu=True, max_length=128)
@@ -124,8 +125,8 @@ class EpisodeSFT(BasePlaypenTrainer):
 
 def test_run_trains_an_upstream_3x_trainer_file_on_played_episodes(expert_episodes, playpen):
     workdir = expert_episodes.parent
-    (workdir / "trainer_3x.py").write_text(f"SPLIT_FILE = {str(DEMO_SPLIT_FILE)!r}\nEPISODES = {str(expert_episodes)!r}\n"
-                                           + textwrap.dedent(TRAINER_3X))
+    (workdir / "trainer_3x.py").write_text(f"SPLIT_FILE = {str(DEMO_SPLIT_FILE)!r}\n"
+                                           f"EPISODES = {str(expert_episodes)!r}\n" + textwrap.dedent(TRAINER_3X))
     result = playpen("run", "trainer_3x.py", "-l", "tiny")
     assert result.code == 0, result
     trained = json.loads((workdir / "trained.json").read_text())

@@ -8,8 +8,9 @@ import json
 from playpen_tune.tiny import CHAT_TEMPLATE
 
 # clemcore parses a template with plain Jinja when chat_template_kwargs are set: no {% generation %} markers here
-THINKING_TEMPLATE = CHAT_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", "") + ("{% if add_generation_prompt and enable_thinking is defined and not enable_thinking %}"
-                                     "{{ '(no thinking) ' }}{% endif %}")
+THINKING_TEMPLATE = (CHAT_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+                     + "{% if add_generation_prompt and enable_thinking is defined and not enable_thinking %}"
+                     "{{ '(no thinking) ' }}{% endif %}")
 
 
 def test_eval_defaults_to_the_published_generation_settings(workdir, playpen):
@@ -38,7 +39,8 @@ def test_a_template_that_reads_enable_thinking_plays_with_it_off(workdir, plaype
     write_game_registry(workdir)
     thinking = build_tiny_chat_model(tmp_path / "thinking-model", chat_template=THINKING_TEMPLATE)
     entries = json.loads((workdir / "model_registry.json").read_text())
-    chosen = dict(registry_entry("chosen", thinking), model_config={**registry_entry("chosen", thinking)["model_config"],
+    chosen = dict(registry_entry("chosen", thinking),
+                  model_config={**registry_entry("chosen", thinking)["model_config"],
                                                                     "chat_template_kwargs": {"enable_thinking": True}})
     entries += [registry_entry("thinker", thinking), chosen]
     (workdir / "model_registry.json").write_text(json.dumps(entries))
@@ -60,7 +62,8 @@ def test_a_template_that_reads_enable_thinking_plays_with_it_off(workdir, plaype
     from playpen.published import matching_setting
 
     spec = ModelSpec.from_dict(registry_entry("thinker", thinking))
-    assert matching_setting({"temperature": 0.0, "max_tokens": 5000}, {"enable_thinking": False}, spec) == "lm-playschool-2026"
+    assert matching_setting({"temperature": 0.0, "max_tokens": 5000}, {"enable_thinking": False},
+                            spec) == "lm-playschool-2026"
     assert matching_setting({"temperature": 0.0, "max_tokens": 5000}, {}, spec) is None
 
 
@@ -70,7 +73,8 @@ def test_play_defaults_to_the_published_settings_too(workdir, playpen):
     write_game_registry(workdir)
     assert playpen("play", "mock", "-g", "wordecho", "-i", "instances_heldout", "--all_instances", "-r", "tr").code == 0
     summary = json.loads((workdir / "tr" / "mock.play.json").read_text())
-    assert summary["gen_args"] == {"temperature": 0.0, "max_tokens": 5000} and summary["chat_template_kwargs"] == {"mock": {}}
+    assert summary["gen_args"] == {"temperature": 0.0, "max_tokens": 5000}
+    assert summary["chat_template_kwargs"] == {"mock": {}}
 
 
 def test_a_template_that_cannot_be_read_claims_no_published_setting(tmp_path):

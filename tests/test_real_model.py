@@ -56,8 +56,8 @@ def _main_ok(*args) -> None:
 def sft_loop(smollm2_dir, tmp_path_factory) -> Path:
     """A working directory where the expert played wordecho's train split and ``playpen learn -l sft_qlora``
     tuned the registered SmolLM2 on it (default options, SFT_STEPS steps)."""
-    from playpen_tune.games import write_game_registry
     from playpen_tune.base_models import register_base_model
+    from playpen_tune.games import write_game_registry
 
     directory = tmp_path_factory.mktemp("smollm2")
     with pytest.MonkeyPatch.context() as mp:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import snapshot
 from tests.test_chat_templates import CHATML_TEMPLATE
 
@@ -26,7 +24,8 @@ def test_register_the_tiny_model_directory(workdir, playpen, tiny_model_dir):
     result = playpen("register", "my-base", "--model", tiny_model_dir)
     assert result.code == 0, result
     entry = entries(workdir)["my-base"]
-    assert entry == {"model_name": "my-base", "backend": "huggingface_local", "huggingface_id": str(tiny_model_dir.resolve()),
+    assert entry == {"model_name": "my-base", "backend": "huggingface_local",
+                     "huggingface_id": str(tiny_model_dir.resolve()),
                      "open_weight": True, "parameters": f"{parameters / 1e3:.1f}K",
                      "context_size": "1k",  # max_position_embeddings 1024
                      "model_config": {"premade_chat_template": True, "eos_to_cull": r"(?s)<\|eot_id\|>.*",
@@ -45,7 +44,8 @@ def test_register_the_tiny_model_directory(workdir, playpen, tiny_model_dir):
 def test_register_a_saved_chatml_model_with_a_model_card(workdir, playpen, tmp_path):
     from playpen_tune.tiny import build_tiny_chat_model
 
-    model_dir = build_tiny_chat_model(tmp_path / "saved" / "chatml-model", hidden_size=32, num_layers=1, max_positions=4096,
+    model_dir = build_tiny_chat_model(tmp_path / "saved" / "chatml-model", hidden_size=32, num_layers=1,
+                                      max_positions=4096,
                                       chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>",
                                       special_tokens=["<|im_start|>", "<|im_end|>"])
     (model_dir / "README.md").write_text("---\nlicense: apache-2.0\nlanguage: en\n---\n# a model\n")
@@ -72,7 +72,8 @@ def test_what_cannot_be_known_is_one_error_line_and_writes_nothing(workdir, play
     assert AutoTokenizer.from_pretrained(no_template).chat_template is None
     before = snapshot(workdir)
     cases = {("plain", "--model", str(no_template)): "has no chat template",
-             ("hub", "--model", "some-org/not-downloaded-model"): "cannot read the tokenizer and config of 'some-org/not-downloaded-model'",
+             ("hub", "--model", "some-org/not-downloaded-model"):
+                 "cannot read the tokenizer and config of 'some-org/not-downloaded-model'",
              ("both", "--model", str(tiny_model_dir), "--base", "tiny", "--adapter", "x"): "pass one or the other",
              ("neither",): "pass --model PATH_OR_HUB_ID"}
     for args, message in cases.items():

@@ -54,27 +54,36 @@ def prepare_inputs(d: Path) -> None:
 
 LEARN = ["learn", "-l", "sft_qlora", "-m", "tiny"]
 CATALOGUE = [
-    ("unknown learner", ["learn", "-l", "sft", "-m", "tiny"], "unknown learner 'sft'; installed learners: dpo_qlora, grpo_qlora, sft_qlora"),
+    ("unknown learner", ["learn", "-l", "sft", "-m", "tiny"],
+     "unknown learner 'sft'; installed learners: dpo_qlora, grpo_qlora, sft_qlora"),
     ("unknown model", ["learn", "-l", "sft_qlora", "-m", "llama", "--dataset", "ok.json"], "unknown model 'llama'"),
     ("unknown field", [*LEARN, "--dataset", "ok.json", "--num_epochs", "2"], "did you mean 'num_train_epochs'"),
-    ("wrong value type", [*LEARN, "--dataset", "ok.json", "--learning_rate", "fast"], "--learning_rate expects a float value"),
+    ("wrong value type", [*LEARN, "--dataset", "ok.json", "--learning_rate", "fast"],
+     "--learning_rate expects a float value"),
     ("zero steps", [*LEARN, "--dataset", "ok.json", "--max_steps", "0"], "--max_steps must be > 0"),
-    ("negative batch size", [*LEARN, "--dataset", "ok.json", "--per_device_train_batch_size", "-2"], "--per_device_train_batch_size must be > 0"),
-    ("dropout out of range", [*LEARN, "--dataset", "ok.json", "--lora_dropout", "1.5"], "--lora_dropout must be in [0, 1)"),
+    ("negative batch size", [*LEARN, "--dataset", "ok.json", "--per_device_train_batch_size", "-2"],
+     "--per_device_train_batch_size must be > 0"),
+    ("dropout out of range", [*LEARN, "--dataset", "ok.json", "--lora_dropout", "1.5"],
+     "--lora_dropout must be in [0, 1)"),
     ("no dataset", [*LEARN], "no training data; pass --dataset"),
     ("missing dataset path", [*LEARN, "--dataset", "./nope.json"], "nope.json"),
-    ("hub id while offline", [*LEARN, "--dataset", "allenai/tulu-3-sft-personas-instruction-following"], "Hugging Face Hub is unreachable"),
+    ("hub id while offline", [*LEARN, "--dataset", "allenai/tulu-3-sft-personas-instruction-following"],
+     "Hugging Face Hub is unreachable"),
     ("malformed JSON", [*LEARN, "--dataset", "broken.json"], "broken.json"),
     ("malformed JSONL line", [*LEARN, "--dataset", "broken.jsonl"], "broken.jsonl:2"),
     ("missing columns", [*LEARN, "--dataset", "nocols.json"], "nocols.json"),
-    ("empty after filters", [*LEARN, "--dataset", RELAY_RESULTS, "--outcomes", "aborted"], "--outcomes aborted dropped all"),
+    ("empty after filters", [*LEARN, "--dataset", RELAY_RESULTS, "--outcomes", "aborted"],
+     "--outcomes aborted dropped all"),
     ("no interactions.json", [*LEARN, "--dataset", "empty-results"], "interactions.json"),
-    ("adapter of another base", ["register", "mine", "--base", "tiny", "--adapter", "wrongbase"], "was trained on 'other/model'"),
+    ("adapter of another base", ["register", "mine", "--base", "tiny", "--adapter", "wrongbase"],
+     "was trained on 'other/model'"),
     ("pickle adapter", ["register", "mine", "--base", "tiny", "--adapter", "pickled"], "--allow_pickle"),
     ("name with separator", [*LEARN, "--dataset", "ok.json", "--name", "../evil"], "is not allowed"),
     ("name with dots", ["register", "..", "--base", "tiny", "--adapter", "wrongbase"], "is not allowed"),
-    ("output dir holds a run", [*LEARN, "--dataset", "ok.json", "--name", "existing-run"], "already holds a run of sft_qlora; pass --resume"),
-    ("resume without checkpoint", [*LEARN, "--dataset", "ok.json", "--name", "fresh", "--resume"], "no complete checkpoint-* directory"),
+    ("output dir holds a run", [*LEARN, "--dataset", "ok.json", "--name", "existing-run"],
+     "already holds a run of sft_qlora; pass --resume"),
+    ("resume without checkpoint", [*LEARN, "--dataset", "ok.json", "--name", "fresh", "--resume"],
+     "no complete checkpoint-* directory"),
     ("eval without games", ["eval", "tiny"], "no clemgames found"),
     ("eval unknown game", ["eval", "tiny", "-g", "nosuchgame", "--game_registry"], "no game matches 'nosuchgame'"),
     ("eval unknown experiment", ["eval", "tiny", "-g", "wordecho", "-e", "nosuchexp", "--game_registry"],
@@ -84,7 +93,8 @@ CATALOGUE = [
      "a model named 'tiny-bnb-4bit' (backend huggingface_local"),
     ("register over a base", ["register", "tiny-bnb-4bit", "--base", "tiny", "--adapter", "wrongbase"],
      "already registered; choose another --name"),
-    ("unknown optimizer", [*LEARN, "--dataset", "ok.json", "--optim", "adamw_fast"], "--optim 'adamw_fast' is not known"),
+    ("unknown optimizer", [*LEARN, "--dataset", "ok.json", "--optim", "adamw_fast"],
+     "--optim 'adamw_fast' is not known"),
     ("non-finite value", [*LEARN, "--dataset", "ok.json", "--learning_rate", "nan"], "--learning_rate expects a float"),
     ("legacy section not a mapping", [*LEARN, "-c", "legacy-flat.yaml"], "config key 'training' must be a mapping"),
     ("legacy key typo", [*LEARN, "-c", "legacy-typo.yaml"],
@@ -113,7 +123,8 @@ def test_user_mistake_exits_2_with_one_line_and_changes_nothing(workdir, playpen
     prepare_inputs(workdir)
     if RELAY_RESULTS in argv:  # cases that need a clemcore results directory
         results = str(request.getfixturevalue("relay_results"))
-        request.getfixturevalue("capsys").readouterr()  # playing it (first use in the session) is not this command's output
+        # playing it (first use in the session) is not this command's output
+        request.getfixturevalue("capsys").readouterr()
         argv = [results if a == RELAY_RESULTS else a for a in argv]
     if "--game_registry" in argv:  # cases that need the demo game to be known
         from playpen_tune.games import write_game_registry
@@ -176,7 +187,8 @@ def test_killed_run_resumes_from_last_checkpoint(workdir):
     # training continued from there: earlier checkpoints were neither rewritten nor deleted
     assert {step: (out / f"checkpoint-{step}" / "trainer_state.json").stat().st_mtime_ns
             for step in done[:-1]} == saved_at
-    assert [entry["step"] for entry in manifest["loss_history"]] == sorted({e["step"] for e in manifest["loss_history"]})
+    steps = [entry["step"] for entry in manifest["loss_history"]]
+    assert steps == sorted(set(steps))
 
 
 @pytest.mark.slow
@@ -210,7 +222,8 @@ def test_secrets_never_reach_written_files(workdir):
     learn = subprocess.run(_learn_cmd("--max_steps", "2"), cwd=workdir, env=env, capture_output=True, text=True)
     assert learn.returncode == 0, learn.stderr[-3000:]
     ev = subprocess.run([sys.executable, "-m", "playpen", "eval", "tiny-sft_qlora", "-g", "wordecho", "-i",
-                         "instances_heldout", "--all_instances", "-L", "4", "-r", "ev"], cwd=workdir, env=env, capture_output=True, text=True)
+                         "instances_heldout", "--all_instances", "-L", "4", "-r", "ev"], cwd=workdir, env=env,
+                        capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr[-3000:]
     written = [p for p in workdir.rglob("*") if p.is_file() and p.name != "key.json"]
     assert any(p.name == "playpen_run.json" for p in written) and any(p.name == "clembench.log" for p in written)

@@ -194,13 +194,14 @@ def test_user_turns_are_masked(workdir, sft_file):
     data = workdir / "multi.json"
     data.write_text(json.dumps(rows))
     config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(data)], "max_steps": "1"})
-    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / "out", name="t", learner="sft_qlora")
+    request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / "out", name="t",
+                           learner="sft_qlora")
     run = SFTQLoRALearner().prepare(request)
     batch = next(iter(run.trainer.get_train_dataloader()))
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
     tokenizer = run.tokenizer
-    trained = tokenizer.decode([i for i, label in zip(ids, labels) if label != -100])
-    masked = tokenizer.decode([i for i, label in zip(ids, labels) if label == -100])
+    trained = tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label != -100])
+    masked = tokenizer.decode([i for i, label in zip(ids, labels, strict=True) if label == -100])
     assert trained == "ANSWER: apple<|eot_id|>ANSWER: pear<|eot_id|>"
     assert "Say the word: apple." in masked and "Say the word: pear." in masked
     assert "ANSWER" not in masked
@@ -257,7 +258,8 @@ def test_legacy_yaml_contradiction(playpen, workdir, sft_file):
 
 
 @pytest.mark.parametrize("make_args, message", [
-    (lambda d, r: ["--dataset", d / "sft.json", "--lora_rank", "8"], "unknown config field 'lora_rank' on the command line; did you mean 'lora_r'"),
+    (lambda d, r: ["--dataset", d / "sft.json", "--lora_rank", "8"],
+     "unknown config field 'lora_rank' on the command line; did you mean 'lora_r'"),
     (lambda d, r: ["--dataset", d / "sft.json", "--lora_r", "eight"], "--lora_r expects a int value"),
     (lambda d, r: ["--dataset", d / "missing.json"], "missing.json"),
     (lambda d, r: ["--dataset", d / "bad.jsonl"], "bad.jsonl:2"),
@@ -305,7 +307,8 @@ def test_seed_fixes_the_initial_adapter(workdir, sft_file):
 
     def initial_adapter(seed: str, name: str) -> dict:
         config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(sft_file)], "max_steps": "1", "seed": seed})
-        request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / name, name=name, learner="sft_qlora")
+        request = LearnRequest(model=find_model("tiny").to_dict(), config=config, output_dir=workdir / name, name=name,
+                               learner="sft_qlora")
         model = SFTQLoRALearner().prepare(request).trainer.model
         return {k: v.detach().clone() for k, v in model.named_parameters() if "lora_A" in k}
 
@@ -423,7 +426,8 @@ def test_registry_chat_template_kwargs_reach_training(workdir, sft_file):
     model = dict(model, huggingface_id=str(tokenizer_dir),
                  model_config=dict(model["model_config"], chat_template_kwargs={"shout": True}))
     config = build_config(SFTQLoRAConfig, {}, {"dataset": [str(sft_file)], "max_steps": "1", "max_length": "64"})
-    run = SFTQLoRALearner().prepare(LearnRequest(model=model, config=config, output_dir=workdir / "o", name="t", learner="sft_qlora"))
+    run = SFTQLoRALearner().prepare(LearnRequest(model=model, config=config, output_dir=workdir / "o", name="t",
+                                                 learner="sft_qlora"))
     first = run.tokenizer.decode(run.trainer.train_dataset[0]["input_ids"])
     assert first.startswith("LOUD ")
 

@@ -40,15 +40,15 @@ def only_static(mixed_results: Path, target: Path) -> Path:
 
 def test_static_suite_transcripts_are_left_out_and_counted(mixed_results):
     from playpen_tune.data import load_sft_dataset
-    from playpen_tune.static_suite import DROP_REASON
+    from playpen_tune.data.sources import STATIC_DROP_REASON
 
     total = len(list(mixed_results.rglob("interactions.json")))
     dataset, report = load_sft_dataset([str(mixed_results)])
     assert len(dataset) == total - 3
-    assert report.sources[0]["dropped"][DROP_REASON] == 3
+    assert report.sources[0]["dropped"][STATIC_DROP_REASON] == 3
     assert any("static-suite games (--include_static_games keeps them) 3" in line for line in report.lines())
     kept, kept_report = load_sft_dataset([str(mixed_results)], include_static_games=True)
-    assert len(kept) == total and not kept_report.sources[0]["dropped"].get(DROP_REASON)
+    assert len(kept) == total and not kept_report.sources[0]["dropped"].get(STATIC_DROP_REASON)
 
 
 def test_only_static_transcripts_is_one_error_naming_the_option(playpen, workdir, mixed_results, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from playpen_tune.games import DEMO_SPLIT_FILE
 
+
 def write_trainer(directory: Path, name: str, source: str, **constants) -> str:
     header = "".join(f"{key} = {value!r}\n" for key, value in constants.items())
     (directory / name).write_text(header + textwrap.dedent(source))
@@ -49,7 +50,7 @@ class EchoTrainer(SequentialPlayPenTrainer):
 
 def answers_echo(messages: list[dict]) -> bool:
     """Each answer of a wordecho conversation repeats the word of the message before it."""
-    pairs = list(zip(messages[::2], messages[1::2]))
+    pairs = list(zip(messages[::2], messages[1::2], strict=False))
     return all(user["role"] == "user" and answer["role"] == "assistant"
                and answer["content"] == "ANSWER: " + user["content"].rsplit("Say the word: ", 1)[1]
                for user, answer in pairs)
@@ -138,7 +139,8 @@ class DistillingTrainer(BasePlaypenTrainer):
         infos = Model.to_infos([teacher])
         self.callbacks = GameBenchmarkCallbackList([
             EpisodeBufferCallback(self.episode_buffer), EpochResultsFolderCallback(folder), InstanceFileSaver(folder),
-            ExperimentFileSaver(folder, player_model_infos=infos), InteractionsFileSaver(folder, player_model_infos=infos)])
+            ExperimentFileSaver(folder, player_model_infos=infos),
+            InteractionsFileSaver(folder, player_model_infos=infos)])
 
     def learn(self):
         from trl import SFTConfig, SFTTrainer
@@ -146,7 +148,8 @@ class DistillingTrainer(BasePlaypenTrainer):
         rows = [json.loads(line) for line in open(SPLIT_FILE)]
         spec = self.get_game_registry().get_game_specs_that_unify_with("wordecho")[0]
         with GameBenchmark.load_from_spec(spec) as game_benchmark:
-            train = GameInstances.from_game_spec(spec).filter(to_instances_filter([r for r in rows if r["split"] == "train"]))
+            train_rows = [r for r in rows if r["split"] == "train"]
+            train = GameInstances.from_game_spec(spec).filter(to_instances_filter(train_rows))
             batchwise.run(game_benchmark, train, [self.teacher], callbacks=self.callbacks, batch_size=8)
         dataset = self.episode_buffer.to_conversational_dataset(self.teacher)
         args = SFTConfig(output_dir="trainer-out", max_steps=24, learning_rate=3e-3, per_device_train_batch_size=8,

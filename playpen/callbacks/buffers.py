@@ -4,8 +4,8 @@ Pass them in the ``callbacks`` of clemcore's ``sequential``, ``batchwise`` or ``
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from copy import deepcopy
-from typing import Callable
 
 from clemcore.clemgame import GameBenchmarkCallback
 

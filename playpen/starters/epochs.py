@@ -65,8 +65,12 @@ class EpochPlayPenTrainer(BasePlaypenTrainer):
 
     def _callbacks(self):
         from clemcore.backends import Model
-        from clemcore.clemgame import (ExperimentFileSaver, GameBenchmarkCallbackList, InstanceFileSaver,
-                                       InteractionsFileSaver)
+        from clemcore.clemgame import (
+            ExperimentFileSaver,
+            GameBenchmarkCallbackList,
+            InstanceFileSaver,
+            InteractionsFileSaver,
+        )
 
         from playpen.callbacks.files import EpochResultsFolder, EpochResultsFolderCallback
 

@@ -18,7 +18,7 @@ from statistics import fmean
 
 def in_branch_tree(conversation: dict) -> bool:
     """True for a conversation of an episode written by ``playpen play --branching``."""
-    from playpen.branching_play import BRANCH_FILE
+    from playpen.api import BRANCH_FILE
 
     return bool(conversation.get("episode_dir")) and (Path(conversation["episode_dir"]) / BRANCH_FILE).is_file()
 
@@ -30,7 +30,7 @@ def branch_pairs(conversations: list[dict], min_score_gap: float = 0.0) -> tuple
     ("equal scores", "score gap below min_score_gap", "identical answers", "contexts differ", "single branch"
     when the others were filtered out) and the number of branching points seen.
     """
-    from playpen.branching_play import BRANCH_FILE
+    from playpen.api import BRANCH_FILE
 
     points: dict = defaultdict(lambda: defaultdict(list))  # (tree, point) -> branch -> [(score, messages, answer)]
     for conversation in conversations:

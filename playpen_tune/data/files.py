@@ -1,10 +1,11 @@
 """Read local data files (.json arrays, .jsonl lines) into lists of dict rows."""
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 FILE_SUFFIXES = (".json", ".jsonl")
 SHAREGPT_FIX = ("rename 'conversations' to 'messages', each message's 'from' to 'role' and 'value' to 'content', "

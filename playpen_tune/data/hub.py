@@ -4,8 +4,7 @@ import datasets
 from datasets.exceptions import DatasetNotFoundError
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 
-from playpen.errors import PlaypenError
-from playpen.hub import offline_if_requested
+from playpen.api import PlaypenError, offline_if_requested
 
 
 def load_hub_dataset(dataset_id: str, split: str = "train") -> datasets.Dataset:

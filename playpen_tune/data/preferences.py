@@ -42,7 +42,8 @@ def _pair(first: dict, second: dict, min_score_gap: float) -> dict | str:
         return "equal scores"
     if gap < min_score_gap:
         return "score gap below min_score_gap"
-    index = next((i for i, (a, b) in enumerate(zip(better["messages"], worse["messages"])) if a != b), None)
+    pairs = zip(better["messages"], worse["messages"], strict=False)  # the first difference, in the shorter length
+    index = next((i for i, (a, b) in enumerate(pairs) if a != b), None)
     if index is None:
         return "identical answers"
     if better["messages"][index]["role"] != "assistant":

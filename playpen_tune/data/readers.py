@@ -12,10 +12,10 @@ table, so they can take sources the built-in kinds would reject (other suffixes,
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
 
-from playpen.errors import PlaypenError
-from playpen.tables import add_unique
+from playpen.api import PlaypenError, add_unique
 from playpen_tune.data.hub import load_hub_dataset
 
 
@@ -63,7 +63,7 @@ class HubReader:
 def _hub_rows(dataset, batch_size: int = 1000) -> Iterator[dict]:
     """The rows of a Hub dataset as dicts, a batch at a time (not the whole table as Python objects)."""
     for batch in dataset.iter(batch_size=batch_size):
-        yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
+        yield from (dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True))
 
 
 BUILTIN_READERS = {"file": FileReader(), "hub": HubReader()}
@@ -72,10 +72,10 @@ TRANSCRIPTS = "transcripts"  # the kind of clemcore results directories (episode
 
 def plugin_readers() -> dict[str, RowReader]:
     """The kinds plugins add (``playpen_register_data_sources``); a kind declared twice is an error."""
-    from playpen.plugins import pm
+    from playpen.api import plugin_manager
 
     table: dict[str, RowReader] = {}
-    for contribution in pm.hook.playpen_register_data_sources():
+    for contribution in plugin_manager().hook.playpen_register_data_sources():
         for kind, reader in (contribution or {}).items():
             if kind in BUILTIN_READERS or kind == TRANSCRIPTS:
                 raise PlaypenError(f"data source '{kind}' is built in; a plugin cannot replace it, choose another name")

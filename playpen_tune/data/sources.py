@@ -14,24 +14,25 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import datasets
 
-from playpen.errors import PlaypenError
+from playpen.api import STATIC_GAMES, PlaypenError, is_static_game
 from playpen_tune.data import readers
 from playpen_tune.data.branches import branch_pairs, in_branch_tree
 from playpen_tune.data.files import FILE_SUFFIXES, SHAREGPT_FIX
 from playpen_tune.data.preferences import preference_pairs
 from playpen_tune.data.transcripts import OUTCOMES, conversations_from_episode, episode_records
-from playpen_tune.static_suite import DROP_REASON, STATIC_GAMES, is_static_game
 
 SFT_COLUMNS = (("messages",), ("prompt", "completion"))
 PREFERENCE_COLUMNS = (("prompt", "chosen", "rejected"),)
 FILTER_FIELDS = {"games": "game", "roles": "role", "outcomes": "outcome"}  # applied in this order
 EVAL_INSTANCES = "evaluation instances"  # the drop reason of the contamination guard
+# the drop reason of the static suite's transcripts (statscore's games, playpen.suites)
+STATIC_DROP_REASON = "static-suite games (--include_static_games keeps them)"
 NO_PREFERENCE = "chosen identical to rejected"
 NO_ANSWER = "no assistant answer to learn"
 SHAREGPT_ROLES = {"human": "user", "gpt": "assistant"}  # ShareGPT's role names -> chat template roles
@@ -44,9 +45,9 @@ class DataReport:
     ``sources`` holds one dict per source: source, kind ("file", "hub" or "transcripts"),
     examples, and dropped ({filter or skip reason: count}; ``"evaluation instances"`` counts the
     conversations of instances of the evaluation split left out); preference pairs of a results directory
-    also record ``pairs``: turn-level pairs, the branching points they came from, and episode pairs. ``fingerprint`` is the sha256 of
-    the canonical JSON of all rows in order. ``contamination`` says whether and against which split
-    the episodes were checked (set by the learner).
+    also record ``pairs``: turn-level pairs, the branching points they came from, and episode pairs.
+    ``fingerprint`` is the sha256 of the canonical JSON of all rows in order. ``contamination`` says whether and
+    against which split the episodes were checked (set by the learner).
     """
 
     sources: list[dict]
@@ -161,9 +162,9 @@ def load_preference_dataset(sources: Sequence[str], split: str = "train", games:
         for part in parts:
             removed.update(part.dropped)
         if removed[NO_PREFERENCE] and all(part.kind != "transcripts" for part in parts):
-            raise PlaypenError(f"0 preference pairs from {', '.join(map(str, sources))}: in all {removed[NO_PREFERENCE]} "
-                               f"rows chosen and rejected are the same, so there is nothing to prefer; give rows "
-                               f"whose chosen answer differs from the rejected one")
+            raise PlaypenError(f"0 preference pairs from {', '.join(map(str, sources))}: in all "
+                               f"{removed[NO_PREFERENCE]} rows chosen and rejected are the same, so there is "
+                               f"nothing to prefer; give rows whose chosen answer differs from the rejected one")
         reasons = ", ".join(f"{name} {n}" for name, n in removed.most_common() if n) or "the sources have no rows"
         gap_hint = " or lower min_score_gap" if removed["score gap below min_score_gap"] else ""
         raise PlaypenError(
@@ -248,7 +249,7 @@ def _transcripts(source: str, filters: dict, exclude) -> tuple[list[dict], _Part
         static = [c for c in conversations if is_static_game(c["game"])]
         conversations = [c for c in conversations if not is_static_game(c["game"])]
         if static:
-            part.dropped[DROP_REASON] = len(static)
+            part.dropped[STATIC_DROP_REASON] = len(static)
     for name, key in FILTER_FIELDS.items():
         wanted = filters[name]
         if wanted is None:
@@ -311,8 +312,8 @@ def _empty_sft_message(parts: list[_Part], filters: dict) -> str:
         for name, counts in part.dropped_values.items():
             values[name].update(counts)
     emptier = next((name for name in reversed(FILTER_FIELDS) if dropped[name]), None)
-    if emptier is None and dropped[DROP_REASON]:
-        return (f"0 examples left: all {dropped[DROP_REASON]} conversations are of static-suite games "
+    if emptier is None and dropped[STATIC_DROP_REASON]:
+        return (f"0 examples left: all {dropped[STATIC_DROP_REASON]} conversations are of static-suite games "
                 f"({', '.join(sorted(STATIC_GAMES))}), which playpen eval scores as statscore and training leaves "
                 f"out; pass --include_static_games to train on them anyway, or add results of other games")
     if emptier is None and dropped[NO_ANSWER]:

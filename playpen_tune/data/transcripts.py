@@ -5,11 +5,10 @@ A results directory (``clem run``, then ``clem score``) holds one folder per epi
 turns of events) and ``scores.json`` (turn and episode scores).
 """
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from playpen.errors import PlaypenError
-from playpen.scores import score_number
+from playpen.api import PlaypenError, score_number
 from playpen_tune.data.files import read_json
 
 OUTCOMES = ("success", "failure", "aborted")

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from playpen.learners import Learner, LearnerResult, LearnRequest
+from playpen.api import Learner, LearnerResult, LearnRequest
 from playpen_tune.learners.callbacks import (checkpoint_manifest_callback, loss_guard_callback, raise_if_diverged,
                                              replace_progress_callback)
 from playpen_tune.learners.output_dir import (check_output_dir, check_room_for_checkpoints, claim_output_dir,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 from playpen_tune import manifest as manifest_io
 from playpen_tune.learners.output_dir import complete_checkpoints
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import copy
 
-from playpen.errors import PlaypenError
-from playpen.learners import LearnRequest
+from playpen.api import PlaypenError
+from playpen.api import LearnRequest
 from playpen_tune.config import DPOQLoRAConfig
 from playpen_tune.learners.base import QLoRALearner, TrainerSetup
 from playpen_tune.learners.training_data import TrainingData

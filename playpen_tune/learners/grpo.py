@@ -15,8 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from playpen.errors import PlaypenError
-from playpen.learners import LearnRequest
+from playpen.api import PlaypenError
+from playpen.api import LearnRequest
 from playpen_tune.config import GRPOQLoRAConfig
 from playpen_tune.learners.base import QLoRALearner, TrainerSetup
 from playpen_tune.learners.training_data import TrainingData, chat_template_kwargs
@@ -135,7 +135,7 @@ class GRPOQLoRALearner(QLoRALearner):
 def check_contamination(config: GRPOQLoRAConfig, train) -> dict:
     """Refuse training instances that are in the evaluation split (what ``playpen eval`` measures) unless
     ``--allow_eval_instances``; return the manifest record of the check."""
-    from playpen.splits import EVAL_SPLIT, NoSuchSplit, load_split
+    from playpen.api import EVAL_SPLIT, NoSuchSplit, load_split
     from playpen_tune.rl.split_instances import instance_prompt
 
     if config.allow_eval_instances:
@@ -171,7 +171,7 @@ def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:
         return {name: [] for name in games}
     from clemcore import backends
 
-    from playpen.models import find_model
+    from playpen.api import find_model
     from playpen_tune.rl.rollout import number_of_players
 
     try:
@@ -189,7 +189,7 @@ def policy_spec(request: LearnRequest, tokenizer, template_kwargs: dict):
 
     from clemcore.backends import ModelSpec
 
-    from playpen.secrets import without_secrets
+    from playpen.api import without_secrets
 
     entry = without_secrets(dict(request.model))
     model_config = dict(entry.get("model_config") or {})

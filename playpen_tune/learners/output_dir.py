@@ -9,13 +9,13 @@ import shutil
 import time
 from pathlib import Path
 
-from playpen import faults
-from playpen.config import config_to_dict
-from playpen.errors import PlaypenError
-from playpen.files import atomic_write_text
-from playpen.learners import LearnRequest
-from playpen.paths import refuse_file
-from playpen.secrets import without_secrets
+from playpen.api import check_free_space
+from playpen.api import config_to_dict
+from playpen.api import PlaypenError
+from playpen.api import atomic_write_text
+from playpen.api import LearnRequest
+from playpen.api import refuse_file
+from playpen.api import without_secrets
 from playpen_tune import manifest as manifest_io
 
 RUN_IDENTITY_FILE = "playpen_run_identity.json"
@@ -149,7 +149,7 @@ def check_room_for_checkpoints(trainer, output_dir: Path) -> None:
     if args.save_total_limit:
         saves = min(saves, args.save_total_limit + 1)
     adapter, checkpoint = saved_bytes(trainer)
-    faults.check_free_space(
+    check_free_space(
         output_dir, saves * checkpoint + adapter,
         f"{saves} checkpoint(s) of ~{checkpoint / 2**20:.1f} MiB (save_total_limit "
         f"{args.save_total_limit}, save_steps {args.save_steps}) and the adapter",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from playpen.errors import PlaypenError
-from playpen.learners import LearnRequest
+from playpen.api import PlaypenError
+from playpen.api import LearnRequest
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_files
 from playpen_tune.credentials import hub_token

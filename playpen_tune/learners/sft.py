@@ -1,8 +1,8 @@
 """``sft_qlora``: supervised fine-tuning of a LoRA adapter on a 4-bit base with TRL's SFTTrainer."""
 from __future__ import annotations
 
-from playpen.errors import PlaypenError
-from playpen.learners import LearnRequest
+from playpen.api import PlaypenError
+from playpen.api import LearnRequest
 from playpen_tune.config import SFTQLoRAConfig
 from playpen_tune.learners.base import QLoRALearner, TrainerSetup
 from playpen_tune.learners.training_data import TrainingData

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 
 @dataclass
@@ -81,7 +81,7 @@ def evaluation_split(config):
     source cannot be read (offline, not cached) a warning says that the check was not made; an
     explicitly given ``--split_source`` that cannot be read is an error.
     """
-    from playpen.splits import EVAL_SPLIT, SplitSourceUnreadable, load_split
+    from playpen.api import EVAL_SPLIT, SplitSourceUnreadable, load_split
     from playpen_tune.data import source_kind
 
     if config.allow_eval_instances:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 
 EPISODE_SCORES = "episode scores"
 OUTCOME_REWARDS = {"Success": 1.0, "Lose": 0.0, "Aborted": -1.0}  # clemcore METRIC_SUCCESS/LOSE/ABORTED
@@ -79,8 +79,7 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
 
     from clemcore.backends import CustomResponseModel
 
-    from playpen.game_errors import EpisodeErrors, failed_in_setup, one_line
-    from playpen.playing import play_batch
+    from playpen.api import EpisodeErrors, failed_in_setup, one_line, play_batch
     from playpen_tune.rl.rollout import number_of_players
 
     name = game_spec["game_name"]

@@ -1,6 +1,6 @@
 """Rollouts of ``grpo_qlora``: the live policy plays clemcore episodes, token for token.
 
-The episodes are played by the host's one loop (:func:`playpen.playing.play_batch`: clemcore's batchwise
+The episodes are played by the host's one loop (:func:`playpen.api.play_batch`: clemcore's batchwise
 runner, its episode records and the game's own scorer). What is RL-specific stays here:
 
 - :class:`PolicyModel` is the clemcore ``Model`` of the live policy (the weights being trained, no reload
@@ -31,7 +31,7 @@ from clemcore.backends import BatchGenerativeModel
 from clemcore.backends.huggingface_local_api import split_and_clean_batch_outputs
 from clemcore.backends.utils import augment_response_object, ensure_alternating_roles, ensure_messages_format
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 from playpen_tune.rl.split_instances import KEY_SEPARATOR
 
 
@@ -240,7 +240,7 @@ def play_episodes(game_spec, rows: list[dict], policy: LivePolicy, partners: lis
     ``player`` (1 = the first model of ``clem run -m A B``) and the ``partners`` in the other roles, in
     order; without partners the policy plays every role. Each episode is scored with the game's scorer
     and written under ``results_dir/episode-<i>/``; its trace is the one of player ``player``."""
-    from playpen.playing import play_batch
+    from playpen.api import play_batch
 
     traces = Traces(policy.tokenizer, policy.chat_template_kwargs, policy.spec.model_name)
     model = PolicyModel(policy, traces)

@@ -1,7 +1,7 @@
 """Which instances ``grpo_qlora`` plays: the games of ``-g`` (or ``--suite clem``) and the instances of
 a split of a split source, chosen exactly as ``playpen play`` chooses them (:func:`playpen.selection.select`:
 same defaults, checks and error messages), as clemcore instance rows for the rollouts, each under the
-training prompt that names it (:func:`instance_prompt`, from the host's :func:`playpen.playing.episode_key`)."""
+training prompt that names it (:func:`instance_prompt`, from the host's :func:`playpen.api.episode_key`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +11,7 @@ KEY_SEPARATOR = "/"
 
 def instance_prompt(game: str, episode: tuple[str, int]) -> str:
     """The dataset prompt that names one instance, ``<game>/<experiment>/<game_id>``, from its
-    :func:`playpen.playing.episode_key`."""
+    :func:`playpen.api.episode_key`."""
     experiment, game_id = episode
     return KEY_SEPARATOR.join([game, experiment, str(game_id)])
 
@@ -32,9 +32,7 @@ def split_instances(games: list[str], suite: str | None, split: str, split_sourc
         PlaypenError: as ``playpen play`` does, e.g. for a game whose split has no instances or an
             unreadable split source (grpo_qlora has no ``--all_instances``, so the errors do not offer it).
     """
-    from playpen.errors import PlaypenError
-    from playpen.playing import episode_key, game_instances
-    from playpen.selection import select
+    from playpen.api import PlaypenError, episode_key, game_instances, select
 
     options = {"split": split, "split_source": split_source, "offer_all_instances": False}
     selections = ([select(suite, None, **options)] if suite else [select("all", game, **options) for game in games])

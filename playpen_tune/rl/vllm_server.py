@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
-from playpen.errors import PlaypenError
+from playpen.api import PlaypenError
 from playpen_tune.merging import merged_weights
 
 

@@ -9,7 +9,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
-from playpen import Learner, LearnerResult, LearnRequest, PlaypenError
+from playpen.api import Learner, LearnerResult, LearnRequest, PlaypenError
 
 
 @dataclass
@@ -33,7 +33,10 @@ class WordCountLearner(Learner):
             raise PlaypenError("pass --dataset FILE")
         with open(config.dataset, encoding="utf-8") as handle:
             text = handle.read()
-        rows = json.loads(text) if config.dataset.endswith(".json") else [json.loads(line) for line in text.splitlines() if line.strip()]
+        if config.dataset.endswith(".json"):
+            rows = json.loads(text)
+        else:
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
         counts: dict[str, Counter] = {}
         for row in rows:
             for message in row["messages"]:

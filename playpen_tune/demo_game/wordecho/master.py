@@ -18,13 +18,11 @@ Players run with a programmatic model (clemcore's ``mock`` or ``programmatic``) 
 """
 import math
 import re
-from typing import Dict, List
 
 from clemcore.backends import Model
-from clemcore.clemgame import (DialogueGameMaster, GameBenchmark, GameError, GameScorer, GameSpec,
-                               ParseError, Player)
+from clemcore.clemgame import DialogueGameMaster, GameBenchmark, GameError, GameScorer, GameSpec, ParseError, Player
 from clemcore.clemgame.master import Outcome
-from clemcore.clemgame.metrics import (BENCH_SCORE, METRIC_ABORTED, METRIC_LOSE, METRIC_SUCCESS)
+from clemcore.clemgame.metrics import BENCH_SCORE, METRIC_ABORTED, METRIC_LOSE, METRIC_SUCCESS
 
 ANSWER_PATTERN = re.compile(r"ANSWER:[ \t]*([A-Za-z]+)")
 REQUEST_PATTERN = re.compile(r"Say the word: ([A-Za-z]+)")
@@ -60,15 +58,15 @@ def expert_answer(prompt: str) -> str:
 class Echoer(Player):
     """The only role. With a programmatic model (``mock``) it plays as the scripted expert."""
 
-    def _custom_response(self, context: Dict) -> str:
+    def _custom_response(self, context: dict) -> str:
         return expert_answer(context["content"])
 
 
 class WordEcho(DialogueGameMaster):
 
-    def __init__(self, game_spec: GameSpec, experiment: Dict, player_models: List[Model]):
+    def __init__(self, game_spec: GameSpec, experiment: dict, player_models: list[Model]):
         super().__init__(game_spec, experiment, player_models)
-        self.target_words: List[str] = []
+        self.target_words: list[str] = []
         self.correct_words = 0
         self.echoer: Echoer | None = None
 
@@ -120,11 +118,11 @@ class WordEcho(DialogueGameMaster):
 
 class WordEchoScorer(GameScorer):
 
-    def compute_round_score(self, round_idx, round_events: List[Dict]) -> None:
+    def compute_round_score(self, round_idx, round_events: list[dict]) -> None:
         correct = any(event["action"]["type"] == EVENT_CORRECT for event in round_events)
         self.log_round_score(round_idx, "Accuracy", int(correct))
 
-    def compute_episode_scores(self, interactions: Dict):
+    def compute_episode_scores(self, interactions: dict):
         n_words = len(self.game_instance["target_words"])
         correct = interactions[KEY_CORRECT_WORDS]
         self.log_episode_score(KEY_CORRECT_WORDS, correct)
@@ -136,8 +134,8 @@ class WordEchoScorer(GameScorer):
 
 class WordEchoBenchmark(GameBenchmark):
 
-    def create_game_master(self, experiment: Dict, player_models: List[Model]) -> WordEcho:
+    def create_game_master(self, experiment: dict, player_models: list[Model]) -> WordEcho:
         return WordEcho(self.game_spec, experiment, player_models)
 
-    def create_game_scorer(self, experiment: Dict, game_instance: Dict) -> WordEchoScorer:
+    def create_game_scorer(self, experiment: dict, game_instance: dict) -> WordEchoScorer:
         return WordEchoScorer(self.game_spec.game_name, experiment, game_instance)

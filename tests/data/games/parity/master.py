@@ -13,7 +13,6 @@ one turn (``playpen play --branching``, clemcore's branching runner) end with di
 player (``mock``) answers ``even`` and wins every episode.
 """
 import math
-from typing import Dict, List
 
 from clemcore.backends import Model
 from clemcore.clemgame import DialogueGameMaster, GameBenchmark, GameScorer, GameSpec, ParseError, Player
@@ -25,13 +24,13 @@ KEY_SCORED = "Scored Rounds"
 
 class Answerer(Player):
 
-    def _custom_response(self, context: Dict) -> str:
+    def _custom_response(self, context: dict) -> str:
         return "even"
 
 
 class Parity(DialogueGameMaster):
 
-    def __init__(self, game_spec: GameSpec, experiment: Dict, player_models: List[Model]):
+    def __init__(self, game_spec: GameSpec, experiment: dict, player_models: list[Model]):
         super().__init__(game_spec, experiment, player_models)
         self.rounds = 0
         self.scored = 0
@@ -76,10 +75,10 @@ class Parity(DialogueGameMaster):
 
 class ParityScorer(GameScorer):
 
-    def compute_round_score(self, round_idx, round_events: List[Dict]) -> None:
+    def compute_round_score(self, round_idx, round_events: list[dict]) -> None:
         pass
 
-    def compute_episode_scores(self, interactions: Dict):
+    def compute_episode_scores(self, interactions: dict):
         if interactions[METRIC_ABORTED]:
             self.log_episode_score(BENCH_SCORE, math.nan)
         else:
@@ -88,8 +87,8 @@ class ParityScorer(GameScorer):
 
 class ParityBenchmark(GameBenchmark):
 
-    def create_game_master(self, experiment: Dict, player_models: List[Model]) -> Parity:
+    def create_game_master(self, experiment: dict, player_models: list[Model]) -> Parity:
         return Parity(self.game_spec, experiment, player_models)
 
-    def create_game_scorer(self, experiment: Dict, game_instance: Dict) -> ParityScorer:
+    def create_game_scorer(self, experiment: dict, game_instance: dict) -> ParityScorer:
         return ParityScorer(self.game_spec.game_name, experiment, game_instance)

@@ -17,11 +17,9 @@ shares the target's first letter.
 """
 import math
 import re
-from typing import Dict, List
 
 from clemcore.backends import Model
-from clemcore.clemgame import (DialogueGameMaster, GameBenchmark, GameError, GameScorer, GameSpec,
-                               ParseError, Player)
+from clemcore.clemgame import DialogueGameMaster, GameBenchmark, GameError, GameScorer, GameSpec, ParseError, Player
 from clemcore.clemgame.master import Outcome
 from clemcore.clemgame.metrics import BENCH_SCORE, METRIC_ABORTED, METRIC_LOSE, METRIC_SUCCESS
 
@@ -33,14 +31,14 @@ LETTER_PATTERN = re.compile(r"starts with ([A-Za-z])")
 CANDIDATES_PATTERN = re.compile(r"Candidates: (.+)")
 
 
-def _candidates(prompt: str) -> List[str]:
+def _candidates(prompt: str) -> list[str]:
     return CANDIDATES_PATTERN.search(prompt).group(1).split(", ")
 
 
 class Describer(Player):
     """Sees the target; scripted (``mock``): names its first letter."""
 
-    def _custom_response(self, context: Dict) -> str:
+    def _custom_response(self, context: dict) -> str:
         target = re.search(r"Target word: ([A-Za-z]+)", context["content"]).group(1)
         return f"CLUE: the word starts with {target[0]}"
 
@@ -48,7 +46,7 @@ class Describer(Player):
 class Guesser(Player):
     """Sees the clue; scripted (``mock``): the first candidate starting with the clue's letter."""
 
-    def _custom_response(self, context: Dict) -> str:
+    def _custom_response(self, context: dict) -> str:
         candidates = _candidates(context["content"])
         letter = LETTER_PATTERN.search(context["content"].split("The describer says: ")[-1])
         # a trained Describer's clue may name no letter, or one no candidate starts with
@@ -58,10 +56,10 @@ class Guesser(Player):
 
 class Relay(DialogueGameMaster):
 
-    def __init__(self, game_spec: GameSpec, experiment: Dict, player_models: List[Model]):
+    def __init__(self, game_spec: GameSpec, experiment: dict, player_models: list[Model]):
         super().__init__(game_spec, experiment, player_models)
         self.target = ""
-        self.candidates: List[str] = []
+        self.candidates: list[str] = []
 
     def _on_setup(self, **game_instance):
         self.target, self.candidates = game_instance["target"], list(game_instance["candidates"])
@@ -111,10 +109,10 @@ class Relay(DialogueGameMaster):
 
 class RelayScorer(GameScorer):
 
-    def compute_round_score(self, round_idx, round_events: List[Dict]) -> None:
+    def compute_round_score(self, round_idx, round_events: list[dict]) -> None:
         pass
 
-    def compute_episode_scores(self, interactions: Dict):
+    def compute_episode_scores(self, interactions: dict):
         if interactions[METRIC_ABORTED]:
             self.log_episode_score(BENCH_SCORE, math.nan)
         else:
@@ -123,8 +121,8 @@ class RelayScorer(GameScorer):
 
 class RelayBenchmark(GameBenchmark):
 
-    def create_game_master(self, experiment: Dict, player_models: List[Model]) -> Relay:
+    def create_game_master(self, experiment: dict, player_models: list[Model]) -> Relay:
         return Relay(self.game_spec, experiment, player_models)
 
-    def create_game_scorer(self, experiment: Dict, game_instance: Dict) -> RelayScorer:
+    def create_game_scorer(self, experiment: dict, game_instance: dict) -> RelayScorer:
         return RelayScorer(self.game_spec.game_name, experiment, game_instance)

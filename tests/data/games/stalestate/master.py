@@ -4,7 +4,6 @@ Its game state was written for an older clemcore: ``StaleGameState.__init__`` do
 ``GameState.__init__``, so the state has no ``outcome`` and clemcore's state setter raises
 ``AttributeError: 'StaleGameState' object has no attribute 'outcome'`` while every episode is set up.
 """
-from typing import Dict, List
 
 from clemcore.backends import Model
 from clemcore.clemgame import DialogueGameMaster, GameBenchmark, GameScorer, GameSpec, Player
@@ -12,17 +11,17 @@ from clemcore.clemgame.master import GameState
 
 
 class StaleGameState(GameState):
-    def __init__(self, word: str):  # noqa: no super().__init__(), as games written for clemcore < 3.7
+    def __init__(self, word: str):  # deliberately no super().__init__(), as games written for clemcore < 3.7
         self.word = word
 
 
 class Speaker(Player):
-    def _custom_response(self, context: Dict) -> str:
+    def _custom_response(self, context: dict) -> str:
         return "ANSWER: " + context["content"].split()[-1]
 
 
 class StaleState(DialogueGameMaster):
-    def __init__(self, game_spec: GameSpec, experiment: Dict, player_models: List[Model]):
+    def __init__(self, game_spec: GameSpec, experiment: dict, player_models: list[Model]):
         super().__init__(game_spec, experiment, player_models)
 
     def _on_setup(self, **game_instance):
@@ -37,13 +36,13 @@ class StaleState(DialogueGameMaster):
 
 
 class StaleStateScorer(GameScorer):
-    def compute_episode_scores(self, interactions: Dict):
+    def compute_episode_scores(self, interactions: dict):
         pass
 
 
 class StaleStateBenchmark(GameBenchmark):
-    def create_game_master(self, experiment: Dict, player_models: List[Model]) -> StaleState:
+    def create_game_master(self, experiment: dict, player_models: list[Model]) -> StaleState:
         return StaleState(self.game_spec, experiment, player_models)
 
-    def create_game_scorer(self, experiment: Dict, game_instance: Dict) -> StaleStateScorer:
+    def create_game_scorer(self, experiment: dict, game_instance: dict) -> StaleStateScorer:
         return StaleStateScorer(self.game_spec.game_name, experiment, game_instance)
