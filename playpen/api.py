@@ -27,8 +27,9 @@ What it offers, by purpose:
   ``select`` (what ``eval``/``play`` play); ``play_games`` (games played and scored as ``eval`` plays them),
   ``play_batch`` (the one loop that plays a batch of episodes with loaded models of any engine),
   ``game_instances``, ``episode_key`` (a game's instance rows and what names an episode); ``EpisodeErrors``,
-  ``failed_in_setup``, ``one_line`` (a game's failures as reason lines); ``score_number`` (a number of clemcore's scores); ``BRANCH_FILE`` (the
-  record of a branch of ``play --branching``); ``EvalSuite`` (for ``playpen_register_eval_suites``);
+  ``failed_in_setup``, ``one_line`` (a game's failures as reason lines); ``score_number`` (a number of
+  clemcore's scores); ``BRANCH_FILE`` (the record of a branch of ``play --branching``); ``EvalSuite``
+  (for ``playpen_register_eval_suites``);
   ``STATIC_GAMES``, ``is_static_game`` (the static suite's games, kept out of training data).
 * **Tables and commands.** ``add_unique`` (a name table where a name declared twice is an error);
   ``cli_main`` (run a ``playpen`` command in this process, as ``playpen quickstart`` does).
