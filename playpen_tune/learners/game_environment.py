@@ -46,6 +46,11 @@ class GameEnvironment:
     record: dict
     facts: dict = field(default_factory=dict)
 
+    @property
+    def instances(self) -> dict:
+        """Every instance an episode may be played of: the training and the held-out ones, by episode key."""
+        return {**self.train, **self.held_out}
+
     def reward_of(self, scores: dict) -> float:
         """The reward of one episode, from the scores.json clemcore wrote for it."""
         from playpen_tune.rl.reward import episode_reward

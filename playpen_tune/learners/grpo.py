@@ -47,12 +47,11 @@ class GRPOQLoRALearner(QLoRALearner):
         from playpen_tune.rl.rollout import clemcore_reward, make_rollout_func, policy_model
 
         config: GRPOQLoRAConfig = request.config
-        train_rows, eval_rows = environment.train, environment.held_out
         template_kwargs = chat_template_kwargs(request.model)
         # held-out reward: each held-out instance played once per evaluation, a step's worth of episodes at a time
         step_episodes = config.per_device_train_batch_size * config.gradient_accumulation_steps
         args = GRPOConfig(
-            **trainer_arguments(config, request.output_dir, policy.quantization, held_out=bool(eval_rows),
+            **trainer_arguments(config, request.output_dir, policy.quantization, held_out=bool(environment.held_out),
                                 eval_batch_size=step_episodes),
             beta=config.beta, num_generations=config.num_generations, num_generations_eval=1,
             temperature=config.temperature, max_completion_length=config.max_tokens,
@@ -69,13 +68,13 @@ class GRPOQLoRALearner(QLoRALearner):
             return policy_cache["policy"]
 
         rollout = make_rollout_func(
-            games=environment.games, instances={**train_rows, **eval_rows}, policy_factory=policy_for,
+            games=environment.games, instances=environment.instances, policy_factory=policy_for,
             partners=environment.partners, rollouts_dir=request.output_dir / ROLLOUTS_DIR,
             reward_of=environment.reward_of, player=environment.player)
         trainer = GRPOTrainer(
             model=policy.model, args=args, reward_funcs=[clemcore_reward], processing_class=tokenizer,
-            train_dataset=Dataset.from_dict({"prompt": list(train_rows)}),
-            eval_dataset=Dataset.from_dict({"prompt": list(eval_rows)}) if eval_rows else None,
+            train_dataset=Dataset.from_dict({"prompt": list(environment.train)}),
+            eval_dataset=Dataset.from_dict({"prompt": list(environment.held_out)}) if environment.held_out else None,
             peft_config=policy.new_adapter(), callbacks=callbacks, rollout_func=rollout)
         if config.use_vllm:
             import torch
