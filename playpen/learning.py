@@ -36,7 +36,7 @@ def _group_heading(group: type) -> tuple[str, str | None]:
     if not doc.strip() or doc.startswith(f"{group.__name__}("):  # dataclass's generated signature: no docstring
         return group.__name__, None
     title, _, description = inspect.cleandoc(doc).partition("\n")
-    return title.rstrip(":"), description.strip() or None
+    return title.rstrip(".:"), description.strip() or None
 
 
 def learner_help(learner_name: str, learner_cls) -> str:

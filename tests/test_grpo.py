@@ -10,8 +10,9 @@ import pytest
 
 from playpen_tune.games import DEMO_SPLIT_FILE
 
-FAST = ["-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE), "--num_generations", "2", "--per_device_train_batch_size", "2",
-        "--max_tokens", "6", "--logging_steps", "1", "--save_steps", "100", "--learning_rate", "1e-3"]
+FAST = ["-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE), "--num_generations", "2",
+        "--per_device_train_batch_size", "2", "--max_tokens", "6", "--logging_steps", "1", "--save_steps", "100",
+        "--learning_rate", "1e-3"]
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +61,7 @@ def test_grpo_plays_clemcore_episodes_and_records_them(playpen, game_dir):
     # every rollout is a clemcore episode record with the reward clemcore's scorer gave it
     episodes = sorted((out / "rollouts").rglob("interactions.json"))
     assert len(episodes) == 2 * 2
-    for step, entry in zip((1, 2), manifest["rollout_log"]):
+    for step, entry in zip((1, 2), manifest["rollout_log"], strict=True):
         scores = sorted(Path(entry["directory"]).rglob("scores.json"))
         outcomes = [json.loads(path.read_text())["episode scores"] for path in scores]
         expected = [1.0 if s["Success"] else (-1.0 if s["Aborted"] else 0.0) for s in outcomes]
@@ -101,7 +102,7 @@ def test_only_the_policys_tokens_are_trained_in_the_context_it_saw(tiny_model_di
                                                              return_dict=False)
     assert len(trace.env_mask) == len(trace.completion_ids)
     spans, current = [], None  # (mask, tokens) runs
-    for token, mask in zip(trace.completion_ids, trace.env_mask):
+    for token, mask in zip(trace.completion_ids, trace.env_mask, strict=True):
         if current is None or current[0] != mask:
             current = (mask, [])
             spans.append(current)
@@ -271,7 +272,8 @@ def test_self_play_learns_from_the_turns_of_the_chosen_player(tiny_model_dir, tm
     spec = ModelSpec.from_dict({"model_name": "policy", "model_config": {"eos_to_cull": r"(?s)<\|eot_id\|>.*"}})
     policy = policy_model(spec, AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, {})
     policy.set_gen_args(temperature=1.0, max_tokens=4)
-    game = GameSpec.from_dict(json.loads((RELAY_GAME_DIR / "clemgame.json").read_text()) | {"game_path": str(RELAY_GAME_DIR)})
+    game = GameSpec.from_dict(json.loads((RELAY_GAME_DIR / "clemgame.json").read_text())
+                              | {"game_path": str(RELAY_GAME_DIR)})
     document = json.loads((RELAY_GAME_DIR / "in" / "instances.json").read_text())
     experiment = document["experiments"][0]
     rows = [{"experiment": experiment, "game_instance": instance} for instance in experiment["game_instances"]]

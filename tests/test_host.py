@@ -20,8 +20,8 @@ HEAVY = ("torch", "transformers", "trl", "clemcore.cli")
 
 
 def loaded_heavy_modules(*argv: str) -> list[str]:
-    code = ("import sys\nfrom playpen.cli import main\ntry:\n    main(%r)\nexcept SystemExit:\n    pass\n"
-            "print('HEAVY=' + ','.join(m for m in %r if m in sys.modules))" % (list(argv), HEAVY))
+    code = (f"import sys\nfrom playpen.cli import main\ntry:\n    main({list(argv)!r})\nexcept SystemExit:\n    pass\n"
+            f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return [m for m in out.rsplit("HEAVY=", 1)[1].strip().split(",") if m]
 
@@ -138,8 +138,11 @@ def test_custom_learner_package_installs_and_runs(tmp_path, evaluation_files):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(REPO / "examples" / "custom_learner")], check=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(target), os.environ.get("PYTHONPATH")) if p))
-    run = lambda *a: subprocess.run([sys.executable, "-m", "playpen", *a], env=env, cwd=tmp_path,
-                                    capture_output=True, text=True)
+
+    def run(*a):
+        return subprocess.run([sys.executable, "-m", "playpen", *a], env=env, cwd=tmp_path, capture_output=True,
+                              text=True)
+
     listing = run("list", "learners")
     assert "wordcount" in listing.stdout and "playpen-wordcount 0.1.0" in listing.stdout
     data = tmp_path / "chats.jsonl"
@@ -259,7 +262,8 @@ class AdapterLikeLearner(Learner):
         out = request.output_dir
         out.mkdir(parents=True)
         (out / "adapter_model.safetensors").write_bytes(b"not a playpen adapter")
-        (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": request.model["huggingface_id"]}))
+        config = {"base_model_name_or_path": request.model["huggingface_id"]}
+        (out / "adapter_config.json").write_text(json.dumps(config))
         (out / "tokenizer_config.json").write_text(json.dumps({"eos_token": "</s>"}))
         entry = {"model_name": request.name, "backend": "my_backend", "trained_by": request.learner}
         return LearnerResult(output_dir=out, adapter_dir=out, registry_entry=entry if request.config.entry else None)
@@ -358,8 +362,8 @@ LEGACY_INFORMATIONAL = {"tuning.type", "base_model.name", "sft_model.name", "pre
 
 def _leaves(raw: dict) -> dict:
     """``{"section.key": value}`` for nested legacy sections, ``{key: value}`` for flat keys."""
-    return {f"{key}.{sub}" if isinstance(value, dict) else key: leaf
-            for key, value in raw.items() for sub, leaf in (value.items() if isinstance(value, dict) else [(None, value)])}
+    return {f"{key}.{sub}" if isinstance(value, dict) else key: leaf for key, value in raw.items()
+            for sub, leaf in (value.items() if isinstance(value, dict) else [(None, value)])}
 
 
 @pytest.mark.parametrize("learner, file", [("sft_qlora", "sft.yaml"), ("sft_qlora", "legacy_sft.yaml"),
