@@ -82,8 +82,7 @@ def check_reward(game_spec, row: dict, reward: str, format_reward: float) -> boo
     from clemcore.clemgame import GameBenchmark, GameInstances
     from clemcore.clemgame.runners import sequential
 
-    from playpen.api import EpisodeErrors, failed_in_setup, one_line
-    from playpen.api import episode_file_savers
+    from playpen.api import EpisodeErrors, episode_file_savers, failed_in_setup, one_line
     from playpen_tune.rl.rollout import number_of_players
 
     name = game_spec["game_name"]

@@ -188,8 +188,7 @@ def play_episodes(game_spec, rows: list[dict], policy, partners: list, results_d
     from clemcore.clemgame.envs.pettingzoo.master import GameMasterEnv
     from clemcore.clemgame.runners.batchwise import DynamicBatchDataLoader, GameSession, SinglePassGameSessionPoller
 
-    from playpen.api import install_logged_progress_bars
-    from playpen.api import episode_file_savers
+    from playpen.api import episode_file_savers, install_logged_progress_bars
 
     install_logged_progress_bars()  # clemcore's scoring bar would cut through the trainer's step bar
     players = (list(partners[:player - 1]) + [policy] + list(partners[player - 1:]) if partners

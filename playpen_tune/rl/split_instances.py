@@ -22,9 +22,7 @@ def split_instances(games: list[str], suite: str | None, split: str, split_sourc
         PlaypenError: as ``playpen play`` does, e.g. for a game whose split has no instances or an
             unreadable split source (grpo_qlora has no ``--all_instances``, so the errors do not offer it).
     """
-    from playpen.api import PlaypenError
-    from playpen.api import game_instances
-    from playpen.api import select
+    from playpen.api import PlaypenError, game_instances, select
     from playpen_tune.rl.rollout import episode_key
 
     options = {"split": split, "split_source": split_source, "offer_all_instances": False}
