@@ -1,7 +1,9 @@
 """Learner configs: dataclass fields filled from YAML, then from ``--<field> VALUE`` options.
 
 This mirrors TRL's HfArgumentParser: the dataclass is the single source of knobs, the YAML
-file and the command line map onto the same field names, and the command line wins.
+file and the command line map onto the same field names, and the command line wins. A config
+may be composed of several dataclasses (groups, as TRL's scripts parse several), by inheriting
+them: :func:`config_groups` tells them apart for ``--help``; YAML and options stay flat.
 """
 from __future__ import annotations
 
@@ -26,6 +28,24 @@ _FALSE = {"false", "0", "no", "off"}
 def config_fields(config_class: type) -> dict[str, dataclasses.Field]:
     """The dataclass fields of a learner config, by name."""
     return {f.name: f for f in dataclasses.fields(config_class)}
+
+
+def config_groups(config_class: type) -> list[tuple[type, list[dataclasses.Field]]]:
+    """The groups a learner config is composed of: ``[(dataclass, its fields)]`` in method resolution order.
+
+    A config composes groups by inheriting them (``class SFTConfig(DatasetConfig, PolicyConfig,
+    TrainingConfig)``) and declares its own fields in its body. A field belongs to the dataclass that
+    declares it first (the most basic one), so a config that changes a group's default in its body
+    (``learning_rate: float = 5e-5``) keeps the field in that group. A plain dataclass is one group.
+    Computed fields (``init=False``) are left out; dataclasses left without a field are not listed.
+    """
+    owner: dict[str, type] = {}
+    for klass in reversed(config_class.__mro__):
+        for name in klass.__dict__.get("__dataclass_fields__", {}):
+            owner.setdefault(name, klass)
+    fields = [f for f in dataclasses.fields(config_class) if f.init]
+    groups = [(klass, [f for f in fields if owner[f.name] is klass]) for klass in config_class.__mro__]
+    return [(klass, members) for klass, members in groups if members]
 
 
 def field_aliases(config_class: type) -> dict[str, str]:
@@ -134,12 +154,19 @@ def coerce(config_class: type, name: str, value: Any) -> Any:
     return value
 
 
-def unknown_field_error(config_class: type, name: str, where: str) -> PlaypenError:
-    """An error for an unknown key that suggests the closest valid field name."""
+def unknown_field_error(config_class: type, name: str, where: str, learner: str | None = None) -> PlaypenError:
+    """An error for an unknown key that suggests the closest valid field name; with ``learner``
+    (the name of ``-l``) it names the learner and where its fields are listed."""
     names = list(config_fields(config_class))
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else f"valid fields: {', '.join(names)}"
-    return PlaypenError(f"unknown config field '{name}' {where}; {hint}")
+    if close:
+        hint = f"did you mean '{close[0]}'?"
+    elif learner:
+        hint = f"{learner} has no such field"
+    else:
+        hint = f"valid fields: {', '.join(names)}"
+    listed = f" ({learner}'s fields: playpen learn -l {learner} --help)" if learner else ""
+    return PlaypenError(f"unknown config field '{name}' {where}; {hint}{listed}")
 
 
 def read_yaml(path: Path) -> dict:
@@ -162,10 +189,11 @@ def read_yaml(path: Path) -> dict:
     return data
 
 
-def parse_overrides(config_class: type, tokens: list[str]) -> dict[str, Any]:
+def parse_overrides(config_class: type, tokens: list[str], learner: str | None = None) -> dict[str, Any]:
     """Parse ``--field VALUE`` / ``--field=VALUE`` / ``--flag`` / ``-alias VALUE`` tokens into raw values.
 
-    Aliases are the ones fields declare (:func:`field_aliases`). List fields may repeat (``--dataset a --dataset b``). Unknown fields raise with a suggestion.
+    Aliases are the ones fields declare (:func:`field_aliases`). List fields may repeat
+    (``--dataset a --dataset b``). Unknown fields raise with a suggestion, naming ``learner`` if given.
     """
     fields = config_fields(config_class)
     aliases = field_aliases(config_class)
@@ -186,7 +214,7 @@ def parse_overrides(config_class: type, tokens: list[str]) -> dict[str, Any]:
             key, has_inline, inline = token[2:].partition("=")
             key = key.replace("-", "_")
         if key not in fields:
-            raise unknown_field_error(config_class, key, "on the command line")
+            raise unknown_field_error(config_class, key, "on the command line", learner)
         if has_inline:
             value, i = inline, i + 1
         elif is_bool_field(config_class, key) and (i + 1 == len(tokens) or is_option(tokens[i + 1])):
@@ -202,18 +230,19 @@ def parse_overrides(config_class: type, tokens: list[str]) -> dict[str, Any]:
     return values
 
 
-def build_config(config_class: type, yaml_values: dict | None = None, overrides: dict | None = None):
+def build_config(config_class: type, yaml_values: dict | None = None, overrides: dict | None = None,
+                 learner: str | None = None):
     """Instantiate ``config_class`` from YAML values, then CLI overrides (CLI wins).
 
     Field values are coerced to their declared types; the dataclass's ``__post_init__`` may
-    raise :class:`PlaypenError` for values out of range.
+    raise :class:`PlaypenError` for values out of range. An unknown key names ``learner`` if given.
     """
     fields = config_fields(config_class)
     merged: dict[str, Any] = {}
     for source, where in ((yaml_values or {}, "in the config file"), (overrides or {}, "on the command line")):
         for key, value in source.items():
             if key not in fields:
-                raise unknown_field_error(config_class, key, where)
+                raise unknown_field_error(config_class, key, where, learner)
             if not fields[key].init:
                 raise PlaypenError(f"config field '{key}' is computed and cannot be set {where}")
             merged[key] = coerce(config_class, key, value)

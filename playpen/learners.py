@@ -6,7 +6,8 @@ A learner is a class published in the ``playpen.learners`` entry-point group::
     my_learner = "my_package.learner:MyLearner"
 
 It declares a config dataclass (every field becomes a ``--<field>`` CLI option and a YAML
-key) and implements :meth:`Learner.learn`. Keep the module that defines the class light:
+key; the dataclass may be composed of several by inheriting them, each shown as one group by
+``--help``) and implements :meth:`Learner.learn`. Keep the module that defines the class light:
 ``playpen list learners`` imports it to read its docstring. Import torch & co. inside
 ``learn``.
 """
@@ -78,6 +79,13 @@ class Learner(abc.ABC):
     Subclasses set ``config_class`` to a dataclass and implement :meth:`learn`. Dataclass
     fields should carry ``metadata={"help": "..."}``: it is shown by ``playpen learn -l NAME
     --help``.
+
+    A config may be composed of groups, as TRL's scripts compose ``ScriptArguments``, ``SFTConfig``
+    and ``ModelConfig``: the config inherits the group dataclasses and declares the learner's own
+    fields in its body (``class MyConfig(DatasetFields, TrainingFields): beta: float = ...``). The
+    learner reads every field as ``request.config.<field>``, ``-c`` YAML files stay flat, and
+    ``--help`` shows one group per dataclass, titled by the first line of its docstring and
+    described by the rest (:func:`playpen.config.config_groups`).
     """
 
     config_class: ClassVar[type]

@@ -1,7 +1,9 @@
 """``playpen learn``: resolve learner, model, config and output directory, run, fire hooks."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import inspect
 import typing
 from pathlib import Path
 
@@ -14,24 +16,52 @@ from playpen.registry import validate_model_name
 TRAIN_LOG = "train.log"  # library messages of a run, in its output dir (playpen.console)
 
 
+USAGE = ("playpen learn -l {learner} -m MODEL [-c CONFIG.yaml] [--name NAME] [--resume] [--overwrite] "
+         "[--<field> VALUE ...]")
+
+
+class _FieldHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option as ``-g, --games (list, default [])``, its help wrapped on the lines below it."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=6)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        return f"{', '.join(action.option_strings)} ({action.metavar})"
+
+
+def _group_heading(group: type) -> tuple[str, str | None]:
+    """A group's title (its docstring's first line) and description (the rest of the docstring)."""
+    doc = group.__doc__ or ""
+    if not doc.strip() or doc.startswith(f"{group.__name__}("):  # dataclass's generated signature: no docstring
+        return group.__name__, None
+    title, _, description = inspect.cleandoc(doc).partition("\n")
+    return title.rstrip(".:"), description.strip() or None
+
+
 def learner_help(learner_name: str, learner_cls) -> str:
-    """The ``--<field>`` options of a learner, from its config dataclass."""
-    lines = [f"playpen learn -l {learner_name} -m MODEL [-c CONFIG.yaml] [--name NAME] [--resume] "
-             f"[--overwrite] [--<field> VALUE ...]", "", (learner_cls.__doc__ or "").strip(), "",
-             "learner options (YAML keys of -c, overridable on the command line):"]
-    hints = typing.get_type_hints(learner_cls.config_class)
-    aliases = cfg.field_aliases(learner_cls.config_class)
-    for f in dataclasses.fields(learner_cls.config_class):
-        if not f.init:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
-        type_name = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
-        short = "".join(f"{alias}, " for alias, name in aliases.items() if name == f.name)
-        lines.append(f"  {short}--{f.name} ({type_name}, default {default!r})")
-        if f.metadata.get("help"):
-            lines.append(f"      {f.metadata['help']}")
-    return "\n".join(lines)
+    """The ``--<field>`` options of a learner, one argparse group per dataclass its config is composed of
+    (:func:`playpen.config.config_groups`), titled and described by the group's docstring."""
+    config_class = learner_cls.config_class
+    parser = argparse.ArgumentParser(
+        prog="playpen learn", usage=USAGE.format(learner=learner_name), add_help=False,
+        formatter_class=_FieldHelpFormatter,
+        description=f"{inspect.cleandoc(learner_cls.__doc__ or '')}\n\n"
+                    f"Every option is also a key of the -c YAML file; the command line wins.")
+    hints = typing.get_type_hints(config_class)
+    aliases = cfg.field_aliases(config_class)
+    for group, fields in cfg.config_groups(config_class):
+        title, description = _group_heading(group)
+        section = parser.add_argument_group(title, description)
+        for f in fields:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+            type_name = getattr(hints[f.name], "__name__", str(hints[f.name]).replace("typing.", ""))
+            short = [alias for alias, name in aliases.items() if name == f.name]
+            help_text = f.metadata.get("help")
+            section.add_argument(*short, f"--{f.name}", metavar=f"{type_name}, default {default!r}",
+                                 help=help_text.replace("%", "%%") if help_text else None)
+    return parser.format_help().rstrip("\n")
 
 
 def resume_changes(output_dir: Path) -> dict:
@@ -66,13 +96,13 @@ def learn_from_cli(args) -> None:
         return
 
     config_class = learner_cls.config_class
-    overrides = cfg.parse_overrides(config_class, args.learner_options)
+    overrides = cfg.parse_overrides(config_class, args.learner_options, info.name)
     yaml_values: dict = {}
     if args.config:
         yaml_values, notices = learner_cls.translate_config(cfg.read_yaml(args.config))
         for notice in notices:
             print(f"note: {notice}")
-    config = cfg.build_config(config_class, yaml_values, overrides)
+    config = cfg.build_config(config_class, yaml_values, overrides, info.name)
 
     from playpen.models import find_model
 

@@ -315,7 +315,7 @@ def test_episodes_that_end_before_the_policys_turn_count_with_their_reward(playp
     tokens to learn from, and completes."""
     from clemcore.backends import BatchGenerativeModel, ModelSpec
 
-    from playpen_tune.learners import grpo
+    from playpen_tune.learners import game_environment
 
     class SilentDescriber(BatchGenerativeModel):
         def generate_response(self, messages):
@@ -324,7 +324,7 @@ def test_episodes_that_end_before_the_policys_turn_count_with_their_reward(playp
         def generate_batch_response(self, batch_messages):
             return [self.generate_response(messages) for messages in batch_messages]
 
-    monkeypatch.setattr(grpo, "load_partners", lambda config, games: {
+    monkeypatch.setattr(game_environment, "load_partners", lambda config, games: {
         "relay": [SilentDescriber(ModelSpec(model_name="silent"))]})  # any clemcore Model can be the partner
     split_file = register_relay(workdir, tmp_path)
     result = playpen("learn", "-l", "grpo_qlora", "-m", "tiny", "-g", "relay", "--split_source", str(split_file),

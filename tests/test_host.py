@@ -508,3 +508,77 @@ def test_learner_help_shows_aliases(playpen):
     result = playpen("learn", "-l", "grpo_qlora", "--help")
     assert result.code == 0
     assert "  -g, --games (" in result.out and "  -t, --partner (" in result.out
+
+
+def help_groups(text: str) -> dict[str, list[str]]:
+    """``{group title: [option names]}`` of ``playpen learn -l X --help``: a title is an unindented line ending
+    in ':', an option a line '  -x, --name (...' or '  --name (...' below it."""
+    groups: dict[str, list[str]] = {}
+    title = None
+    for line in text.splitlines():
+        if line and not line[0].isspace() and line.endswith(":"):
+            title = line[:-1]
+            groups[title] = []
+        elif title is not None and line.startswith("  -") and " (" in line:
+            groups[title].append(line.split(" (")[0].split(", ")[-1].strip().removeprefix("--"))
+    return groups
+
+
+def test_grpo_help_shows_its_groups_and_no_dataset_fields(playpen):
+    """grpo_qlora learns from play: its options are the games, policy and training groups and its own, and
+    none of the dataset group that the offline learners read."""
+    from playpen_tune.config import DatasetConfig, GamesConfig, GRPOQLoRAConfig, PolicyConfig, TrainingConfig
+
+    def names(group: type) -> list[str]:
+        return [f.name for f in dataclasses.fields(group)]
+
+    result = playpen("learn", "-l", "grpo_qlora", "--help")
+    assert result.code == 0
+    groups = help_groups(result.out)
+    assert list(groups) == ["grpo_qlora", "games", "policy", "training"]
+    assert groups["games"] == names(GamesConfig) and groups["policy"] == names(PolicyConfig)
+    assert groups["training"] == names(TrainingConfig)  # the GRPO defaults of training fields stay in training
+    assert groups["grpo_qlora"] == ["beta", "use_vllm", "vllm_server_base_url", "vllm_server_timeout",
+                                    "vllm_group_port", "vllm_importance_sampling_correction"]
+    listed = {name for options in groups.values() for name in options}
+    assert listed == set(names(GRPOQLoRAConfig))
+    for name in ("dataset", "packing", "eval_fraction", "eval_dataset", "roles", "max_length", "group_by_length"):
+        assert name not in listed and f"--{name} (" not in result.out
+    assert not (set(names(DatasetConfig)) - set(names(GamesConfig))) & listed
+    assert "  --learning_rate (float, default 1e-05)" in result.out  # GRPO's default, in the training group
+
+
+def test_sft_and_dpo_help_show_dataset_groups_and_no_games_fields(playpen):
+    from playpen_tune.config import GamesConfig
+
+    games_only = ({f.name for f in dataclasses.fields(GamesConfig)}
+                  - {f.name for f in dataclasses.fields(SFTQLoRAConfig)})
+    assert {"partner", "player", "num_generations", "reward", "eval_split"} <= games_only
+    for learner in ("sft_qlora", "dpo_qlora"):
+        result = playpen("learn", "-l", learner, "--help")
+        assert result.code == 0
+        groups = help_groups(result.out)
+        assert list(groups) == [learner, "dataset", "policy", "training"], learner
+        assert "dataset" in groups["dataset"] and "max_length" in groups["dataset"]
+        assert not games_only & {name for options in groups.values() for name in options}, learner
+        assert "-g, --games" not in result.out and "-t, --partner" not in result.out
+    assert "packing" in help_groups(playpen("learn", "-l", "sft_qlora", "--help").out)["sft_qlora"]
+    dpo = playpen("learn", "-l", "dpo_qlora", "--help").out
+    assert "beta" in help_groups(dpo)["dpo_qlora"] and "  --learning_rate (float, default 5e-05)" in dpo
+
+
+@pytest.mark.parametrize("learner, needed, option, yaml_key", [
+    ("grpo_qlora", ["-g", "wordecho"], "--dataset", "packing"),
+    ("sft_qlora", ["--dataset", "x.json"], "--partner", "num_generations")])
+def test_a_field_of_another_learners_group_is_an_unknown_field_naming_the_learner(playpen, tmp_path, learner, needed,
+                                                                                  option, yaml_key):
+    command = playpen("learn", "-l", learner, "-m", "tiny", *needed, option, "x")
+    assert command.code == 2 and "Traceback" not in command.err
+    assert (f"error: unknown config field '{option[2:]}' on the command line; {learner} has no such field "
+            f"({learner}'s fields: playpen learn -l {learner} --help)") in command.err
+    config = tmp_path / "config.yaml"
+    config.write_text(f"{yaml_key}: true\n")
+    from_file = playpen("learn", "-l", learner, "-m", "tiny", "-c", config, *needed)
+    assert from_file.code == 2
+    assert (f"error: unknown config field '{yaml_key}' in the config file; {learner} has no such field "
+            f"({learner}'s fields: playpen learn -l {learner} --help)") in from_file.err

@@ -1,12 +1,16 @@
-"""TRL trainer arguments every QLoRA learner shares, and the length-grouped training sampler."""
+"""TRL trainer arguments every QLoRA learner shares (from its training and policy fields), and the
+length-grouped training sampler of the offline learners (from their dataset fields)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def trainer_arguments(config, output_dir: Path, quantization: dict, held_out: bool = False) -> dict:
-    """Keyword arguments shared by ``SFTConfig``, ``DPOConfig`` and ``GRPOConfig``; ``held_out``:
-    evaluate every eval_steps."""
+def trainer_arguments(config, output_dir: Path, quantization: dict, held_out: bool = False,
+                      eval_batch_size: int | None = None) -> dict:
+    """Keyword arguments shared by ``SFTConfig``, ``DPOConfig`` and ``GRPOConfig``, from the fields of
+    ``TrainingConfig`` and ``PolicyConfig`` (every QLoRA learner has those groups). ``held_out``:
+    evaluate every eval_steps, ``eval_batch_size`` examples at a time (default: the training batch size).
+    What only some learners have (e.g. ``max_length`` of the dataset group) each learner adds itself."""
     import torch
 
     on_gpu = torch.cuda.is_available()
@@ -15,7 +19,7 @@ def trainer_arguments(config, output_dir: Path, quantization: dict, held_out: bo
         output_dir=str(output_dir), learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
         per_device_train_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, max_steps=config.max_steps,
-        num_train_epochs=config.num_train_epochs, warmup_steps=config.warmup_steps, max_length=config.max_length,
+        num_train_epochs=config.num_train_epochs, warmup_steps=config.warmup_steps,
         optim=config.optim, seed=config.seed, logging_steps=config.logging_steps, logging_first_step=True,
         logging_nan_inf_filter=False, save_strategy="steps", save_steps=config.save_steps,
         save_total_limit=config.save_total_limit, report_to=[] if config.report_to == "none" else [config.report_to],
@@ -24,7 +28,7 @@ def trainer_arguments(config, output_dir: Path, quantization: dict, held_out: bo
         bf16=on_gpu and dtype == "bfloat16", fp16=on_gpu and dtype == "float16",
         dataloader_num_workers=0, remove_unused_columns=True,
         eval_strategy="steps" if held_out else "no", eval_steps=config.eval_steps,
-        per_device_eval_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=eval_batch_size or config.per_device_train_batch_size,
     )
 
 

@@ -1,6 +1,10 @@
-"""The one shape of a QLoRA learner: check, data, policy, trainer, claim the output directory, train,
+"""The one shape of a QLoRA learner: check, input, policy, trainer, claim the output directory, train,
 finish. :meth:`QLoRALearner.learn` is written once here; a learner module writes what is different
-(its checks, its data, its TRL trainer, what it does before saving)."""
+(its checks, its input, its TRL trainer, what it records before saving).
+
+A learner's input is either :class:`TrainingData` (rows of a dataset: ``sft_qlora``, ``dpo_qlora``)
+or a :class:`GameEnvironment` (games to play: ``grpo_qlora``); ``data()`` returns it and ``trainer()``
+receives it, so nothing is passed through attributes of the learner."""
 from __future__ import annotations
 
 import abc
@@ -9,14 +13,26 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from playpen.api import Learner, LearnerResult, LearnRequest
-from playpen_tune.learners.callbacks import (checkpoint_manifest_callback, loss_guard_callback, raise_if_diverged,
-                                             replace_progress_callback)
-from playpen_tune.learners.output_dir import (check_output_dir, check_room_for_checkpoints, claim_output_dir,
-                                              removed_if_setup_fails)
-from playpen_tune.learners.policy import Policy, load_policy, load_tokenizer
+from playpen_tune.learners.callbacks import (
+    checkpoint_manifest_callback,
+    loss_guard_callback,
+    raise_if_diverged,
+    replace_progress_callback,
+)
+from playpen_tune.learners.game_environment import GameEnvironment
+from playpen_tune.learners.output_dir import (
+    check_output_dir,
+    check_room_for_checkpoints,
+    claim_output_dir,
+    removed_if_setup_fails,
+)
+from playpen_tune.learners.policy import Policy, drop_reference_adapter, load_policy, load_tokenizer
 from playpen_tune.learners.run_record import RunRecord, finish_run, report_held_out_loss
 from playpen_tune.learners.training_data import TrainingData
 from playpen_tune.registration import check_loadable_entry
+
+# what a learner learns from; both carry ``fingerprint``, ``record`` (the manifest's data section) and ``facts``
+LearnerInput = TrainingData | GameEnvironment
 
 
 @dataclass
@@ -47,9 +63,10 @@ class PreparedRun:
 class QLoRALearner(Learner):
     """Base class of the LoRA-on-a-4-bit-base learners (``sft_qlora``, ``dpo_qlora``, ``grpo_qlora``).
 
-    Subclasses set ``config_class`` and implement :meth:`data` and :meth:`trainer`; :meth:`check`
-    and :meth:`before_save` are optional. The learner's name is the one it was invoked by
-    (``request.learner``).
+    Subclasses set ``config_class`` (composed of the groups of :mod:`playpen_tune.config`: dataset or
+    games, policy and training, and the learner's own fields) and implement :meth:`data` and
+    :meth:`trainer`; :meth:`check` and :meth:`before_save` are optional. The learner's name is the
+    one it was invoked by (``request.learner``).
     """
 
     # True: the TRL trainer adds a new LoRA adapter itself from peft_config (DPO, GRPO)
@@ -63,16 +80,18 @@ class QLoRALearner(Learner):
         """Refuse settings that cannot work before anything is read (raise ``PlaypenError``)."""
 
     @abc.abstractmethod
-    def data(self, request: LearnRequest, tokenizer) -> TrainingData:
-        """Load and check what the learner trains on (the tokenizer of ``-m`` is loaded already)."""
+    def data(self, request: LearnRequest, tokenizer) -> LearnerInput:
+        """Load and check what the learner learns from, before any model loads (the tokenizer of ``-m`` is
+        loaded already): :class:`TrainingData` or a :class:`GameEnvironment`."""
 
     @abc.abstractmethod
-    def trainer(self, request: LearnRequest, data: TrainingData, tokenizer, policy: Policy,
+    def trainer(self, request: LearnRequest, data: LearnerInput, tokenizer, policy: Policy,
                 callbacks: list) -> TrainerSetup:
-        """Build the TRL trainer on ``policy`` with ``callbacks``; the one part each learner writes."""
+        """Build the TRL trainer on ``policy`` with ``callbacks`` from what :meth:`data` returned; the one part
+        each learner writes."""
 
     def before_save(self, run: PreparedRun) -> None:
-        """Runs after training and before anything is saved (e.g. drop a reference adapter)."""
+        """Runs after training and before anything is saved (e.g. record logged metrics in the manifest)."""
 
     def learn(self, request: LearnRequest) -> LearnerResult:
         """Prepare (removing the output dir again if that fails), train, save and describe the run."""
@@ -105,7 +124,9 @@ class QLoRALearner(Learner):
         """Train (resuming if asked), stop on a non-finite loss, then save and write the manifest.
 
         With a held-out set its loss is measured before training (not on ``--resume``: that would be
-        the checkpoint's) and after it, as ``first_eval_loss`` and ``final_eval_loss``.
+        the checkpoint's) and after it, as ``first_eval_loss`` and ``final_eval_loss``. TRL's frozen
+        reference adapter, if the trainer made one, is dropped before saving: the adapter saved is the
+        policy alone.
         """
         record, trainer = run.record, run.trainer
         trainer.add_callback(checkpoint_manifest_callback(record.what_was_trained(), record.request.output_dir))
@@ -122,5 +143,6 @@ class QLoRALearner(Learner):
         for metric in self.curve_metrics:
             record.curves[metric] = {"train": logged_series(trainer.state.log_history, metric),
                                      "held-out": logged_series(trainer.state.log_history, f"eval_{metric}")}
+        drop_reference_adapter(trainer.model)
         self.before_save(run)
         return finish_run(record, trainer, run.tokenizer)

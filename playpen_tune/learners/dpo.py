@@ -1,22 +1,14 @@
 """``dpo_qlora``: preference tuning (TRL DPOTrainer) of a LoRA adapter on a 4-bit base.
 
-Two starting points, decided by ``-m``:
-
-* a base model: a fresh LoRA adapter is trained; the reference policy is the base itself, i.e.
-  the same model with the adapter disabled (TRL's PEFT behaviour when it adds the adapter).
-* a tuned model (registry backend ``playpen_qlora``, e.g. an ``sft_qlora`` result): its adapter
-  is loaded trainable and DPO continues it. The reference must be that SFT policy, not the bare
-  base: TRL 1.x copies the loaded adapter into a second, frozen adapter named ``ref`` and
-  activates it for the reference forward passes. So at step 0 policy == reference (loss ln 2).
-  The ``ref`` copy is dropped before saving: the saved adapter alone on the base is the DPO
-  policy (it already contains what SFT learnt, since training continued those weights).
+``-m`` decides the starting point and the reference (:mod:`playpen_tune.learners.policy`): the base
+with the adapter disabled for a new adapter, or a frozen copy of the parent adapter when ``-m``
+names a tuned model (e.g. an ``sft_qlora`` result), so that at step 0 policy == reference (loss ln 2).
 """
 from __future__ import annotations
 
 import copy
 
-from playpen.api import PlaypenError
-from playpen.api import LearnRequest
+from playpen.api import LearnRequest, PlaypenError
 from playpen_tune.config import DPOQLoRAConfig
 from playpen_tune.learners.base import QLoRALearner, TrainerSetup
 from playpen_tune.learners.training_data import TrainingData
@@ -25,7 +17,6 @@ from playpen_tune.legacy_config import is_legacy, translate_legacy
 # trl.trainer.dpo_trainer.DPOTrainer._compute_loss (TRL 1.x); TRL itself only rejects a wrong name mid-step
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
-REF_ADAPTER = "ref"  # the name TRL's DPOTrainer gives (and looks up for) the frozen reference adapter
 REWARD_KEYS = ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
 TEXT_WRAPPING = ("prompt -> one user message, chosen/rejected -> one assistant message each, rendered with "
                  "the model's chat template as at inference")
@@ -76,26 +67,22 @@ class DPOQLoRALearner(QLoRALearner):
         data.facts = {"data_format": data_format}
         return data
 
-    def trainer(self, request, data, tokenizer, policy, callbacks) -> TrainerSetup:
-        from peft import LoraConfig
+    def trainer(self, request, data: TrainingData, tokenizer, policy, callbacks) -> TrainerSetup:
         from trl import DPOConfig
 
         from playpen_tune.learners.arguments import train_sampler, trainer_arguments
+        from playpen_tune.learners.policy import check_reference_adapter
 
         config: DPOQLoRAConfig = request.config
         loss_types = parse_loss_type(config.loss_type)
-        if policy.parent is None:
-            peft_config = LoraConfig(**policy.lora)  # TRL wraps the base: reference = adapter disabled
-            reference = "base model with adapter disabled"
-        else:
-            peft_config = None  # TRL copies the loaded (trainable) adapter into a frozen "ref" adapter
-            reference = f"frozen copy of the parent adapter {policy.parent} (TRL 'ref' adapter)"
         args = DPOConfig(
             **trainer_arguments(config, request.output_dir, policy.quantization, held_out=data.held_out is not None),
-            beta=config.beta, loss_type=loss_types, precompute_ref_log_probs=config.precompute_ref_log_probs,
+            max_length=config.max_length, beta=config.beta, loss_type=loss_types,
+            precompute_ref_log_probs=config.precompute_ref_log_probs,
         )
         trainer = make_trainer(model=policy.model, args=args, train_dataset=data.train, eval_dataset=data.held_out,
-                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks, config=config)
+                               processing_class=tokenizer, peft_config=policy.new_adapter(), callbacks=callbacks,
+                               config=config)
         if policy.parent is not None:
             check_reference_adapter(trainer.model)
         kept = len(trainer.train_dataset)
@@ -105,27 +92,20 @@ class DPOQLoRALearner(QLoRALearner):
                   f"--max_prompt_length)")
         return TrainerSetup(
             trainer=trainer, data={"pairs_trained": kept, "prompts_truncated": trainer.prompts_truncated},
-            extra={"reference": reference, "loss_type": loss_types, "beta": config.beta,
+            extra={"reference": policy.reference, "loss_type": loss_types, "beta": config.beta,
                    "train_sampler": train_sampler(config),
                    "prompt_truncation": (f"keep the last {config.max_prompt_length} tokens of the templated prompt"
                                          if config.max_prompt_length else "none (only --max_length, keep_start)"),
                    "dropout": "disabled during DPO (TRL disable_dropout), so policy and reference agree at step 0"})
 
     def before_save(self, run) -> None:
-        drop_reference_and_record_rewards(run)
+        record_rewards(run)
 
 
-def drop_reference_and_record_rewards(run) -> None:
-    """Save the DPO adapter only (the reference is the parent adapter, on disk) and log rewards."""
-    drop_reference_adapter(run.trainer.model)
+def record_rewards(run) -> None:
+    """Put the first and last DPO reward statistics, and their history, in the manifest."""
     run.record.metrics.update(reward_metrics(run.trainer.state.log_history))
     run.record.extra["reward_history"] = reward_history(run.trainer.state.log_history)
-
-
-def drop_reference_adapter(model) -> None:
-    """Delete TRL's frozen ``ref`` copy of a parent adapter, if there is one, so that only the policy is saved."""
-    if REF_ADAPTER in getattr(model, "peft_config", {}):
-        model.delete_adapter(REF_ADAPTER)
 
 
 def parse_loss_type(value: str) -> list[str]:
@@ -176,7 +156,8 @@ def pair_lengths(dataset, max_length: int) -> list[int]:
     the longest of them, so this is the length that decides a batch's padding.
     """
     return [min(max_length, len(prompt) + max(len(chosen), len(rejected)))
-            for prompt, chosen, rejected in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
+            for prompt, chosen, rejected in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"],
+                                                strict=True)]
 
 
 def make_trainer(*, config: DPOQLoRAConfig, **kwargs):
@@ -218,21 +199,6 @@ def make_trainer(*, config: DPOQLoRAConfig, **kwargs):
 
     PlaypenDPOTrainer.prompts_truncated = 0
     return PlaypenDPOTrainer(**kwargs)
-
-
-def check_reference_adapter(model) -> None:
-    """Fail loudly if TRL did not set up the frozen reference copy of the parent adapter."""
-    import torch
-
-    if REF_ADAPTER not in getattr(model, "peft_config", {}):
-        raise RuntimeError("TRL did not add a 'ref' adapter for the parent adapter; the reference would be the bare "
-                           "base model. This TRL/peft version is not supported by dpo_qlora for tuned models")
-    params = dict(model.named_parameters())
-    for name, param in params.items():
-        if f".{REF_ADAPTER}." in name:
-            policy = params[name.replace(f".{REF_ADAPTER}.", ".default.")]
-            if param.requires_grad or not torch.equal(param.detach().to(policy.dtype), policy.detach()):
-                raise RuntimeError(f"reference adapter weight {name} is trainable or differs from the policy's")
 
 
 def reward_metrics(log_history: list[dict]) -> dict:

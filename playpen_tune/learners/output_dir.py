@@ -9,13 +9,15 @@ import shutil
 import time
 from pathlib import Path
 
-from playpen.api import check_free_space
-from playpen.api import config_to_dict
-from playpen.api import PlaypenError
-from playpen.api import atomic_write_text
-from playpen.api import LearnRequest
-from playpen.api import refuse_file
-from playpen.api import without_secrets
+from playpen.api import (
+    LearnRequest,
+    PlaypenError,
+    atomic_write_text,
+    check_free_space,
+    config_to_dict,
+    refuse_file,
+    without_secrets,
+)
 from playpen_tune import manifest as manifest_io
 
 RUN_IDENTITY_FILE = "playpen_run_identity.json"

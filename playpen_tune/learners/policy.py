@@ -1,17 +1,31 @@
 """The policy a QLoRA learner trains: the tokenizer, the 4-bit base prepared for k-bit training and
-its LoRA adapter (a new one, or the parent's when ``-m`` names a tuned model)."""
+its LoRA adapter (a new one, or the parent's when ``-m`` names a tuned model), and the reference a
+TRL trainer that adds the adapter itself (DPO, GRPO) compares it with.
+
+Two starting points, decided by ``-m``:
+
+* a base model: TRL wraps the base in a fresh LoRA adapter (:meth:`Policy.new_adapter`); the
+  reference is the base itself, i.e. the same model with the adapter disabled.
+* a tuned model (registry backend ``playpen_qlora``, e.g. an ``sft_qlora`` result): its adapter is
+  loaded trainable and training continues it. The reference must be that starting policy, not the
+  bare base: TRL 1.x copies the loaded adapter into a second, frozen adapter named ``ref`` and
+  activates it for the reference forward passes, so at step 0 policy == reference. The ``ref`` copy
+  is dropped before saving (:func:`drop_reference_adapter`): the saved adapter alone on the base is
+  the trained policy (it already holds what the parent learnt, since training continued its weights).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from playpen.api import PlaypenError
-from playpen.api import LearnRequest
+from playpen.api import LearnRequest, PlaypenError
 from playpen_tune import manifest as manifest_io
 from playpen_tune.adapters import check_adapter_files
 from playpen_tune.credentials import hub_token
 from playpen_tune.quantization import load_base_model, quantization_settings
 from playpen_tune.registration import BACKEND_NAME
+
+REF_ADAPTER = "ref"  # the name TRL's DPO/GRPO trainers give (and look up for) the frozen reference adapter
 
 
 @dataclass
@@ -29,6 +43,20 @@ class Policy:
     quantization: dict
     lora: dict
     parent: Path | None
+
+    def new_adapter(self):
+        """The ``peft_config`` to hand a TRL trainer that adds the adapter itself: a ``LoraConfig`` for a new
+        adapter, None when continuing the parent's (TRL then copies it into the frozen ``ref`` adapter)."""
+        from peft import LoraConfig
+
+        return LoraConfig(**self.lora) if self.parent is None else None
+
+    @property
+    def reference(self) -> str:
+        """What the trainer's reference is, for the manifest."""
+        if self.parent is None:
+            return "base model with adapter disabled"
+        return f"frozen copy of the parent adapter {self.parent} (TRL '{REF_ADAPTER}' adapter)"
 
 
 def parent_adapter(model: dict) -> Path | None:
@@ -102,11 +130,34 @@ def load_policy(request: LearnRequest, config, wrap_new_adapter: bool = True) ->
         model = PeftModel.from_pretrained(base, str(parent), is_trainable=True)
         lora = {k: v for k, v in model.peft_config["default"].to_dict().items()
                 if k in ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora")}
-        lora["target_modules"] = sorted(lora["target_modules"]) if isinstance(lora["target_modules"], set) else lora["target_modules"]
+        if isinstance(lora["target_modules"], set):
+            lora["target_modules"] = sorted(lora["target_modules"])
     else:
         lora = lora_settings(config)
         try:
             model = get_peft_model(base, LoraConfig(**lora)) if wrap_new_adapter else base
         except ValueError as error:  # e.g. --lora_target_modules that match nothing
-            raise PlaypenError(f"LoRA cannot be applied: {str(error).splitlines()[0]}; check --lora_target_modules") from None
+            raise PlaypenError(f"LoRA cannot be applied: {str(error).splitlines()[0]}; "
+                               f"check --lora_target_modules") from None
     return Policy(model=model, quantization=quantization, lora=lora, parent=parent)
+
+
+def check_reference_adapter(model) -> None:
+    """Fail loudly if TRL did not set up the frozen reference copy of the parent adapter."""
+    import torch
+
+    if REF_ADAPTER not in getattr(model, "peft_config", {}):
+        raise RuntimeError("TRL did not add a 'ref' adapter for the parent adapter; the reference would be the bare "
+                           "base model. This TRL/peft version is not supported for tuned models")
+    params = dict(model.named_parameters())
+    for name, param in params.items():
+        if f".{REF_ADAPTER}." in name:
+            policy = params[name.replace(f".{REF_ADAPTER}.", ".default.")]
+            if param.requires_grad or not torch.equal(param.detach().to(policy.dtype), policy.detach()):
+                raise RuntimeError(f"reference adapter weight {name} is trainable or differs from the policy's")
+
+
+def drop_reference_adapter(model) -> None:
+    """Delete TRL's frozen ``ref`` copy of a parent adapter, if there is one, so that only the policy is saved."""
+    if REF_ADAPTER in getattr(model, "peft_config", {}):
+        model.delete_adapter(REF_ADAPTER)

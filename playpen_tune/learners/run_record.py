@@ -6,9 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playpen.api import config_to_dict
-from playpen.api import LearnerResult, LearnRequest
-from playpen.api import redact_command_line, without_secrets
+from playpen.api import LearnerResult, LearnRequest, config_to_dict, redact_command_line, without_secrets
 from playpen_tune import manifest as manifest_io
 from playpen_tune.registration import build_entry
 

@@ -1,8 +1,7 @@
 """``sft_qlora``: supervised fine-tuning of a LoRA adapter on a 4-bit base with TRL's SFTTrainer."""
 from __future__ import annotations
 
-from playpen.api import PlaypenError
-from playpen.api import LearnRequest
+from playpen.api import LearnRequest, PlaypenError
 from playpen_tune.config import SFTQLoRAConfig
 from playpen_tune.learners.base import QLoRALearner, TrainerSetup
 from playpen_tune.learners.training_data import TrainingData
@@ -55,7 +54,7 @@ class SFTQLoRALearner(QLoRALearner):
                       ("completion_only" if completion_only else "all_tokens"), "mask_source": source}
         return data
 
-    def trainer(self, request, data, tokenizer, policy, callbacks) -> TrainerSetup:
+    def trainer(self, request, data: TrainingData, tokenizer, policy, callbacks) -> TrainerSetup:
         from trl import SFTConfig, SFTTrainer
 
         from playpen_tune import chat_masks
@@ -65,11 +64,12 @@ class SFTQLoRALearner(QLoRALearner):
         source = data.facts["mask_source"]
         args = SFTConfig(
             **trainer_arguments(config, request.output_dir, policy.quantization, held_out=data.held_out is not None),
-            packing=config.packing, padding_free=config.padding_free,
+            max_length=config.max_length, packing=config.packing, padding_free=config.padding_free,
             assistant_only_loss=source is not None and source != chat_masks.PREFIX_RENDERING,
             completion_only_loss=data.facts["loss_masking"] == "completion_only",
         )
-        trainer_class = with_train_sampler(SFTTrainer, config, lambda prepared: [len(ids) for ids in prepared["input_ids"]])
+        trainer_class = with_train_sampler(SFTTrainer, config,
+                                           lambda prepared: [len(ids) for ids in prepared["input_ids"]])
         trainer = trainer_class(model=policy.model, args=args, train_dataset=data.train, eval_dataset=data.held_out,
                                 processing_class=tokenizer, callbacks=callbacks)
         kept, total = len(trainer.train_dataset), len(data.train)
