@@ -26,10 +26,10 @@ def write_curves(path: Path, panels: dict[str, dict[str, list[tuple[int, float]]
     panels = {label: {name: points for name, points in series.items() if points} for label, series in panels.items()}
     panels = {label: series for label, series in panels.items() if series}
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.5 * max(1, len(panels)), 3.5), squeeze=False)
-    for ax, (label, series) in zip(axes[0], panels.items()):
+    for ax, (label, series) in zip(axes[0], panels.items(), strict=False):  # one axis when there are no panels
         for name, points in series.items():
-            ax.plot([step for step, _ in points], [value for _, value in points], marker="." if len(series) == 1 else "o",
-                    markersize=3, label=name)
+            ax.plot([step for step, _ in points], [value for _, value in points],
+                    marker="." if len(series) == 1 else "o", markersize=3, label=name)
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

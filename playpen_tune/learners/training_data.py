@@ -137,6 +137,7 @@ def _held_out_split(config, dataset, report, load):
         raise PlaypenError(f"--eval_fraction {config.eval_fraction} of {len(dataset)} examples holds out {size}; "
                            f"choose a fraction that holds out at least one and leaves some to train on")
     split = dataset.train_test_split(test_size=size, seed=config.seed)
-    print(f"held-out: {size} of the {len(dataset)} examples (--eval_fraction {config.eval_fraction}, --seed {config.seed})")
+    print(f"held-out: {size} of the {len(dataset)} examples "
+          f"(--eval_fraction {config.eval_fraction}, --seed {config.seed})")
     return split["train"], split["test"], {"held_out_fraction": config.eval_fraction, "total": size,
                                            "seed": config.seed, "drawn_from": report.fingerprint}
