@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from playpen import engines
 from playpen.errors import PlaypenError
 from playpen.evaluation import (DEFAULT_BATCH_SIZE, EVAL_LOG, check_gameplay_arguments, play_selection,
                                 select_from_cli, with_published_chat_template_kwargs)
@@ -53,7 +54,8 @@ def play_from_cli(args) -> None:
     outcomes = {game: [] for game in episodes}  # scores.json of every repetition's episodes
     from playpen.console import library_chatter_to
 
-    with library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose):
+    with library_chatter_to(results_dir / EVAL_LOG, verbose=args.verbose), \
+            engines.engine_for_command(args, results_dir):  # --engine hf|vllm
         for repetition in range(1, args.repetitions + 1):
             problems, scored = _gameplay(args)(players, selection, repetition_root(results_dir, repetition), gen_args)
             for game, problem in problems.items():

@@ -8,7 +8,7 @@ the episodes with clemcore's game masters and reads each reward from the episode
 reference for the KL term (``--beta``) is the base (adapter disabled) for a new adapter, or a
 frozen copy of the starting adapter (TRL's ``ref`` adapter) when ``-m`` names a tuned model;
 the ``ref`` copy is dropped before saving, as in ``dpo_qlora``. With ``--use_vllm`` the rollouts
-generate on a vLLM server that TRL syncs with the policy (:mod:`playpen_tune.rl.vllm_server`).
+generate on a vLLM server that reloads the policy's adapter after each step (:mod:`playpen_tune.rl.vllm_server`).
 """
 from __future__ import annotations
 
@@ -82,15 +82,15 @@ class GRPOQLoRALearner(QLoRALearner):
         args = GRPOConfig(**arguments, beta=config.beta, num_generations=config.num_generations,
                           num_generations_eval=1, temperature=config.temperature,
                           max_completion_length=config.max_tokens, chat_template_kwargs=template_kwargs or None,
-                          log_completions=False, **vllm_arguments(config))
+                          log_completions=False)
         policy_cache: dict = {}
 
         def policy_for(trainer):
             if "policy" not in policy_cache:
                 spec = policy_spec(request, tokenizer, template_kwargs)
-                client = trainer.vllm_generation.vllm_client if config.use_vllm else None
+                generator = trainer.vllm_generation.generator if config.use_vllm else None  # --use_vllm
                 policy_cache["policy"] = policy_model(spec, trainer.accelerator.unwrap_model(trainer.model),
-                                                      tokenizer, template_kwargs, vllm_client=client)
+                                                      tokenizer, template_kwargs, vllm_client=generator)
                 policy_cache["policy"].set_gen_args(temperature=config.temperature, max_tokens=config.max_tokens)
             return policy_cache["policy"]
 
@@ -105,12 +105,13 @@ class GRPOQLoRALearner(QLoRALearner):
             eval_dataset=Dataset.from_dict({"prompt": list(eval_rows)}) if eval_rows else None,
             peft_config=LoraConfig(**policy.lora) if policy.parent is None else None, callbacks=callbacks,
             rollout_func=rollout)
-        if config.use_vllm:
-            import torch
+        server = None
+        if config.use_vllm:  # rollouts on a vLLM server, the adapter reloaded after each step
+            from playpen_tune.rl.vllm_server import attach_server, start_server
 
-            from playpen_tune.rl.vllm_server import push_merged_weights
-
-            push_merged_weights(trainer.vllm_generation, getattr(torch, policy.quantization["bnb_4bit_compute_dtype"]))
+            server = start_server(config, request.model["huggingface_id"], policy.lora["r"], request.output_dir)
+            attach_server(trainer, server, request.output_dir, tokenizer.eos_token_id,
+                          config.vllm_importance_sampling_correction)
         return TrainerSetup(trainer=trainer, extra={
             "reference": ("base model with adapter disabled" if policy.parent is None else
                           f"frozen copy of the parent adapter {policy.parent} (TRL 'ref' adapter)"),
@@ -119,8 +120,9 @@ class GRPOQLoRALearner(QLoRALearner):
                        "source": "clemcore scores.json of each episode"},
             "partner": config.partner,
             "player": config.player,
-            "rollout_generation": (f"vLLM server {config.vllm_server_base_url} (weights synced before each step: "
-                                   f"4-bit base dequantized + LoRA)" if config.use_vllm else
+            "rollout_generation": (f"vLLM server {server.url} serving {server.base} "
+                                   f"({config.vllm_quantization or 'unquantized'}), the LoRA adapter reloaded in place "
+                                   f"before each step's rollouts" if server else
                                    "transformers generate with the live policy"),
             "loss_masking": "policy-generated tokens only (TRL env_mask); game master and partner "
                             "messages are context",
@@ -152,15 +154,6 @@ def check_contamination(config: GRPOQLoRAConfig, train) -> dict:
                            f"evaluation split ({evaluation.describe()}, what playpen eval measures), e.g. {overlap[0]}; "
                            f"pass another --split, or --allow_eval_instances true to train on them anyway")
     return {"checked": True, "split_source": evaluation.source, "split": EVAL_SPLIT, "excluded": 0}
-
-
-def vllm_arguments(config: GRPOQLoRAConfig) -> dict:
-    """``GRPOConfig`` fields of ``--use_vllm``: TRL's server mode (none without it)."""
-    if not config.use_vllm:
-        return {}
-    return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": config.vllm_server_base_url,
-            "vllm_server_timeout": config.vllm_server_timeout, "vllm_group_port": config.vllm_group_port,
-            "vllm_importance_sampling_correction": config.vllm_importance_sampling_correction}
 
 
 def load_partners(config: GRPOQLoRAConfig, games: dict) -> dict:

@@ -1,8 +1,8 @@
 """Rollouts of ``grpo_qlora``: the live policy plays clemcore episodes, token for token.
 
 :func:`policy_model` makes a clemcore ``Model`` that generates with the weights being trained (no
-reload per step), in transformers or, with ``--use_vllm``, on a vLLM server that TRL keeps in sync
-with them (:mod:`playpen_tune.rl.vllm_server`). It keeps, per episode and role, the exact token ids
+reload per step), in transformers or, with ``--use_vllm``, on a vLLM server that reloads the policy's
+adapter after each step (:mod:`playpen_tune.rl.vllm_server`). It keeps, per episode and role, the exact token ids
 the policy saw and produced: the first turn's context is the chat template applied to the game master's messages
 (as clemcore's HF backend does, with the registry entry's ``chat_template_kwargs``); every later
 turn's context is the previous context plus the policy's own generated tokens plus the new
@@ -68,13 +68,11 @@ def check_chat_template(tokenizer, model_name: str, chat_template_kwargs: dict) 
 
 def policy_model(model_spec, model, tokenizer, chat_template_kwargs: dict, vllm_client=None):
     """A clemcore ``BatchGenerativeModel`` that generates with ``model`` (the live policy) and records traces;
-    with ``vllm_client`` (TRL's ``VLLMClient`` of a server holding the policy's weights) it generates there."""
+    with ``vllm_client`` (a :class:`~playpen_tune.rl.vllm_server.VLLMGenerator`) it generates on the vLLM server."""
     import torch
     from clemcore import backends
     from clemcore.backends.huggingface_local_api import split_and_clean_batch_outputs
     from clemcore.backends.utils import augment_response_object, ensure_messages_format
-
-    from playpen_tune.rl.vllm_server import generate_on_server
 
     class _PolicyModel(backends.BatchGenerativeModel):
         """Generates with the live training weights; ``traces[(session, agent)]`` holds each role's tokens."""
@@ -100,7 +98,7 @@ def policy_model(model_spec, model, tokenizer, chat_template_kwargs: dict, vllm_
             if self.vllm_client is None:
                 generated, logprobs = self._generate(contexts), None
             else:
-                generated, logprobs = generate_on_server(self.vllm_client, contexts, self.temperature, self.max_tokens)
+                generated, logprobs = self.vllm_client.generate(contexts, self.temperature, self.max_tokens)
             for index, (key, ids) in enumerate(zip(keys, generated)):
                 trace = self.traces[key]
                 trace.completion_ids += ids
