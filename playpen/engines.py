@@ -103,6 +103,13 @@ def engine_settings(model_spec) -> dict:
             "served_adapter": model_spec.model_config.get("peft_model")}
 
 
+def resume_settings() -> dict:
+    """What resuming into a results directory must match about the engine: nothing for hf, the engine and the
+    served quantization for vLLM (its unquantized base is not the 4-bit base hf plays a tuned model on)."""
+    engine = _active.get()
+    return {} if engine is None else {"engine": {"name": "vllm", "quantization": engine.settings.quantization}}
+
+
 def adapter_rank(directory: str) -> int:
     """The LoRA rank ``r`` in an adapter's ``adapter_config.json``."""
     path = Path(directory) / "adapter_config.json"
@@ -110,7 +117,7 @@ def adapter_rank(directory: str) -> int:
         return int(json.loads(path.read_text(encoding="utf-8"))["r"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ServerError(f"adapter config {path} is missing or has no LoRA rank 'r' ({error}); the adapter "
-                           f"cannot be served: register a directory saved by a playpen learner") from None
+                          f"cannot be served: register a directory saved by a playpen learner") from None
 
 
 class VLLMEngine:
@@ -130,7 +137,7 @@ class VLLMEngine:
         bases = sorted({spec.huggingface_id for spec in served})
         if len(bases) > 1:
             raise ServerError(f"--engine vllm serves one base per command, these models have {', '.join(bases)}; "
-                               f"play them in separate commands or use --engine hf")
+                              f"play them in separate commands or use --engine hf")
         adapters = {spec.model_name: spec.model_config["peft_model"] for spec in served
                     if spec.model_config.get("peft_model")}
         if served:
@@ -153,7 +160,7 @@ class VLLMEngine:
         if self.server is not None:
             if base != self.server.base:
                 raise ServerError(f"--engine vllm serves one base per command: {self.server.base} is served, "
-                                   f"{base} is asked for; play them in separate commands or use --engine hf")
+                                  f"{base} is asked for; play them in separate commands or use --engine hf")
             return
         server = VLLMServer(self.settings, base, ranks, self.results_dir)
         self.server = server.__enter__()

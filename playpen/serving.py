@@ -53,12 +53,15 @@ def free_port() -> int:
 
 
 def check_port_free(port: int) -> None:
+    """Refuse a port another server listens on (one that only lingers in TIME_WAIT is free to vLLM, as here)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
             raise ServerError(f"--vllm_port {port} is in use on this machine; pass another --vllm_port (or none: "
-                               f"playpen picks a free one), or --vllm_url of the server already listening there") from None
+                              f"playpen picks a free one), or --vllm_url of the server already listening "
+                              f"there") from None
 
 
 def max_lora_rank(ranks: list[int]) -> int:
@@ -68,7 +71,7 @@ def max_lora_rank(ranks: list[int]) -> int:
         if rank >= top:
             return rank
     raise ServerError(f"an adapter has LoRA rank {top}; vLLM serves ranks up to {LORA_RANKS[-1]}: "
-                       f"use --engine hf for it")
+                      f"use --engine hf for it")
 
 
 class VLLMServer:
@@ -99,11 +102,11 @@ class VLLMServer:
         python = self.settings.python or os.environ.get(PYTHON_VARIABLE)
         if not python:
             raise ServerError(f"--engine vllm needs a vLLM server: pass --vllm_url of a running one, or --vllm_python "
-                               f"(or ${PYTHON_VARIABLE}) naming the python of a virtual environment with vLLM "
-                               f"(README: 'Generation on vLLM'; .ci/build-vllm-env builds one for CPUs)")
+                              f"(or ${PYTHON_VARIABLE}) naming the python of a virtual environment with vLLM "
+                              f"(README: 'Generation on vLLM'; .ci/build-vllm-env builds one for CPUs)")
         if not Path(python).is_file():
             raise ServerError(f"--vllm_python {python} does not exist; build vLLM's environment "
-                               f"(.ci/build-vllm-env prints its python) or pass --vllm_url")
+                              f"(.ci/build-vllm-env prints its python) or pass --vllm_url")
         port = self.settings.port or free_port()
         if self.settings.port:
             check_port_free(port)
@@ -153,14 +156,14 @@ class VLLMServer:
         while True:
             if self.process is not None and self.process.poll() is not None:
                 raise ServerError(f"the vLLM server exited with code {self.process.returncode} before it was ready "
-                                   f"({self._last_log_line()}); see {self.log_path}")
+                                  f"({self._last_log_line()}); see {self.log_path}")
             if self.alive():
                 print(f"vLLM server {self.url} ready after {time.monotonic() - started:.0f} s", flush=True)
                 return
             waited = time.monotonic() - started
             if self.process is None:
                 raise ServerError(f"the vLLM server at --vllm_url {self.url} does not answer; start it (README: "
-                                   f"'Generation on vLLM') or pass another --vllm_url")
+                                  f"'Generation on vLLM') or pass another --vllm_url")
             if waited > self.settings.ready_timeout:
                 raise ServerError(f"the vLLM server was not ready after {waited:.0f} s; see {self.log_path}")
             if waited - last_line >= 15 or last_line == 0.0:
@@ -189,7 +192,7 @@ class VLLMServer:
         served = model.get("root") or model["id"]
         if not same_model(served, self.base):
             raise ServerError(f"the vLLM server at {self.url} serves {served}, not {self.base} (the base of the models "
-                               f"to play); start it with that model or pass --vllm_url of a server that serves it")
+                              f"to play); start it with that model or pass --vllm_url of a server that serves it")
 
     def served_adapters(self) -> dict[str, str]:
         """``{name: directory}`` of the LoRA adapters the server serves (``/v1/models`` entries with a parent)."""
@@ -207,8 +210,8 @@ class VLLMServer:
             self._request("POST", "/v1/load_lora_adapter", body, timeout=300)
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")
-            raise ServerError(f"the vLLM server at {self.url} cannot load the adapter {directory} ({one_line(detail)}); "
-                               f"{adapter_fix(detail)}") from None
+            raise ServerError(f"the vLLM server at {self.url} cannot load the adapter {directory} "
+                              f"({one_line(detail)}); {adapter_fix(detail)}") from None
 
     # -- generation ----------------------------------------------------------------------------------------------
     def complete(self, model: str, prompts: list[list[int]], *, temperature: float, max_tokens: int,

@@ -126,7 +126,8 @@ def test_the_rollout_hands_the_servers_logprobs_to_trl(server_policy, tmp_path):
     trainer = SimpleNamespace(model=SimpleNamespace(training=True), state=SimpleNamespace(global_step=0))
     output = rollout([next(iter(train.rows))] * 2, trainer)
     assert len(output["logprobs"]) == 2 and len(sorted((tmp_path / "rollouts").rglob("scores.json"))) == 2
-    for logprobs, completion, mask in zip(output["logprobs"], output["completion_ids"], output["env_mask"], strict=True):
+    for logprobs, completion, mask in zip(output["logprobs"], output["completion_ids"], output["env_mask"],
+                                          strict=True):
         assert len(logprobs) == len(completion) == len(mask) and all(value <= 0 for value in logprobs)
 
 

@@ -35,7 +35,7 @@ def vllm_workdir(tmp_path, monkeypatch, vllm_base) -> Path:
 def episodes(results: Path, model: str) -> dict[str, tuple[list[str], dict]]:
     """``{instance: (the model's answers in order, the episode's scores)}`` of one model's wordecho episodes."""
     played = {}
-    for interactions in sorted((results / model / "wordecho").glob("*/instance_*/interactions.json")):
+    for interactions in sorted((results / "clem" / model / "wordecho").glob("*/instance_*/interactions.json")):
         turns = json.loads(interactions.read_text())["turns"]
         answers = [event["action"]["content"] for turn in turns for event in turn
                    if event["from"].startswith("Player") and event["to"] == "GM"]
@@ -67,14 +67,15 @@ def test_eval_on_vllm_plays_the_episodes_transformers_plays(vllm_workdir, plaype
     assert settings["engine"] == "vllm" and settings["served_base"] == settings["weights"]
     assert settings["served_quantization"].startswith("none") and settings["served_adapter"].endswith("adapter")
     assert json.loads((vllm_workdir / "hf" / "vbase-lora.val.json").read_text())["model_settings"]["engine"] == "hf"
-    log = vllm_workdir / "vl" / "vllm-server.log"
-    with socket.socket() as probe:  # the started server is gone: its port is free again
-        probe.bind(("127.0.0.1", port_of(log)))
+    from playpen.serving import check_port_free
+
+    check_port_free(port_of(vllm_workdir / "vl" / "vllm-server.log"))  # the started server no longer listens
 
 
 def test_play_on_a_running_vllm_server_loads_the_adapter_and_resumes(vllm_workdir, playpen, vllm_server):
     """``playpen play --engine vllm --vllm_url``: the adapter is loaded at run time, the episodes are clemcore's;
-    a second run into the same directory plays nothing again (resume as on hf) and leaves the server running."""
+    a second run into the same directory plays nothing again (resume as on hf) and leaves the server running;
+    resuming there with ``--engine hf`` is refused."""
     args = ["play", "vbase-lora", *GAME, "--split", "validation", "-r", "out", "--engine", "vllm",
             "--vllm_url", vllm_server.url]
     first = playpen(*args)
@@ -84,6 +85,8 @@ def test_play_on_a_running_vllm_server_loads_the_adapter_and_resumes(vllm_workdi
     again = playpen(*args)
     assert again.code == 0 and "already played" in again.out, again
     assert vllm_server.alive()
+    on_hf = playpen(*args[:args.index("--engine")])  # episodes of another engine are not mixed in
+    assert on_hf.code == 2 and "played with a different engine" in on_hf.err, on_hf
 
 
 def one_error(result) -> str:
@@ -104,7 +107,8 @@ def test_vllm_server_faults_are_one_error_line(vllm_workdir, playpen, vllm_serve
     big = registry_entry("vbase-r32", Path(vllm_server.base))
     big["model_config"]["peft_model"] = str(random_lora_adapter(Path(vllm_server.base), tmp_path / "r32", rank=32))
     registry = json.loads((vllm_workdir / "model_registry.json").read_text())
-    (vllm_workdir / "model_registry.json").write_text(json.dumps([*registry, big, registry_entry("other", tiny_model_dir)]))
+    registry += [big, registry_entry("other", tiny_model_dir)]
+    (vllm_workdir / "model_registry.json").write_text(json.dumps(registry))
     eval_ = ["eval", *GAME, "--engine", "vllm"]
 
     assert "does not answer" in one_error(playpen(*eval_, "vbase", "-r", "a", "--vllm_url", f"http://127.0.0.1:{unused}"))
@@ -117,6 +121,7 @@ def test_vllm_server_faults_are_one_error_line(vllm_workdir, playpen, vllm_serve
     port = vllm_server.url.rsplit(":", 1)[1]
     in_use = one_error(playpen(*eval_, "vbase", "-r", "e", "--vllm_python", "/bin/false", "--vllm_port", port))
     assert f"--vllm_port {port} is in use" in in_use
-    assert "applies only with --engine vllm" in one_error(playpen("eval", "vbase", *GAME, "--vllm_url", vllm_server.url))
+    without_engine = playpen("eval", "vbase", *GAME, "--vllm_url", vllm_server.url)
+    assert "applies only with --engine vllm" in one_error(without_engine)
     assert not list(vllm_workdir.glob("*/*/wordecho/*/instance_*/interactions.json"))
     assert vllm_server.alive()
