@@ -149,7 +149,7 @@ class VLLMEngine:
         models = []
         for spec in specs:
             if spec.to_dict().get("huggingface_id"):
-                model = ServedModel(spec, self.server, adapters.get(spec.model_name) and spec.model_name)
+                model = ServedModel(spec, self.server, spec.model_name if spec.model_name in adapters else None)
                 model.set_gen_args(**gen_args)
             else:  # scripted players (mock, programmatic) need no server
                 model = backends.load_models([spec], gen_args)[0]
