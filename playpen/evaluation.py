@@ -164,7 +164,8 @@ def check_same_settings(results_dir: Path, players: list, gen_args: dict, instan
     path = results_dir / Model.to_identifier([spec.model_name for spec in players]) / SETTINGS_FILE
     recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     if recorded is not None:
-        changed = [key for key in {**recorded, **settings} if key != "instances" and recorded.get(key) != settings.get(key)]
+        changed = [key for key in {**recorded, **settings}
+                   if key != "instances" and recorded.get(key) != settings.get(key)]
         changed += [f"instances of {game}" for game, name in instances.items()
                     if game in recorded.get("instances", {}) and recorded["instances"][game] != name]
         if changed:

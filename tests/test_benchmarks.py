@@ -164,7 +164,8 @@ def test_learner_overhead(tmp_path):
     for measure in ("end_to_end_s", "train_s"):
         assert_ratio_of(results["ratios"][measure], per_run["playpen"][measure], per_run["trl"][measure])
         assert results["target_met"][measure] is (results["ratios"][measure]["ratio"] <= results["target_ratio"])
-    differences = [p - t for p, t in zip(per_run["playpen"]["end_to_end_s"], per_run["trl"]["end_to_end_s"])]
+    differences = [p - t for p, t in zip(per_run["playpen"]["end_to_end_s"], per_run["trl"]["end_to_end_s"],
+                                         strict=True)]
     assert results["overhead_s"]["median"] == pytest.approx(statistics.median(differences))
     assert document["config"]["max_steps"] == 3
 
