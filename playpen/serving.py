@@ -257,12 +257,13 @@ def same_model(served: str, base: str) -> bool:
 
 def adapter_fix(detail: str) -> str:
     """What to change when vLLM refused an adapter, from its message."""
-    lowered = detail.lower()
-    if "rank" in lowered:
+    if "max_lora_rank" in detail:
         return "the adapter's LoRA rank is above the server's --max-lora-rank: start the server with a larger one"
-    if "module" in lowered:
-        return ("the adapter targets modules vLLM does not serve LoRA on for this model (it serves the attention "
-                "and MLP projections): train with --target_modules all-linear, or use --engine hf")
+    if "target modules" in detail:
+        return ("the adapter targets modules vLLM does not serve LoRA on for this model: train with "
+                "--target_modules all-linear, or use --engine hf")
+    if "bias is not supported" in detail:
+        return "the adapter trains LoRA biases, which vLLM does not serve: train with bias none, or use --engine hf"
     return "check the adapter was trained on this base, or use --engine hf"
 
 

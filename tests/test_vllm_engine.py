@@ -96,8 +96,8 @@ def one_error(result) -> str:
 
 
 def test_vllm_server_faults_are_one_error_line(vllm_workdir, playpen, vllm_server, tiny_model_dir, tmp_path):
-    """Unreachable, dying, wrong base, an adapter above the server's LoRA rank, a port in use, options without
-    the engine: each one line that says what to change, and no episode is written."""
+    """Unreachable, dying, wrong base, an adapter above the server's LoRA rank or with LoRA biases, a port in use,
+    options without the engine: each one line that says what to change, and no episode is written."""
     from playpen_tune.tiny import registry_entry
 
     free = socket.socket()
@@ -107,7 +107,10 @@ def test_vllm_server_faults_are_one_error_line(vllm_workdir, playpen, vllm_serve
     big = registry_entry("vbase-r32", Path(vllm_server.base))
     big["model_config"]["peft_model"] = str(random_lora_adapter(Path(vllm_server.base), tmp_path / "r32", rank=32))
     registry = json.loads((vllm_workdir / "model_registry.json").read_text())
-    registry += [big, registry_entry("other", tiny_model_dir)]
+    biased = registry_entry("vbase-bias", Path(vllm_server.base))
+    biased["model_config"]["peft_model"] = str(random_lora_adapter(Path(vllm_server.base), tmp_path / "bias",
+                                                                   bias="lora_only"))
+    registry += [big, biased, registry_entry("other", tiny_model_dir)]
     (vllm_workdir / "model_registry.json").write_text(json.dumps(registry))
     eval_ = ["eval", *GAME, "--engine", "vllm"]
 
@@ -118,6 +121,8 @@ def test_vllm_server_faults_are_one_error_line(vllm_workdir, playpen, vllm_serve
     assert f"serves {vllm_server.base}, not {tiny_model_dir.resolve()}" in wrong
     rank = one_error(playpen(*eval_, "vbase-r32", "-r", "d", "--vllm_url", vllm_server.url))
     assert "cannot load the adapter" in rank and "--max-lora-rank" in rank
+    bias = one_error(playpen(*eval_, "vbase-bias", "-r", "d2", "--vllm_url", vllm_server.url))
+    assert "cannot load the adapter" in bias and "train with bias none" in bias
     port = vllm_server.url.rsplit(":", 1)[1]
     in_use = one_error(playpen(*eval_, "vbase", "-r", "e", "--vllm_python", "/bin/false", "--vllm_port", port))
     assert f"--vllm_port {port} is in use" in in_use
