@@ -230,13 +230,17 @@ class VLLMServer:
         try:
             choices = sorted(self._request("POST", "/v1/completions", body, timeout=3600)["choices"],
                              key=lambda choice: choice["index"])
+        except urllib.error.HTTPError as error:  # it answered, with an error of its own
+            raise ServerError(f"the vLLM server at {self.url} refused a completion of {model} "
+                              f"({one_line(error.read().decode(errors='replace'))}); see {self.log_path}") from None
         except OSError as error:
             raise ServerError(self.stopped_answering(error)) from None
         return [(choice["token_ids"], choice["logprobs"]["token_logprobs"] if logprobs else None) for choice in choices]
 
     def stopped_answering(self, error: Exception) -> str:
-        return (f"the vLLM server at {self.url} stopped answering mid-run ({one_line(str(error))}; log: "
-                f"{self.log_path if self.process is not None or self.log_path.is_file() else 'the server’s own'}); "
+        """The error line of a server that no longer answers (the run's scored episodes stay)."""
+        log = self.log_path if self.log_path.is_file() else "the server's own log"
+        return (f"the vLLM server at {self.url} stopped answering mid-run ({one_line(str(error))}; see {log}); "
                 f"episodes already scored are kept: run the same command again with -r to resume")
 
     def _request(self, method: str, path: str, body: dict | None = None, timeout: float = 30):
