@@ -31,6 +31,8 @@ What it offers, by purpose:
   clemcore's scores); ``BRANCH_FILE`` (the record of a branch of ``play --branching``); ``EvalSuite``
   (for ``playpen_register_eval_suites``);
   ``STATIC_GAMES``, ``is_static_game`` (the static suite's games, kept out of training data).
+* **vLLM.** ``ServerSettings``, ``VLLMServer``, ``ServerError`` (:mod:`playpen.serving`: a vLLM server
+  started or named, serving a base and LoRA adapters loaded at run time; ``grpo_qlora --use_vllm``).
 * **Tables and commands.** ``add_unique`` (a name table where a name declared twice is an error);
   ``cli_main`` (run a ``playpen`` command in this process, as ``playpen quickstart`` does).
 """
@@ -78,6 +80,9 @@ _EXPORTS = {
     "EvalSuite": "playpen.suites",
     "STATIC_GAMES": "playpen.suites",
     "is_static_game": "playpen.suites",
+    "ServerSettings": "playpen.serving",
+    "VLLMServer": "playpen.serving",
+    "ServerError": "playpen.serving",
     "add_unique": "playpen.tables",
     "cli_main": "playpen.cli:main",
 }

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from clemcore.clemgame import GameBenchmarkCallback
 
+from playpen import engines
 from playpen.errors import PlaypenError
 from playpen.files import atomic_write_text
 
@@ -185,7 +186,6 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
     one instance row into many episodes (a leaf per branch), which :class:`BranchRecordSaver` records leaf by
     leaf in ``branch_<k>/`` folders, where ``play_batch`` records one episode per row with clemcore's file savers.
     """
-    from clemcore import backends
     from clemcore.backends import Model
     from clemcore.clemgame import GameInstances
 
@@ -198,7 +198,9 @@ def play_tree_selection(players: list, selection, root: Path, gen_args: dict, *,
     for tree, specs in trees.items():
         check_same_settings(root / tree, players, settings, {spec["game_name"]: selection.instances for spec in specs})
     try:
-        player_models = backends.load_models(players, gen_args)
+        player_models = engines.load_models(players, gen_args)  # --engine (playpen.engines)
+    except engines.ServerError:  # the vLLM server's problem is the command's, not the games'
+        raise
     except Exception as error:  # as playpen play: a model that cannot load fails its games
         problem = f"could not load {run_dir}: {type(error).__name__}: {error}"
         return ({**selection.failed, **{game: problem for game in selection.games()}},

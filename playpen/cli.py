@@ -245,6 +245,9 @@ def _add_gameplay_arguments(p: argparse.ArgumentParser, default_split: str, resu
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show library messages (clemcore INFO lines, warnings) here too; "
                         "always in <results>/playpen.log")
+    from playpen.engines import add_engine_arguments
+
+    add_engine_arguments(p)
 
 
 def _version() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from playpen import engines
 from playpen.errors import PlaypenError
 from playpen.files import atomic_write_text
 from playpen.gameplay import (
@@ -59,7 +60,8 @@ def play_from_cli(args) -> None:
     outcomes = {game: [] for game in episodes}  # scores.json of every repetition's episodes
     from playpen.console import library_chatter_to
 
-    with library_chatter_to(results_dir / GAMEPLAY_LOG, verbose=args.verbose):
+    with library_chatter_to(results_dir / GAMEPLAY_LOG, verbose=args.verbose), \
+            engines.engine_for_command(args, results_dir):  # --engine hf|vllm
         for repetition in range(1, args.repetitions + 1):
             problems, scored = _gameplay(args)(players, selection, repetition_root(results_dir, repetition), gen_args)
             for game, problem in problems.items():

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from playpen import engines
 from playpen.errors import PlaypenError
 from playpen.faults import resumable
 from playpen.files import atomic_write_text
@@ -232,7 +233,7 @@ def evaluate(specs: dict, selection: Selection, results_dir: Path, gen_args: dic
             selection, gen_args, (chat_template_kwargs or {}).get(name, {}), specs[name])}
         if name in (baseline_sources or {}):
             evaluation.instances["baseline_source"] = baseline_sources[name]
-        evaluation.settings = model_settings(specs[name], gen_args)
+        evaluation.settings = {**model_settings(specs[name], gen_args), **engines.engine_settings(specs[name])}
         atomic_write_text(results_dir / f"{name}.val.json", json.dumps(evaluation.to_json(), indent=2) + "\n")
         evaluations[name] = evaluation
     return evaluations
@@ -270,7 +271,8 @@ def evaluate_from_cli(args) -> None:
     selection = select_from_cli(args, EVAL_SPLIT)
     from playpen.console import library_chatter_to
 
-    with resumable({"-r": results_dir}), library_chatter_to(results_dir / GAMEPLAY_LOG, verbose=args.verbose):
+    with resumable({"-r": results_dir}), library_chatter_to(results_dir / GAMEPLAY_LOG, verbose=args.verbose), \
+            engines.engine_for_command(args, results_dir):  # --engine hf|vllm
         evaluations = evaluate(specs, selection, results_dir, gen_args,
                                batch_size=args.batch_size or DEFAULT_BATCH_SIZE, skip_gameplay=args.skip_gameplay,
                                chat_template_kwargs=template_kwargs,

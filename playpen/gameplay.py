@@ -13,6 +13,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+from playpen import engines
 from playpen.errors import PlaypenError
 from playpen.files import atomic_write_text
 from playpen.paths import refuse_file
@@ -84,11 +85,13 @@ def check_same_settings(results_dir: Path, players: list, gen_args: dict, instan
     from clemcore.backends import Model
 
     settings = {**_model_settings(players[0]), "gen_args": gen_args,
-                "partner": _model_settings(players[1]) if len(players) > 1 else None}
+                "partner": _model_settings(players[1]) if len(players) > 1 else None,
+                **engines.resume_settings()}  # --engine vllm only: files of hf runs stay as they were
     path = results_dir / Model.to_identifier([spec.model_name for spec in players]) / SETTINGS_FILE
     recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     if recorded is not None:
-        changed = [key for key in settings if recorded.get(key) != settings[key]]
+        changed = [key for key in {**recorded, **settings}
+                   if key != "instances" and recorded.get(key) != settings.get(key)]
         changed += [f"instances of {game}" for game, name in instances.items()
                     if game in recorded.get("instances", {}) and recorded["instances"][game] != name]
         if changed:

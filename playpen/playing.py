@@ -162,8 +162,7 @@ def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results
     raised)}`` (see :func:`_play`)."""
     import time
 
-    from clemcore import backends
-
+    from playpen import engines
     from playpen.game_errors import one_line
     from playpen.progress import EpisodeProgress
 
@@ -171,7 +170,9 @@ def _play_all(model_specs: list, game_specs: list, todo: dict[str, set], results
     print(f"loading {run_dir} once for {games} game(s) ...", flush=True)
     started = time.monotonic()
     try:
-        player_models = backends.load_models(model_specs, gen_args)
+        player_models = engines.load_models(model_specs, gen_args)  # --engine (playpen.engines)
+    except engines.ServerError:  # the vLLM server's problem is the command's, not the games'
+        raise
     except Exception as error:  # a model that cannot load fails its games, not the whole command
         problem = f"could not load {run_dir}: {one_line(error)}"
         return {name: (problem if episodes else None, None) for name, episodes in todo.items()}

@@ -329,15 +329,19 @@ class GRPOQLoRAConfig(GamesConfig, PolicyConfig, TrainingConfig):
                                              "one batch", default=1)
     learning_rate: float = _help("peak learning rate", default=1e-5)
     beta: float = _help("KL coefficient to the reference (the base, or the frozen starting adapter)", default=0.04)
-    use_vllm: bool = _help("generate the rollouts on a vLLM server serving the unquantized base; before each "
-                           "step's rollouts TRL syncs it with the policy (4-bit weights dequantized, LoRA "
-                           "added). Needs vLLM, one training process and CUDA: the server on another GPU than the "
-                           "trainer (see README, grpo_qlora)",
+    use_vllm: bool = _help("generate the rollouts on a vLLM server serving the base (unquantized, or "
+                           "--vllm_quantization) and the LoRA adapter, reloaded in place after each optimizer step; "
+                           "one GPU or none is enough (see README, 'Generation on vLLM')",
                            default=False)
-    vllm_server_base_url: str = _help("the vLLM server of --use_vllm", default="http://localhost:8000")
-    vllm_server_timeout: float = _help("seconds to wait for the --use_vllm server to answer at start", default=240.0)
-    vllm_group_port: int = _help("port of the NCCL group that syncs the weights to the --use_vllm server",
-                                 default=51216)
+    vllm_server_base_url: str | None = _help("a running vLLM server of --use_vllm (started with --enable-lora and "
+                                             "--logprobs-mode processed_logprobs). Default: start one from "
+                                             "--vllm_python", default=None)
+    vllm_python: str | None = _help("python of vLLM's virtual environment that --use_vllm starts its server with. "
+                                    "Default: $PLAYPEN_VLLM_PYTHON", default=None)
+    vllm_quantization: str | None = _help("the started server's --quantization (bitsandbytes on a GPU: the 4-bit "
+                                          "base as trained). Default: unquantized", default=None)
+    vllm_args: str = _help("more arguments of the started server, e.g. '--gpu-memory-utilization 0.3'", default="")
+    vllm_server_timeout: float = _help("seconds to wait for the --use_vllm server to be ready", default=600.0)
     vllm_importance_sampling_correction: bool = _help(
         "with --use_vllm, correct the loss for the difference between the server's and the policy's token "
         "probabilities (TRL's truncated importance sampling)", default=True)

@@ -122,3 +122,61 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     """
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
             if p.is_file() and p.name != "clembench.log"}
+
+
+# --- vLLM (--engine vllm, grpo_qlora --use_vllm): one real server per test session -------------------------------
+
+@pytest.fixture(scope="session")
+def vllm_python() -> str:
+    """The python of vLLM's CPU virtual environment: $PLAYPEN_VLLM_PYTHON (.ci/run sets it), else the one
+    ``.ci/build-vllm-env`` builds once per machine (and reuses) in the playpen-tune cache."""
+    import subprocess
+
+    from playpen.serving import PYTHON_VARIABLE
+
+    if os.environ.get(PYTHON_VARIABLE):
+        return os.environ[PYTHON_VARIABLE]
+    script = Path(__file__).resolve().parent.parent / ".ci" / "build-vllm-env"
+    built = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert built.returncode == 0, f"building vLLM's environment failed:\n{built.stderr[-3000:]}"
+    return built.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def vllm_base(tmp_path_factory) -> Path:
+    """A tiny chat model vLLM's CPU attention serves (head size 64)."""
+    from playpen_tune.tiny import build_tiny_chat_model
+
+    return build_tiny_chat_model(tmp_path_factory.mktemp("models") / "tiny-vllm", hidden_size=128, num_heads=2)
+
+
+VLLM_TEST_ARGS = ["--dtype", "float32", "--max-model-len", "1024"]  # float32: the same numbers as transformers
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_python, vllm_base, tmp_path_factory):
+    """A real vLLM server of ``vllm_base`` (LoRA rank <= 16, processed log-probabilities) for the whole session."""
+    from playpen.serving import ServerSettings, VLLMServer
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    settings = ServerSettings(python=vllm_python, extra_args=[*VLLM_TEST_ARGS, "--logprobs-mode", "processed_logprobs"])
+    with VLLMServer(settings, str(vllm_base), [16], tmp_path_factory.mktemp("vllm-server")) as server:
+        yield server
+
+
+def random_lora_adapter(base_dir: Path, directory: Path, rank: int = 8, seed: int = 0, **config) -> Path:
+    """Save a LoRA adapter of ``base_dir`` whose B matrices are not zero (so it changes the outputs)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32),
+                           LoraConfig(r=rank, lora_alpha=2 * rank, task_type="CAUSAL_LM",
+                                      **{"target_modules": "all-linear", **config}))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    model.save_pretrained(directory)
+    return directory

@@ -538,8 +538,8 @@ def test_grpo_help_shows_its_groups_and_no_dataset_fields(playpen):
     assert list(groups) == ["grpo_qlora", "games", "policy", "training"]
     assert groups["games"] == names(GamesConfig) and groups["policy"] == names(PolicyConfig)
     assert groups["training"] == names(TrainingConfig)  # the GRPO defaults of training fields stay in training
-    assert groups["grpo_qlora"] == ["beta", "use_vllm", "vllm_server_base_url", "vllm_server_timeout",
-                                    "vllm_group_port", "vllm_importance_sampling_correction"]
+    assert groups["grpo_qlora"] == ["beta", "use_vllm", "vllm_server_base_url", "vllm_python", "vllm_quantization",
+                                    "vllm_args", "vllm_server_timeout", "vllm_importance_sampling_correction"]
     listed = {name for options in groups.values() for name in options}
     assert listed == set(names(GRPOQLoRAConfig))
     for name in ("dataset", "packing", "eval_fraction", "eval_dataset", "roles", "max_length", "group_by_length"):

@@ -9,8 +9,8 @@ the episodes with clemcore's game masters and reads each reward from the episode
 (:mod:`playpen_tune.rl.reward`). The loss counts only the tokens the policy generated. The
 reference for the KL term (``--beta``) is the policy's (:mod:`playpen_tune.learners.policy`): the
 base with the adapter disabled, or a frozen copy of the starting adapter when ``-m`` names a tuned
-model. With ``--use_vllm`` the rollouts generate on a vLLM server that TRL syncs with the policy
-(:mod:`playpen_tune.rl.vllm_server`).
+model. With ``--use_vllm`` the rollouts generate on a vLLM server that reloads the policy's adapter after each
+step (:mod:`playpen_tune.rl.vllm_server`).
 """
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ class GRPOQLoRALearner(QLoRALearner):
 
         from playpen_tune.learners.arguments import trainer_arguments
         from playpen_tune.rl.rollout import LivePolicy, TransformersGenerator, clemcore_reward, make_rollout_func
-        from playpen_tune.rl.vllm_server import ServerGenerator
 
         config: GRPOQLoRAConfig = request.config
         template_kwargs = chat_template_kwargs(request.model)
@@ -56,14 +55,14 @@ class GRPOQLoRALearner(QLoRALearner):
                                 eval_batch_size=step_episodes),
             beta=config.beta, num_generations=config.num_generations, num_generations_eval=1,
             temperature=config.temperature, max_completion_length=config.max_tokens,
-            chat_template_kwargs=template_kwargs or None, log_completions=False, **vllm_arguments(config))
+            chat_template_kwargs=template_kwargs or None, log_completions=False)
         policy_cache: dict = {}
 
         def policy_for(trainer):
             """The live policy, built at the first rollout (the trainer wraps the model first)."""
             if "policy" not in policy_cache:
                 model = trainer.accelerator.unwrap_model(trainer.model)
-                generator = (ServerGenerator(trainer.vllm_generation.vllm_client) if config.use_vllm
+                generator = (trainer.vllm_generation.generator if config.use_vllm  # --use_vllm: AdapterSync's
                              else TransformersGenerator(model, tokenizer))
                 policy_cache["policy"] = LivePolicy(policy_spec(request, tokenizer, template_kwargs), tokenizer,
                                                     generator, template_kwargs, config.temperature, config.max_tokens)
@@ -78,16 +77,18 @@ class GRPOQLoRALearner(QLoRALearner):
             train_dataset=Dataset.from_dict({"prompt": list(environment.train)}),
             eval_dataset=Dataset.from_dict({"prompt": list(environment.held_out)}) if environment.held_out else None,
             peft_config=policy.new_adapter(), callbacks=callbacks, rollout_func=rollout)
-        if config.use_vllm:
-            import torch
+        server = None
+        if config.use_vllm:  # rollouts on a vLLM server, the adapter reloaded after each step
+            from playpen_tune.rl.vllm_server import attach_server, start_server
 
-            from playpen_tune.rl.vllm_server import push_merged_weights
-
-            push_merged_weights(trainer.vllm_generation, getattr(torch, policy.quantization["bnb_4bit_compute_dtype"]))
+            server = start_server(config, request.model["huggingface_id"], policy.lora["r"], request.output_dir)
+            attach_server(trainer, server, request.output_dir, tokenizer.eos_token_id,
+                          config.vllm_importance_sampling_correction)
         return TrainerSetup(trainer=trainer, extra={
             "reference": policy.reference,
-            "rollout_generation": (f"vLLM server {config.vllm_server_base_url} (weights synced before each step: "
-                                   f"4-bit base dequantized + LoRA)" if config.use_vllm else
+            "rollout_generation": (f"vLLM server {server.url} serving {server.base} "
+                                   f"({config.vllm_quantization or 'unquantized'}), the LoRA adapter reloaded in place "
+                                   f"before each step's rollouts" if server else
                                    "transformers generate with the live policy"),
             "loss_masking": "policy-generated tokens only (TRL env_mask); game master and partner "
                             "messages are context",
@@ -95,15 +96,6 @@ class GRPOQLoRALearner(QLoRALearner):
 
     def before_save(self, run) -> None:
         record_rewards(run)
-
-
-def vllm_arguments(config: GRPOQLoRAConfig) -> dict:
-    """``GRPOConfig`` fields of ``--use_vllm``: TRL's server mode (none without it)."""
-    if not config.use_vllm:
-        return {}
-    return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": config.vllm_server_base_url,
-            "vllm_server_timeout": config.vllm_server_timeout, "vllm_group_port": config.vllm_group_port,
-            "vllm_importance_sampling_correction": config.vllm_importance_sampling_correction}
 
 
 def policy_spec(request: LearnRequest, tokenizer, template_kwargs: dict):

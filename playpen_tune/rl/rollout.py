@@ -6,8 +6,9 @@ runner, its episode records and the game's own scorer). What is RL-specific stay
 - :class:`PolicyModel` is the clemcore ``Model`` of the live policy (the weights being trained, no reload
   per step). It renders each conversation with the chat template (as clemcore's HF backend does, with the
   registry entry's ``chat_template_kwargs``) and has a generator produce the tokens: in transformers
-  (:class:`TransformersGenerator`) or on a vLLM server that TRL keeps in sync with the weights
-  (:mod:`playpen_tune.rl.vllm_server`); any object with :meth:`Generator.generate` will do.
+  (:class:`TransformersGenerator`) or on a vLLM server that reloads the policy's adapter after each
+  optimizer step (:class:`playpen_tune.rl.vllm_server.VLLMGenerator`); any object with
+  :meth:`Generator.generate` will do.
 - :class:`Traces` keeps the exact token ids of each conversation the policy takes part in: the first
   turn's context, then per later turn the policy's own generated tokens and the new game-master/partner
   messages rendered by the same template. A conversation is found by its messages (what clemcore hands a

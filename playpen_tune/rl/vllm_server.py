@@ -1,68 +1,105 @@
-"""``grpo_qlora --use_vllm``: the rollouts generate on a vLLM server that holds the policy's weights.
+"""``grpo_qlora --use_vllm``: the rollouts generate on a vLLM server that serves the base and the policy's
+LoRA adapter, reloaded in place after each optimizer step.
 
-TRL's GRPOTrainer talks to the server (``vllm_mode="server"``, :class:`trl.generation.vllm_client.VLLMClient`)
-and syncs the weights before each step's rollouts (``VLLMGeneration.sync_weights``). Its own sync merges
-the LoRA adapter into the base and pushes the merged parameters; on a 4-bit bitsandbytes base those are
-packed NF4 storage that vLLM cannot load, and merging then unmerging re-quantizes the base each step,
-so the weights being trained drift. :func:`merged_weights` computes what vLLM needs instead: every
-weight under the base checkpoint's name, each 4-bit weight dequantized, plus the active adapter's
-LoRA delta, without changing the model. :func:`push_merged_weights` makes TRL's sync push those.
+TRL's own server mode syncs the whole model over NCCL (a second GPU, the dequantized weights streamed
+every step, no CPU at all). A LoRA policy needs far less: the adapter is a few MB, and vLLM reloads it
+under the same name (``POST /v1/load_lora_adapter`` with ``load_inplace``) in tens of milliseconds. So
+the server serves the base unquantized (or ``--vllm_quantization bitsandbytes`` on a GPU, the 4-bit base
+as trained) on the trainer's own device or the CPU, and:
 
-The server serves the *unquantized* base (the same ``huggingface_id``) on another GPU than the
-trainer's (the NCCL sync cannot share a device), started as TRL documents::
+- :class:`VLLMGenerator` is the ``generator`` of the rollouts' policy model: token-id contexts go to
+  ``/v1/completions`` and the sampled token ids come back with their log-probabilities (the server runs
+  with ``--logprobs-mode processed_logprobs``: after temperature, as TRL's correction expects);
+- :class:`AdapterSync` takes the place of TRL's ``vllm_generation``: TRL calls its ``sync_weights()``
+  before the first rollout of every step (``rollout_func`` path), and it saves the adapter and reloads it.
 
-    VLLM_SERVER_DEV_MODE=1 vllm serve BASE --weight-transfer-config '{"backend": "nccl"}' \\
-        --logprobs-mode processed_logprobs --max-logprobs -1
+TRL's importance-sampling correction runs only when the trainer has ``use_vllm``; :func:`attach_server`
+sets that on the trainer (its ``GRPOConfig`` has ``use_vllm=False``, so TRL builds no NCCL client), and
+TRL then logs ``sampling/sampling_logp_difference/mean``, the per-step policy/server mismatch that the
+manifest's reward history keeps.
 """
 from __future__ import annotations
 
-import importlib.util
+import atexit
 import os
+import shlex
+from pathlib import Path
 
-from playpen.api import PlaypenError
-from playpen_tune.merging import merged_weights
+from playpen.api import PlaypenError, ServerSettings, VLLMServer
+
+ADAPTER_NAME = "policy"
+SYNC_DIR = "vllm-adapter"  # in the output directory: the adapter as last sent to the server
+SERVER_ARGS = ["--logprobs-mode", "processed_logprobs"]
 
 
 def check_vllm_usable() -> None:
-    """``--use_vllm`` needs vLLM, a CUDA GPU (the weight sync runs on NCCL) and one training process."""
-    if importlib.util.find_spec("vllm") is None:
-        raise PlaypenError("--use_vllm needs vLLM: pip install 'playpen-tune[vllm]' on a machine with a CUDA GPU, "
-                           "or drop --use_vllm (the rollouts then generate with the live policy in transformers)")
-    import torch
-
-    if not torch.cuda.is_available():
-        raise PlaypenError("--use_vllm needs a CUDA GPU: TRL syncs the weights to the vLLM server over NCCL; "
-                           "drop --use_vllm on this machine")
+    """``--use_vllm`` runs in one training process (its rollouts generate through the main process's server)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise PlaypenError("--use_vllm runs in one training process (its rollouts generate through the main "
-                           "process's vLLM client); launch without accelerate's multi-process mode or drop --use_vllm")
+                           "process's vLLM server); launch without accelerate's multi-process mode or drop --use_vllm")
 
 
-def push_merged_weights(generation, dtype) -> None:
-    """Make TRL's vLLM weight sync (``VLLMGeneration.sync_weights``) push :func:`merged_weights`.
+class VLLMGenerator:
+    """The rollouts' ``generator``: one sampled completion per token-id context from the served adapter."""
 
-    TRL 1.x streams ``generation._iter_named_params()`` to the server (it reads it once for the
-    names, dtypes and shapes, then once per sync); this replaces that iterator on this instance.
-    """
-    if not callable(getattr(generation, "_iter_named_params", None)):
-        raise PlaypenError("this TRL version's vLLM weight sync has no _iter_named_params; --use_vllm is tested "
-                           "with trl 1.16: install that or drop --use_vllm")
-    generation._iter_named_params = lambda: merged_weights(generation.model, dtype)
+    def __init__(self, server: VLLMServer, eos_token_id: int, adapter: str = ADAPTER_NAME):
+        self.server, self.eos_token_id, self.adapter = server, eos_token_id, adapter
 
-
-def generate_on_server(client, contexts: list[list[int]], temperature: float, max_tokens: int):
-    """One completion per context (token ids) from the vLLM server: ``(completion_ids, logprobs)``, the
-    sampled tokens' log-probabilities after temperature (TRL's importance-sampling correction uses them)."""
-    output = client.generate(prompts=contexts, n=1, temperature=temperature, max_tokens=max_tokens, logprobs=0)
-    logprobs = [[token[0] for token in sequence] for sequence in output["logprobs"]]  # None: vLLM had a NaN
-    return output["completion_ids"], logprobs
+    def generate(self, contexts: list[list[int]], temperature: float,
+                 max_tokens: int) -> tuple[list[list[int]], list[list[float]] | None]:
+        """``(completion token ids, their log-probabilities)`` per context; a completion ends with eos or at
+        ``max_tokens``. vLLM gives None for a NaN log-probability (TRL's correction ignores those tokens)."""
+        completions = self.server.complete(self.adapter, contexts, temperature=temperature, max_tokens=max_tokens,
+                                           stop_token_ids=[self.eos_token_id], logprobs=True)
+        return [ids for ids, _ in completions], [logprobs for _, logprobs in completions]
 
 
-class ServerGenerator:
-    """The rollouts' generator (:class:`playpen_tune.rl.rollout.Generator`) on TRL's vLLM client."""
+class AdapterSync:
+    """Stands in for TRL's ``VLLMGeneration``: ``sync_weights()`` saves the live adapter and reloads it in the
+    server in place; ``generator`` generates with it."""
 
-    def __init__(self, client):
-        self.client = client
+    def __init__(self, model, server: VLLMServer, directory: Path, eos_token_id: int):
+        self.model, self.server, self.directory = model, server, Path(directory)
+        self.generator = VLLMGenerator(server, eos_token_id)
+        self.syncs = 0
 
-    def generate(self, contexts: list[list[int]], temperature: float, max_tokens: int):
-        return generate_on_server(self.client, contexts, temperature, max_tokens)
+    def sync_weights(self) -> None:
+        self.model.save_pretrained(str(self.directory), selected_adapters=["default"])
+        self.server.load_adapter(ADAPTER_NAME, str(self.directory))
+        self.syncs += 1
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_server(config, base: str, lora_rank: int, output_dir: Path) -> VLLMServer:
+    """The server of ``--use_vllm``: ``--vllm_server_base_url``, or one started from ``--vllm_python`` (log in the
+    output directory) that is stopped when the training ends or the process exits."""
+    settings = ServerSettings(url=config.vllm_server_base_url, python=config.vllm_python,
+                              quantization=config.vllm_quantization,
+                              extra_args=SERVER_ARGS + shlex.split(config.vllm_args or ""),
+                              ready_timeout=config.vllm_server_timeout)
+    server = VLLMServer(settings, base, [lora_rank], Path(output_dir)).__enter__()
+    atexit.register(server.stop)  # a run that raises still stops it
+    return server
+
+
+def attach_server(trainer, server: VLLMServer, output_dir: Path, eos_token_id: int,
+                  importance_sampling_correction: bool) -> AdapterSync:
+    """Make TRL's GRPOTrainer sync the adapter to ``server`` before each step's rollouts and correct for the
+    server's log-probabilities (TRL 1.x: ``use_vllm``, ``vllm_generation``, ``_last_loaded_step``)."""
+    from transformers import TrainerCallback
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    sync = AdapterSync(model, server, Path(output_dir) / SYNC_DIR, eos_token_id)
+    trainer.use_vllm = True
+    trainer.vllm_importance_sampling_correction = importance_sampling_correction
+    trainer.vllm_generation = sync
+    trainer._last_loaded_step = -1  # the first rollout syncs (loads the starting adapter)
+
+    class StopServer(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            sync.stop()
+
+    trainer.add_callback(StopServer())
+    return sync
