@@ -218,6 +218,7 @@ class Bench:
                        "failed_games": val.get("failed_games", {}),
                        "games": {game: {key: numbers.get(key) for key in ("% played", "quality score", "episodes")}
                                  for game, numbers in val["games"].items()}}
+        self.write()
 
     def manifest(self, model: str) -> dict:
         return json.loads((self.workspace / "models" / model / "playpen_run.json").read_text(encoding="utf-8"))
@@ -239,6 +240,7 @@ class Bench:
             history = record["reward_history"]
             arm["reward_history"] = history
             arm["reward_trend"] = reward_trend(history)
+        self.write()
 
 
 def reward_trend(history: list[dict]) -> dict:
@@ -329,7 +331,7 @@ def print_results(results: dict) -> None:
                      " ".join(common.fmt(g.get("quality score")) for g in games.values()) or "-",
                      common.fmt(learned.get("pairs_trained") or learned.get("examples")),
                      common.fmt(trend.get("slope_per_step"), 3), common.fmt(arm.get("wall_s"), 0),
-                     arm.get("error") or arm.get("skipped") or ""])
+                     "failed" if arm.get("error") else arm.get("skipped", "")])
     common.print_table("efficacy (held-out instances, playpen eval)",
                        ["arm", "clemscore", "% played", "quality", "examples/pairs", "reward slope", "wall s", "note"],
                        rows)
