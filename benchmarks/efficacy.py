@@ -236,10 +236,10 @@ class Bench:
                                       for s in data.get("sources", [])],
                           "steps": metrics.get("global_step"), "first_loss": metrics.get("first_loss"),
                           "final_loss": metrics.get("final_loss"), "train_wall_s": metrics.get("wall_time_s")}
-        if "reward_history" in record:
-            history = record["reward_history"]
-            arm["reward_history"] = history
-            arm["reward_trend"] = reward_trend(history)
+        if "reward_history" in record:  # GRPO: episode rewards per step; DPO: TRL's implicit reward margins
+            arm["reward_history"] = record["reward_history"]
+            if record["learner"]["name"] == "grpo_qlora":
+                arm["reward_trend"] = reward_trend(record["reward_history"])
         self.write()
 
 

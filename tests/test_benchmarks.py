@@ -311,7 +311,7 @@ def test_efficacy_dpo_on_episode_and_turn_level_pairs_and_grpo(tmp_path, tiny_mo
                             "--temperature", "1.0",
                             "--grpo_args", "--temperature 1.0 --reward success",
                             "--grpo_args", "--temperature 1.0 --per_device_train_batch_size 4",
-                            timeout=900)
+                            timeout=1800)
     workspace, arms = tmp_path / "ws", document["results"]["arms"]
     assert list(arms) == ["sft", "dpo", "dpo_turn", "grpo_1", "grpo_2"]
     play, learn = (c["command"] for c in arms["sft"]["commands"][:2])
