@@ -267,3 +267,94 @@ def test_engine_throughput(tmp_path, vllm_base, vllm_server):
         # the tiny base answers alike whatever the prompt, so equal answers prove little here (the parity of
         # the engines is tests/test_vllm_engine.py's, with an adapter that makes the answers differ)
         assert 0 <= results["same_answers_as_hf"][model] <= 1
+PARITY_GAME = Path(__file__).resolve().parent / "data" / "games" / "parity"
+PARITY_SPLIT = ["--train_ids", ",".join(f"two_rounds/{i}" for i in range(6)),
+                "--heldout_ids", "two_rounds/6,two_rounds/7"]
+
+
+def run_efficacy(tmp_path: Path, tiny_model_dir: Path, *args: str, timeout: int = 600) -> dict:
+    """efficacy.py on the tiny model and the test game ``parity`` (the scripted player wins it, a random model
+    wins about half of the rounds), workspace kept under tmp_path/ws."""
+    return run_script("efficacy", tmp_path, "--model_dir", str(tiny_model_dir), "--game_registry", str(PARITY_GAME),
+                      "-g", "parity", *PARITY_SPLIT, "--workdir", str(tmp_path / "ws"), "--quick", "--max_tokens", "4",
+                      *args, timeout=timeout)
+
+
+def assert_arm_is_its_val_json(arm: dict, workspace: Path) -> None:
+    """The arm's numbers are those of the val.json that its last command, ``playpen eval``, wrote."""
+    val = json.loads((workspace / arm["eval"]["val_json"]).read_text())
+    assert arm["commands"][-1]["command"].startswith(f"playpen eval {arm['model']} -g parity --split_source ")
+    assert arm["eval"]["clemscore"] == val["clemscore"] and arm["eval"]["failed_games"] == {}
+    assert arm["eval"]["games"] == {"parity": {key: val["games"]["parity"][key]
+                                               for key in ("% played", "quality score", "episodes")}}
+    assert val["games"]["parity"]["episodes"] == 2  # the two held-out instances
+
+
+@pytest.mark.slow
+def test_efficacy_records_each_arms_commands_and_its_playpen_eval_numbers(tmp_path, tiny_model_dir):
+    answers = tmp_path / "answers.jsonl"
+    rows = [{"messages": [{"role": "user", "content": f"Round {i}: answer with any text."},
+                          {"role": "assistant", "content": "even"}]} for i in range(5)]
+    answers.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    document = run_efficacy(tmp_path, tiny_model_dir, "--arms", "base,sft", "--sft_steps", "1",
+                            "--dataset", str(answers))
+    workspace = tmp_path / "ws"
+    config, arms = document["config"], document["results"]["arms"]
+    assert config["split_counts"] == {"train": 6, "validation": 2} and config["sizes"]["sft_steps"] == 1
+    assert document["results"]["setup"]["commands"][0]["command"] == f"playpen register base --model {tiny_model_dir}"
+    assert list(arms) == ["base", "sft"]
+    for arm in arms.values():
+        assert all(c["ok"] and c["wall_s"] > 0 for c in arm["commands"]) and "error" not in arm
+        assert arm["wall_s"] == pytest.approx(sum(c["wall_s"] for c in arm["commands"]), abs=0.2)
+        assert_arm_is_its_val_json(arm, workspace)
+    learn = arms["sft"]["commands"][0]["command"]
+    assert learn.startswith(f"playpen learn -l sft_qlora -m base --dataset {answers} --split_source {workspace}")
+    assert "--max_steps 1" in learn and "--seed 42" in learn and "--name base-sft" in learn
+    learned = arms["sft"]["learned"]
+    manifest = json.loads((workspace / "models" / "base-sft" / "playpen_run.json").read_text())
+    assert learned["learner"] == "sft_qlora" and learned["steps"] == 1
+    assert learned["examples"] == manifest["data"]["total"] == 5
+    # the commands run again as recorded, from the workspace
+    assert (workspace / "split.jsonl").is_file() and (workspace / "game_registry.json").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_efficacy_dpo_on_episode_and_turn_level_pairs_and_grpo(tmp_path, tiny_model_dir):
+    """Every arm on the tiny model: DPO finds pairs in the sampled SFT play (-n) and in its branch trees, GRPO
+    records its reward history. Numbers mean nothing here; their plumbing does."""
+    document = run_efficacy(tmp_path, tiny_model_dir, "--arms", "sft,dpo,dpo_turn,grpo", "--expert", "mock",
+                            "--temperature", "1.0",
+                            "--grpo_args", "--temperature 1.0 --reward success",
+                            "--grpo_args", "--temperature 1.0 --per_device_train_batch_size 4",
+                            timeout=1800)
+    workspace, arms = tmp_path / "ws", document["results"]["arms"]
+    assert list(arms) == ["sft", "dpo", "dpo_turn", "grpo_1", "grpo_2"]
+    play, learn = (c["command"] for c in arms["sft"]["commands"][:2])
+    assert play.startswith("playpen play mock -g parity") and "-r expert-transcripts" in play
+    assert learn.startswith("playpen learn -l sft_qlora -m base --dataset expert-transcripts")
+    assert arms["sft"]["learned"]["examples"] == 6  # the scripted player won the 6 train instances
+    for name in ("dpo", "dpo_turn", "grpo_1", "grpo_2"):
+        assert "error" not in arms[name], arms[name]
+        assert_arm_is_its_val_json(arms[name], workspace)
+        assert arms[name]["learned"]["parent_adapter"] == str(workspace / "models" / "base-sft")
+    assert "-n 2" in arms["dpo"]["commands"][0]["command"]
+    assert "--branching 2 --max_branches 4" in arms["dpo_turn"]["commands"][0]["command"]
+    episode_pairs = arms["dpo"]["learned"]["sources"][0]["pairs"]
+    turn_pairs = arms["dpo_turn"]["learned"]["sources"][0]["pairs"]
+    assert episode_pairs["turn_level"] == 0 and episode_pairs["episode"] == arms["dpo"]["learned"]["pairs_trained"] > 0
+    assert turn_pairs["episode"] == 0 and turn_pairs["turn_level"] == arms["dpo_turn"]["learned"]["pairs_trained"] > 0
+    for name, setting in (("grpo_1", "--temperature 1.0 --reward success"),
+                          ("grpo_2", "--temperature 1.0 --per_device_train_batch_size 4")):
+        manifest = json.loads((workspace / "models" / f"base-sft-{name}" / "playpen_run.json").read_text())
+        assert arms[name]["setting"] == setting and arms[name]["commands"][0]["command"].endswith(setting)
+        assert arms[name]["reward_history"] == manifest["reward_history"] and len(manifest["reward_history"]) == 1
+    assert manifest["config"]["per_device_train_batch_size"] == 4  # the arm's setting overrode the default
+
+
+def test_efficacy_refuses_arms_without_the_sft_they_start_from(tmp_path, tiny_model_dir):
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "efficacy.py"), "--model_dir", str(tiny_model_dir),
+                           "--arms", "base,grpo", "--out", str(tmp_path / "e.json")],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode != 0 and not (tmp_path / "e.json").exists()
+    assert done.stderr.strip().splitlines()[-1] == ("error: the arms grpo start from the SFT model: add sft to --arms")
