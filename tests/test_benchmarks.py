@@ -267,6 +267,8 @@ def test_engine_throughput(tmp_path, vllm_base, vllm_server):
         # the tiny base answers alike whatever the prompt, so equal answers prove little here (the parity of
         # the engines is tests/test_vllm_engine.py's, with an adapter that makes the answers differ)
         assert 0 <= results["same_answers_as_hf"][model] <= 1
+
+
 PARITY_GAME = Path(__file__).resolve().parent / "data" / "games" / "parity"
 PARITY_SPLIT = ["--train_ids", ",".join(f"two_rounds/{i}" for i in range(6)),
                 "--heldout_ids", "two_rounds/6,two_rounds/7"]
