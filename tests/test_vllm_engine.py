@@ -150,6 +150,7 @@ def server_started_by(parent: int) -> int:
     raise AssertionError(f"process {parent} runs no vLLM server")
 
 
+@pytest.mark.slow
 def test_a_vllm_server_dying_mid_eval_is_one_error_line_and_the_rerun_plays_only_the_rest(vllm_workdir, playpen,
                                                                                            vllm_python, vllm_server):
     """The server that ``playpen eval --engine vllm`` started is killed (SIGKILL, its whole process group) after the
