@@ -163,12 +163,17 @@ def test_a_vllm_server_dying_mid_eval_is_one_error_line_and_the_rerun_plays_only
         run = subprocess.Popen([sys.executable, "-m", "playpen", *eval_, "--vllm_python", vllm_python,
                                 "--vllm_args", " ".join(VLLM_TEST_ARGS)], stdout=stdout, stderr=stderr)
     played = vllm_workdir / "out" / "clem" / "vbase" / "wordecho"
-    deadline = time.monotonic() + 600
-    while not list(played.glob("*/instance_*/interactions.json")) and run.poll() is None:
-        assert time.monotonic() < deadline, "no episode was recorded in 10 minutes"
-        time.sleep(0.01)
-    os.killpg(server_started_by(run.pid), signal.SIGKILL)
-    code = run.wait(timeout=300)  # not a hang on the dead server
+    try:
+        deadline = time.monotonic() + 600
+        while not list(played.glob("*/instance_*/interactions.json")) and run.poll() is None:
+            assert time.monotonic() < deadline, "no episode was recorded in 10 minutes"
+            time.sleep(0.01)
+        os.killpg(server_started_by(run.pid), signal.SIGKILL)
+        code = run.wait(timeout=300)  # not a hang on the dead server
+    finally:
+        if run.poll() is None:  # a failed check must not leave eval (and the server it started) running
+            run.terminate()
+            run.wait(timeout=120)
     died = CliResult(code, out.read_text(), err.read_text())
     assert "Traceback" not in died.err, died.err
     line = one_error(died)
