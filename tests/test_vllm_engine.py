@@ -4,13 +4,18 @@ playpen starts is stopped, and each server fault is one ``error:`` line."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from playpen_tune.games import DEMO_SPLIT_FILE
-from tests.conftest import VLLM_TEST_ARGS, random_lora_adapter
+from tests.conftest import VLLM_TEST_ARGS, CliResult, random_lora_adapter
 
 # the demo game's 12 validation instances, each a different word to echo
 GAME = ["-g", "wordecho", "--split_source", str(DEMO_SPLIT_FILE), "-L", "8"]
@@ -130,3 +135,58 @@ def test_vllm_server_faults_are_one_error_line(vllm_workdir, playpen, vllm_serve
     assert "applies only with --engine vllm" in one_error(without_engine)
     assert not list(vllm_workdir.glob("*/*/wordecho/*/instance_*/interactions.json"))
     assert vllm_server.alive()
+
+
+def server_started_by(parent: int) -> int:
+    """The pid of the vLLM server that process ``parent`` started (Linux ``/proc``): its own process group."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # a process that ended while we looked
+            continue
+        if ppid == parent and b"vllm.entrypoints.openai.api_server" in command:
+            return int(stat.parent.name)
+    raise AssertionError(f"process {parent} runs no vLLM server")
+
+
+@pytest.mark.slow
+def test_a_vllm_server_dying_mid_eval_is_one_error_line_and_the_rerun_plays_only_the_rest(vllm_workdir, playpen,
+                                                                                           vllm_python, vllm_server):
+    """The server that ``playpen eval --engine vllm`` started is killed (SIGKILL, its whole process group) after the
+    first episode is recorded: eval ends with code 2 and one ``error:`` line that says how to resume, the episodes
+    played before are scored and kept; the same eval on a live server (the session's, via ``--vllm_url``) plays
+    only the episodes that are missing and leaves the others as they were."""
+    eval_ = ["eval", "vbase", *GAME, "-r", "out", "-b", "1", "--engine", "vllm"]  # -b 1: one episode at a time
+    out, err = vllm_workdir / "eval.out", vllm_workdir / "eval.err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        run = subprocess.Popen([sys.executable, "-m", "playpen", *eval_, "--vllm_python", vllm_python,
+                                "--vllm_args", " ".join(VLLM_TEST_ARGS)], stdout=stdout, stderr=stderr)
+    played = vllm_workdir / "out" / "clem" / "vbase" / "wordecho"
+    try:
+        deadline = time.monotonic() + 600
+        while not list(played.glob("*/instance_*/interactions.json")) and run.poll() is None:
+            assert time.monotonic() < deadline, "no episode was recorded in 10 minutes"
+            time.sleep(0.01)
+        os.killpg(server_started_by(run.pid), signal.SIGKILL)
+        code = run.wait(timeout=300)  # not a hang on the dead server
+    finally:
+        if run.poll() is None:  # a failed check must not leave eval (and the server it started) running
+            run.terminate()
+            run.wait(timeout=120)
+    died = CliResult(code, out.read_text(), err.read_text())
+    assert "Traceback" not in died.err, died.err
+    line = one_error(died)
+    assert "the vLLM server at http://127.0.0.1:" in line and "stopped answering mid-run" in line, line
+    assert "run the same command again with -r to resume" in line, line
+    kept = {path: path.read_bytes() for path in played.glob("*/instance_*/*.json")}
+    scored = {path.parent.name for path in kept if path.name == "scores.json"}
+    assert 1 <= len(scored) < 12, f"{len(scored)} episodes scored before the server died"
+    failed = json.loads((vllm_workdir / "out" / "vbase.val.json").read_text())["failed_games"]
+    assert f"{12 - len(scored)} of 12 episodes were not played and scored" in failed["wordecho"], failed
+
+    resumed = playpen(*eval_, "--vllm_url", vllm_server.url)
+    assert resumed.code == 0, resumed
+    assert f"playing {12 - len(scored)} episode(s)" in resumed.out, resumed.out
+    assert len(episodes(vllm_workdir / "out", "vbase")) == 12
+    assert all(path.read_bytes() == data for path, data in kept.items() if path.parent.name in scored)
