@@ -140,9 +140,11 @@ def test_val_json_and_comparison_say_how_each_side_was_played(quickstart_dir):
     tuned = json.loads((quickstart_dir / "eval" / f"{TUNED}.val.json").read_text())
     generation = {"temperature": 0.0, "max_tokens": 8}
     assert base["model_settings"] == {"backend": "huggingface_local", "weights": str(quickstart_dir / "models" / BASE),
-                                      "quantization": None, "adapter": None, "generation": generation}
+                                      "quantization": None, "adapter": None, "generation": generation,
+                                      "engine": "hf"}
     assert tuned["model_settings"] == {
         "backend": "playpen_qlora", "weights": str(quickstart_dir / "models" / BASE), "generation": generation,
+        "engine": "hf",
         "quantization": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
                          "bnb_4bit_compute_dtype": "float32"}, "adapter": str(quickstart_dir / "models" / TUNED)}
     markdown = (quickstart_dir / "eval" / "comparison.md").read_text()

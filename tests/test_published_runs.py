@@ -96,7 +96,7 @@ def test_skip_gameplay_over_a_run_whose_scorer_fails_lists_that_game_as_failed(w
     args = ["eval", "mock", "-g", selector, "-i", "instances_heldout", "--all_instances", "-r", "published"]
     assert playpen(*args).code == 0
     master = workdir / "games" / "rescored" / "master.py"
-    scorer = "    def compute_episode_scores(self, interactions: Dict):\n"
+    scorer = "    def compute_episode_scores(self, interactions: dict):\n"
     assert scorer in master.read_text()
     master.write_text(master.read_text().replace(scorer, scorer + "        raise KeyError('Main Score')\n"))
     (workdir / "games" / "unloadable" / "master.py").write_text("this is not python\n")
