@@ -61,9 +61,8 @@ class GRPOQLoRALearner(QLoRALearner):
         def policy_for(trainer):
             """The live policy, built at the first rollout (the trainer wraps the model first)."""
             if "policy" not in policy_cache:
-                model = trainer.accelerator.unwrap_model(trainer.model)
                 generator = (trainer.vllm_generation.generator if config.use_vllm  # --use_vllm: AdapterSync's
-                             else TransformersGenerator(model, tokenizer))
+                             else TransformersGenerator(trainer.accelerator.unwrap_model(trainer.model), tokenizer))
                 policy_cache["policy"] = LivePolicy(policy_spec(request, tokenizer, template_kwargs), tokenizer,
                                                     generator, template_kwargs, config.temperature, config.max_tokens)
             return policy_cache["policy"]
