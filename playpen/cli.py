@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str]) -> None:
     """Parse and run one command; report user errors, write failures and interrupts in one line."""
     from playpen import faults
-    from playpen.console import hold_log_only_notices
+    from playpen.console import close_progress_bars, hold_log_only_notices
     from playpen.cpu_threads import choose_cpu_threads
 
     args = None
@@ -307,15 +307,18 @@ def _run(argv: list[str]) -> None:
         choose_cpu_threads()
         args.handler(args)
     except PlaypenError as error:
+        close_progress_bars()
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
     except OSError as error:
         if not faults.is_write_fault(error):
             raise
+        close_progress_bars()
         fix = WRITE_FIXES.get(getattr(args, "command_name", None), "run playpen where it can write")
         print(f"error: {faults.write_fault_error(error, fix)}", file=sys.stderr)
         sys.exit(PlaypenError.exit_code)
     except KeyboardInterrupt as interrupt:
+        close_progress_bars()
         interrupt = interrupt if isinstance(interrupt, faults.Interrupted) else faults.Interrupted()
         if args is None or getattr(args, "argv", None) is None:
             print("interrupted", file=sys.stderr)

@@ -108,3 +108,13 @@ def library_chatter_to(log_file: Path, verbose: bool = False):
                 stream.write("\n".join(buffer.lines) + "\n")
             if not verbose:
                 print(f"library messages: {log_file} (-v shows them here)")
+
+
+def close_progress_bars() -> None:
+    """Close the progress bars a failing command left open (a training run's, tqdm's), so that the line
+    saying why it failed starts a line of its own instead of trailing the bar; nothing if tqdm was not used."""
+    tqdm = sys.modules.get("tqdm.std")
+    if tqdm is None:
+        return
+    for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+        bar.close()

@@ -11,6 +11,7 @@ The server's output goes to a log file beside the results; a started server is s
 """
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -36,7 +37,8 @@ class ServerError(PlaypenError):
 @dataclass
 class ServerSettings:
     """How to reach or start the server: ``url`` of a running one, else ``python`` (vLLM's interpreter)
-    started on ``port`` (0: a free one) with ``quantization`` (e.g. bitsandbytes on a GPU) and ``extra_args``."""
+    started on ``port`` (0: a free one) with ``quantization`` (e.g. bitsandbytes on a GPU) and ``extra_args``;
+    ``after_failure`` ends the error line of a server that stops answering (what is kept, how to go on)."""
 
     url: str | None = None
     python: str | None = None
@@ -44,6 +46,7 @@ class ServerSettings:
     quantization: str | None = None
     extra_args: list[str] = field(default_factory=list)
     ready_timeout: float = 600.0
+    after_failure: str = "episodes already scored are kept: run the same command again with -r to resume"
 
 
 def free_port() -> int:
@@ -147,7 +150,7 @@ class VLLMServer:
         try:
             self._request("GET", "/health", timeout=10)
             return True
-        except OSError:
+        except (urllib.error.HTTPError, ServerError):
             return False
 
     def _wait_until_ready(self) -> None:
@@ -233,22 +236,27 @@ class VLLMServer:
         except urllib.error.HTTPError as error:  # it answered, with an error of its own
             raise ServerError(f"the vLLM server at {self.url} refused a completion of {model} "
                               f"({one_line(error.read().decode(errors='replace'))}); see {self.log_path}") from None
-        except OSError as error:
-            raise ServerError(self.stopped_answering(error)) from None
         return [(choice["token_ids"], choice["logprobs"]["token_logprobs"] if logprobs else None) for choice in choices]
 
     def stopped_answering(self, error: Exception) -> str:
-        """The error line of a server that no longer answers (the run's scored episodes stay)."""
+        """The error line of a server that no longer answers, ending in the settings' ``after_failure``."""
         log = self.log_path if self.log_path.is_file() else "the server's own log"
         return (f"the vLLM server at {self.url} stopped answering mid-run ({one_line(str(error))}; see {log}); "
-                f"episodes already scored are kept: run the same command again with -r to resume")
+                f"{self.settings.after_failure}")
 
     def _request(self, method: str, path: str, body: dict | None = None, timeout: float = 30):
+        """The server's JSON (or text) answer. ``urllib.error.HTTPError``: it answered with an error status;
+        :class:`ServerError` (:meth:`stopped_answering`): it did not answer at all."""
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read().decode()
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError:
+            raise
+        except (OSError, http.client.HTTPException) as error:  # refused, reset, timed out: died or hangs
+            raise ServerError(self.stopped_answering(error)) from None
         return json.loads(text) if text.strip().startswith(("{", "[")) else text
 
 

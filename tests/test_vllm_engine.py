@@ -3,12 +3,14 @@
 playpen starts is stopped, and each server fault is one ``error:`` line."""
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -190,3 +192,57 @@ def test_a_vllm_server_dying_mid_eval_is_one_error_line_and_the_rerun_plays_only
     assert f"playing {12 - len(scored)} episode(s)" in resumed.out, resumed.out
     assert len(episodes(vllm_workdir / "out", "vbase")) == 12
     assert all(path.read_bytes() == data for path, data in kept.items() if path.parent.name in scored)
+
+
+class DropsAdapterLoads(http.server.BaseHTTPRequestHandler):
+    """A server that answers as vLLM does until it is asked to load an adapter, then drops the connection
+    without an answer (a vLLM process that died between its health check and the adapter)."""
+
+    base = ""
+
+    def do_GET(self):
+        body = b"" if self.path == "/health" else json.dumps({"data": [{"id": self.base, "root": self.base}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        self.close_connection = True  # no status line: the client sees the connection end
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def dropping_server(vllm_base):
+    handler = type("Handler", (DropsAdapterLoads,), {"base": str(vllm_base)})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_server_that_stops_answering_before_the_adapter_is_loaded_is_one_error_line(vllm_workdir, playpen,
+                                                                                        dropping_server):
+    """Every request to the server, not only completions, turns a connection that ends without an answer
+    into the 'stopped answering' line: eval says how to resume its episodes, GRPO how to resume its run, and
+    neither writes an episode or a registry entry."""
+    registry = (vllm_workdir / "model_registry.json").read_bytes()
+    evaluated = playpen("eval", "vbase-lora", *GAME, "-r", "out", "--engine", "vllm", "--vllm_url", dropping_server)
+    assert "Traceback" not in evaluated.err, evaluated.err
+    line = one_error(evaluated)
+    assert f"the vLLM server at {dropping_server} stopped answering mid-run" in line, line
+    assert "run the same command again with -r to resume" in line, line
+    assert not list(vllm_workdir.glob("out/*/*/wordecho/*/instance_*/interactions.json"))
+
+    learned = playpen("learn", "-l", "grpo_qlora", "-m", "vbase", "-g", "wordecho", "--split_source", DEMO_SPLIT_FILE,
+                      "--num_generations", "2", "--per_device_train_batch_size", "2", "--max_tokens", "6",
+                      "--max_steps", "1", "--use_vllm", "--vllm_server_base_url", dropping_server)
+    assert "Traceback" not in learned.err, learned.err
+    line = one_error(learned)
+    assert f"the vLLM server at {dropping_server} stopped answering mid-run" in line, line
+    assert "continue with --resume" in line and "-r to resume" not in line, line
+    assert (vllm_workdir / "model_registry.json").read_bytes() == registry

@@ -30,6 +30,8 @@ from playpen.api import PlaypenError, ServerSettings, VLLMServer
 ADAPTER_NAME = "policy"
 SYNC_DIR = "vllm-adapter"  # in the output directory: the adapter as last sent to the server
 SERVER_ARGS = ["--logprobs-mode", "processed_logprobs"]
+AFTER_FAILURE = ("the run's checkpoints are kept: once a server answers, continue with --resume (or start again "
+                 "with --overwrite if none was saved)")
 
 
 def check_vllm_usable() -> None:
@@ -78,7 +80,7 @@ def start_server(config, base: str, lora_rank: int, output_dir: Path) -> VLLMSer
     settings = ServerSettings(url=config.vllm_server_base_url, python=config.vllm_python,
                               quantization=config.vllm_quantization,
                               extra_args=SERVER_ARGS + shlex.split(config.vllm_args or ""),
-                              ready_timeout=config.vllm_server_timeout)
+                              ready_timeout=config.vllm_server_timeout, after_failure=AFTER_FAILURE)
     server = VLLMServer(settings, base, [lora_rank], Path(output_dir)).__enter__()
     atexit.register(server.stop)  # a run that raises still stops it
     return server
