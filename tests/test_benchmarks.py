@@ -251,6 +251,28 @@ def test_learner_overhead_on_a_model_directory_with_profile_lengths_and_the_peft
                         [run["step_s"] for run in results["runs"]["peft"]])
 
 
+def test_step_costs_times_each_suspect_against_the_default_step_on_the_same_batches(tmp_path, tiny_model_dir):
+    """One variant per suspect (TRL's metrics, the fused head, checkpointing, the 4-bit kernel, threads), each
+    a ratio to playpen's default step per round; every 4-bit variant computes the same loss."""
+    document = run_script("step_costs", tmp_path, "--quick", "--runs", "2", "--model_dir", str(tiny_model_dir),
+                          "--max_length", "64")
+    results = document["results"]
+    assert set(results["runs"]) == {"default", "no_metrics", "plain_head", "no_checkpointing", "fp32_base",
+                                    "threads_2"}
+    tokens = document["config"]["tokens_per_run"]
+    for variant, runs in results["runs"].items():
+        assert len(runs) == 2
+        for run in runs:
+            assert run["tokens_per_s"] == pytest.approx(tokens / (run["step_s"] * document["config"]["steps"]))
+        assert_summary_of(results["seconds_and_tokens"][variant]["step_s"], [run["step_s"] for run in runs])
+        if variant != "default":
+            assert_ratio_of(results["step_time_over_default"][variant], [run["step_s"] for run in runs],
+                            [run["step_s"] for run in results["runs"]["default"]])
+    losses = results["first_loss"]
+    assert len({round(loss, 5) for name, loss in losses.items() if name != "fp32_base"}) == 1, losses
+    assert losses["fp32_base"] == pytest.approx(losses["default"], rel=0.01)  # NF4 rounding of the same weights
+
+
 @pytest.mark.slow
 def test_engine_throughput(tmp_path, vllm_base, vllm_server):
     """hf vs vLLM (the session's server of the tiny vLLM model), base and tuned: rates, ratios, answer shares."""
