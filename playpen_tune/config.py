@@ -118,6 +118,7 @@ class GamesConfig(ConfigGroup):
     max_tokens: int = _help("new tokens per policy turn", default=64)
 
     def __post_init__(self) -> None:
+        _check_positive(self, ("max_tokens",))
         if self.suite not in (None, "clem"):
             raise PlaypenError(f"--suite must be clem (the games of benchmark 2.0), got {self.suite!r}")
         if bool(self.games) == bool(self.suite):
@@ -128,8 +129,6 @@ class GamesConfig(ConfigGroup):
         if self.num_generations < 2:
             raise PlaypenError(f"--num_generations must be >= 2 (GRPO compares the episodes of a group), "
                                f"got {self.num_generations}")
-        if self.max_tokens <= 0:
-            raise PlaypenError(f"--max_tokens must be > 0, got {self.max_tokens}")
         if self.temperature <= 0:
             raise PlaypenError(f"--temperature must be > 0 (GRPO needs different episodes in a group), "
                                f"got {self.temperature}")
@@ -213,14 +212,12 @@ class TrainingConfig(ConfigGroup):
     output_dir: str | None = _help("run directory (default models/<name>)", default=None)
 
     def __post_init__(self) -> None:
-        _check_positive(self, ("per_device_train_batch_size", "gradient_accumulation_steps", "logging_steps",
-                               "save_steps", "eval_steps"))
+        _check_positive(self, ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps",
+                               "logging_steps", "save_steps", "eval_steps"))
         if self.max_steps == 0 or self.max_steps < -1:
             raise PlaypenError(f"--max_steps must be > 0 (or -1 to use --num_train_epochs), got {self.max_steps}")
         if self.max_steps == -1 and self.num_train_epochs <= 0:
             raise PlaypenError(f"--num_train_epochs must be > 0, got {self.num_train_epochs}")
-        if self.learning_rate <= 0:
-            raise PlaypenError(f"--learning_rate must be > 0, got {self.learning_rate}")
         if self.warmup_steps < 0:
             raise PlaypenError(f"--warmup_steps must be >= 0, got {self.warmup_steps}")
         from transformers.trainer_utils import SchedulerType
