@@ -1,5 +1,5 @@
-"""A LoRA policy's weights with the adapter folded in: the one merge of ``playpen export`` and of
-``grpo_qlora --use_vllm``'s weight sync.
+"""A LoRA policy's weights with the adapter folded in: the merge of ``playpen export`` (``grpo_qlora
+--use_vllm`` sends the adapter itself to the server, see :mod:`playpen_tune.rl.vllm_server`).
 
 peft's own ``merge_and_unload`` adds the delta into the bitsandbytes layer and re-quantizes it to
 NF4, which loses the delta's precision; here every 4-bit weight is dequantized and the delta of
