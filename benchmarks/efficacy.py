@@ -160,7 +160,7 @@ def prepare_workspace(args, workspace: Path) -> tuple[Path, list[str]]:
         if args.train_ids or args.heldout_ids:
             raise SystemExit("error: pass --split_source or --train_ids/--heldout_ids, not both")
         return args.split_source.resolve(), games
-    if args.split_source is None and games == ["wordecho"] and not (args.train_ids or args.heldout_ids):
+    if games == ["wordecho"] and not (args.train_ids or args.heldout_ids):
         from playpen_tune.games import DEMO_SPLIT_FILE
 
         return Path(DEMO_SPLIT_FILE), games
@@ -260,7 +260,7 @@ def reward_trend(history: list[dict]) -> dict:
 
 
 def run_arms(bench: Bench, arms: list[str], grpo_settings: list[str]) -> None:
-    args, sizes_, split, base = bench.args, bench.config["sizes"], bench.split, args_model(bench)
+    args, sizes_, split, base = bench.args, bench.config["sizes"], bench.split, bench.args.model_name
     sft = f"{base}-sft"
     seed = ["--seed", args.seed]
 
@@ -313,10 +313,6 @@ def run_arms(bench: Bench, arms: list[str], grpo_settings: list[str]) -> None:
                          "--logging_steps", 1, "--name", model, *seed, *shlex.split(setting)):
                 bench.learned(record, model)
                 bench.evaluate(record, model)
-
-
-def args_model(bench: Bench) -> str:
-    return bench.args.model_name
 
 
 def print_results(results: dict) -> None:
