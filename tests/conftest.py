@@ -164,8 +164,8 @@ def vllm_server(vllm_python, vllm_base, tmp_path_factory):
         yield server
 
 
-def random_lora_adapter(base_dir: Path, directory: Path, rank: int = 8, seed: int = 0, **config) -> Path:
-    """Save a LoRA adapter of ``base_dir`` whose B matrices are not zero (so it changes the outputs)."""
+def random_lora_model(base_dir: Path, rank: int = 8, seed: int = 0, **config):
+    """``base_dir`` in float32 with a LoRA adapter whose B matrices are not zero (so it changes the outputs)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -178,5 +178,10 @@ def random_lora_adapter(base_dir: Path, directory: Path, rank: int = 8, seed: in
         for name, param in model.named_parameters():
             if "lora_" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
-    model.save_pretrained(directory)
+    return model
+
+
+def random_lora_adapter(base_dir: Path, directory: Path, rank: int = 8, seed: int = 0, **config) -> Path:
+    """Save the adapter of :func:`random_lora_model` in ``directory``."""
+    random_lora_model(base_dir, rank, seed, **config).save_pretrained(directory)
     return directory

@@ -8,23 +8,18 @@ import json
 import pytest
 import torch
 
+from tests.conftest import random_lora_model
+
 
 @pytest.fixture
 def synced_policy(vllm_base, vllm_server, tmp_path):
     """The tiny vLLM model with a LoRA adapter as GRPO trains it (fp32 here, as the server), synced to the server."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from playpen_tune.rl.vllm_server import AdapterSync
 
     tokenizer = AutoTokenizer.from_pretrained(vllm_base)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(vllm_base, dtype=torch.float32),
-                           LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"))
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:  # B starts at zero: a delta that changes the outputs
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    model = random_lora_model(vllm_base, rank=8)
     sync = AdapterSync(model, vllm_server, tmp_path / "synced", tokenizer.eos_token_id)
     sync.sync_weights()
     return model.eval(), tokenizer, sync
