@@ -1,13 +1,15 @@
 """Keep secrets out of files playpen writes (manifests, eval settings, logs).
 
 Anything named like a credential (``token``, ``key``, ``secret``, ``password``) is dropped from
-mappings and redacted from command lines before they are written.
+mappings and redacted from command lines before they are written. Token counts are not credentials:
+``max_tokens``, ``max_new_tokens`` and ``num_tokens`` (a learner's turn length, a generation setting)
+are kept.
 """
 from __future__ import annotations
 
 import re
 
-SECRET_NAME = re.compile(r"token|key|secret|password", re.IGNORECASE)
+SECRET_NAME = re.compile(r"(?<!max_)(?<!max_new_)(?<!num_)token|key|secret|password", re.IGNORECASE)
 
 
 def without_secrets(value):

@@ -36,6 +36,9 @@ def test_grpo_plays_clemcore_episodes_and_records_them(playpen, game_dir):
     assert manifest["reward"]["name"] == "success" and "scores.json" in manifest["reward"]["source"]
     assert [entry["step"] for entry in manifest["reward_history"]] == [1, 2]
     assert manifest["quantized_modules"]  # the base is 4-bit bitsandbytes
+    # a token count is a setting, not a credential: kept in the config and the command line
+    assert manifest["config"]["max_tokens"] == 6
+    assert manifest["command_line"][manifest["command_line"].index("--max_tokens") + 1] == "6"
     assert manifest["curves"] == "training_curves.png" and (out / "training_curves.png").stat().st_size > 0
     for bar in ("Scoring episodes", "Playing game instances"):  # clemcore's bars go to train.log, not across ours
         assert bar not in result.err, result.err[-2000:]
